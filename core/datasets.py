@@ -1,0 +1,363 @@
+"""Benchmarks in BEIR layout: read, validate, write, and find them on disk.
+
+A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``, optional ``language``),
+``queries.jsonl`` (``_id``, ``text``, optional ``language``) and ``qrels/<split>.tsv``
+(``query-id<TAB>corpus-id<TAB>score``, header optional). Every defect is reported with its file and
+line; a dataset is either refused whole or loaded with its bad rows listed in ``problems``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from core.errors import DatasetError, DatasetProblem
+
+OnProblem = Literal["skip", "raise"]
+
+CORPUS_FILE = "corpus.jsonl"
+QUERIES_FILE = "queries.jsonl"
+QRELS_DIR = "qrels"
+DEFAULT_SPLIT = "test"
+_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One retrievable item: a docstring, a function, a snippet."""
+
+    id: str
+    text: str
+    title: str = ""
+    language: str = ""
+
+    @property
+    def full_text(self) -> str:
+        """What retrievers index: title and text joined, as BEIR does."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Query:
+    """One benchmark query: code or natural language."""
+
+    id: str
+    text: str
+    language: str = ""
+
+
+@dataclass(frozen=True)
+class Qrels:
+    """Relevance judgments: query id -> document id -> grade (grade > 0 means relevant)."""
+
+    judgments: Mapping[str, Mapping[str, int]]
+
+    @property
+    def query_ids(self) -> list[str]:
+        return list(self.judgments)
+
+    def grades(self, query_id: str) -> Mapping[str, int]:
+        return self.judgments.get(query_id, {})
+
+    def positives(self, query_id: str) -> list[str]:
+        """Relevant document ids of a query, most relevant first."""
+        graded = self.judgments.get(query_id, {})
+        return sorted((d for d, g in graded.items() if g > 0), key=lambda d: -graded[d])
+
+    def is_graded(self) -> bool:
+        """True when any judgment uses a grade other than 0 and 1."""
+        return any(g not in (0, 1) for per in self.judgments.values() for g in per.values())
+
+    def __len__(self) -> int:
+        return len(self.judgments)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded benchmark: documents in row order, queries, judgments, and what was skipped."""
+
+    name: str
+    documents: tuple[Document, ...]
+    queries: tuple[Query, ...]
+    qrels: Qrels
+    split: str = DEFAULT_SPLIT
+    source: str = ""
+    problems: tuple[DatasetProblem, ...] = field(default=(), compare=False)
+
+    @cached_property
+    def doc_index(self) -> dict[str, int]:
+        """Document id -> row number (the order indexes store documents in)."""
+        return {doc.id: row for row, doc in enumerate(self.documents)}
+
+    @cached_property
+    def query_index(self) -> dict[str, int]:
+        return {query.id: row for row, query in enumerate(self.queries)}
+
+    def document(self, doc_id: str) -> Document:
+        return self.documents[self.doc_index[doc_id]]
+
+    def query(self, query_id: str) -> Query:
+        return self.queries[self.query_index[query_id]]
+
+    @property
+    def judged_queries(self) -> tuple[Query, ...]:
+        """Queries with at least one relevant document: the ones metrics average over."""
+        return tuple(q for q in self.queries if self.qrels.positives(q.id))
+
+    @cached_property
+    def corpus_hash(self) -> str:
+        """Content hash of the corpus: indexes are rebuilt when it changes."""
+        digest = hashlib.sha256()
+        for doc in self.documents:
+            for part in (doc.id, doc.title, doc.text):
+                digest.update(part.encode("utf-8", "surrogatepass"))
+                digest.update(b"\x1f")
+            digest.update(b"\x1e")
+        return digest.hexdigest()
+
+    @cached_property
+    def queries_hash(self) -> str:
+        digest = hashlib.sha256()
+        for query in self.queries:
+            digest.update(query.id.encode("utf-8", "surrogatepass") + b"\x1f")
+            digest.update(query.text.encode("utf-8", "surrogatepass") + b"\x1e")
+        return digest.hexdigest()
+
+    @cached_property
+    def languages(self) -> list[str]:
+        return sorted({d.language for d in self.documents if d.language} | {q.language for q in self.queries if q.language})
+
+    def query_language(self, query_id: str) -> str:
+        """The query's language, else that of its first positive, else 'unknown'."""
+        query = self.query(query_id)
+        if query.language:
+            return query.language
+        for doc_id in self.qrels.positives(query_id):
+            if doc_id in self.doc_index and self.document(doc_id).language:
+                return self.document(doc_id).language
+        return "unknown"
+
+    def subset(self, query_ids: Iterable[str], name: str | None = None) -> "Dataset":
+        """The same corpus with only some queries (for quick looks and tests)."""
+        keep = set(query_ids)
+        queries = tuple(q for q in self.queries if q.id in keep)
+        judgments = {q: dict(self.qrels.grades(q)) for q in keep if q in self.qrels.judgments}
+        return Dataset(name or self.name, self.documents, queries, Qrels(judgments), self.split, self.source, self.problems)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A dataset found on disk, before loading it."""
+
+    name: str
+    path: Path
+    origin: str  # "data-dir", "workspace" or "builtin"
+
+
+def validate_name(name: str) -> str:
+    """A dataset name is used in paths and table names: letters, digits, '.', '_' and '-' only."""
+    if not _NAME_OK.match(name) or ".." in name:
+        raise DatasetError(f"Dataset name {name!r} is not allowed: use letters, digits, '.', '_' or '-' (at most 100).")
+    return name
+
+
+def _read_jsonl(path: Path, problems: list[DatasetProblem]) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, object) for each good line; record a problem for each bad one."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problems.append(DatasetProblem(path.name, number, f"not valid UTF-8 (byte {exc.start}): {raw[max(0, exc.start - 10):exc.start + 10]!r}"))
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                problems.append(DatasetProblem(path.name, number, f"bad JSON: {exc.msg} at column {exc.colno}"))
+                continue
+            if not isinstance(obj, dict):
+                problems.append(DatasetProblem(path.name, number, f"expected a JSON object, got {type(obj).__name__}"))
+                continue
+            yield number, obj
+
+
+def _field_str(obj: dict, key: str, file: str, line: int, problems: list[DatasetProblem], required: bool) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            problems.append(DatasetProblem(file, line, f"missing field '{key}'"))
+            return None
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and key == "_id":
+        return str(value)  # numeric ids are common in BEIR exports
+    if not isinstance(value, str):
+        problems.append(DatasetProblem(file, line, f"field '{key}' must be a string, got {type(value).__name__}"))
+        return None
+    return value
+
+
+def _read_records(path: Path, problems: list[DatasetProblem], kind: str) -> list[Document] | list[Query]:
+    records: list = []
+    seen: dict[str, int] = {}
+    for line, obj in _read_jsonl(path, problems):
+        record_id = _field_str(obj, "_id", path.name, line, problems, required=True)
+        text = _field_str(obj, "text", path.name, line, problems, required=True)
+        language = _field_str(obj, "language", path.name, line, problems, required=False)
+        title = _field_str(obj, "title", path.name, line, problems, required=False) if kind == "document" else ""
+        if record_id is None or text is None or language is None or title is None:
+            continue
+        if not record_id.strip():
+            problems.append(DatasetProblem(path.name, line, "empty '_id'"))
+            continue
+        if record_id in seen:
+            problems.append(DatasetProblem(path.name, line, f"duplicate _id {record_id!r} (first on line {seen[record_id]})"))
+            continue
+        if not (text.strip() or title.strip()):
+            problems.append(DatasetProblem(path.name, line, f"empty text for _id {record_id!r}"))
+            continue
+        if "\x00" in text:
+            text = text.replace("\x00", "")  # NUL bytes break tokenizers and terminals; drop them, keep the row
+        seen[record_id] = line
+        if kind == "document":
+            records.append(Document(record_id, text, title, language))
+        else:
+            records.append(Query(record_id, text, language))
+    return records
+
+
+def _read_qrels(path: Path, doc_ids: set[str], query_ids: set[str], problems: list[DatasetProblem]) -> dict[str, dict[str, int]]:
+    judgments: dict[str, dict[str, int]] = {}
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            name = f"{QRELS_DIR}/{path.name}"
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                problems.append(DatasetProblem(name, number, "not valid UTF-8"))
+                continue
+            if not line.strip():
+                continue
+            cells = line.split("\t") if "\t" in line else line.split()
+            if number == 1 and cells and cells[0].strip().lower() in {"query-id", "query_id", "qid", "query"}:
+                continue
+            if len(cells) == 4:  # TREC qrels: qid iter docid grade
+                cells = [cells[0], cells[2], cells[3]]
+            if len(cells) != 3:
+                problems.append(DatasetProblem(name, number, f"expected 3 tab-separated columns, got {len(cells)}"))
+                continue
+            query_id, doc_id, grade_text = (c.strip() for c in cells)
+            try:
+                grade = int(float(grade_text))
+            except ValueError:
+                problems.append(DatasetProblem(name, number, f"score {grade_text!r} is not a number"))
+                continue
+            if query_id not in query_ids:
+                problems.append(DatasetProblem(name, number, f"unknown query id {query_id!r}"))
+                continue
+            if doc_id not in doc_ids:
+                problems.append(DatasetProblem(name, number, f"unknown corpus id {doc_id!r}"))
+                continue
+            judgments.setdefault(query_id, {})[doc_id] = grade
+    return judgments
+
+
+def available_splits(folder: Path) -> list[str]:
+    qrels_dir = Path(folder) / QRELS_DIR
+    return sorted(p.stem for p in qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
+
+
+def load_dataset(folder: str | os.PathLike, split: str | None = None, name: str | None = None, on_problem: OnProblem = "skip") -> Dataset:
+    """Read a BEIR folder.
+
+    ``on_problem="skip"`` loads the good rows and lists the bad ones in ``Dataset.problems``;
+    ``"raise"`` refuses the whole dataset at the first defective file. Missing files and a dataset
+    with nothing left to evaluate are always refused.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"Dataset folder {str(folder)!r} does not exist.")
+    missing = [f for f in (CORPUS_FILE, QUERIES_FILE) if not (folder / f).is_file()]
+    splits = available_splits(folder)
+    if not splits:
+        missing.append(f"{QRELS_DIR}/<split>.tsv")
+    if missing:
+        raise DatasetError(f"{folder.name} is not a BEIR dataset: missing {', '.join(missing)}.",
+                           tuple(DatasetProblem(m, 0, "file missing") for m in missing))
+    if split is None:
+        split = DEFAULT_SPLIT if DEFAULT_SPLIT in splits else splits[0]
+    elif split not in splits:
+        raise DatasetError(f"{folder.name} has no qrels split {split!r}; it has {', '.join(splits)}.")
+
+    problems: list[DatasetProblem] = []
+    documents = _read_records(folder / CORPUS_FILE, problems, "document")
+    queries = _read_records(folder / QUERIES_FILE, problems, "query")
+    judgments = _read_qrels(folder / QRELS_DIR / f"{split}.tsv", {d.id for d in documents}, {q.id for q in queries}, problems)
+    if problems and on_problem == "raise":
+        raise DatasetError(f"{folder.name} has {len(problems)} defective rows; nothing was loaded.", tuple(problems))
+    if not documents:
+        raise DatasetError(f"{folder.name}: the corpus has no usable documents.", tuple(problems))
+    judged = {q for q, grades in judgments.items() if any(g > 0 for g in grades.values())}
+    if not judged:
+        raise DatasetError(f"{folder.name}: no query has a relevant document in qrels/{split}.tsv.", tuple(problems))
+    return Dataset(validate_name(name or folder.name), tuple(documents), tuple(queries), Qrels(judgments), split, str(folder), tuple(problems))
+
+
+def write_dataset(dataset: Dataset, folder: str | os.PathLike, meta: Mapping[str, object] | None = None) -> Path:
+    """Write a dataset as a BEIR folder (atomically: a temp folder renamed into place)."""
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    (tmp / QRELS_DIR).mkdir(parents=True, exist_ok=True)
+    with (tmp / CORPUS_FILE).open("w", encoding="utf-8") as out:
+        for doc in dataset.documents:
+            out.write(json.dumps({"_id": doc.id, "title": doc.title, "text": doc.text, "language": doc.language}, ensure_ascii=False) + "\n")
+    with (tmp / QUERIES_FILE).open("w", encoding="utf-8") as out:
+        for query in dataset.queries:
+            out.write(json.dumps({"_id": query.id, "text": query.text, "language": query.language}, ensure_ascii=False) + "\n")
+    with (tmp / QRELS_DIR / f"{dataset.split}.tsv").open("w", encoding="utf-8") as out:
+        out.write("query-id\tcorpus-id\tscore\n")
+        for query_id, grades in dataset.qrels.judgments.items():
+            for doc_id, grade in grades.items():
+                out.write(f"{query_id}\t{doc_id}\t{grade}\n")
+    info = {"queries": len(dataset.queries), "documents": len(dataset.documents), "qrels": sum(len(g) for g in dataset.qrels.judgments.values())}
+    info.update(meta or {})
+    (tmp / "meta.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    if folder.exists():
+        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        folder.rename(old)
+        tmp.rename(folder)
+        _remove_tree(old)
+    else:
+        tmp.rename(folder)
+    return folder
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def is_beir_folder(folder: Path) -> bool:
+    return (folder / CORPUS_FILE).is_file() and (folder / QUERIES_FILE).is_file() and bool(available_splits(folder))
+
+
+def discover_datasets(*roots: tuple[Path, str]) -> list[DatasetInfo]:
+    """BEIR folders directly under each (root, origin) pair, first root winning on a name clash."""
+    found: dict[str, DatasetInfo] = {}
+    for root, origin in roots:
+        root = Path(root)
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            if child.name.startswith(".") or not child.is_dir() or not is_beir_folder(child):
+                continue
+            found.setdefault(child.name, DatasetInfo(child.name, child, origin))
+    return list(found.values())

@@ -1,0 +1,227 @@
+"""BM25 over a Tantivy index of pre-analysed text.
+
+Documents are tokenised by our analyzer (``core.analyzers``) and indexed as whitespace-joined
+tokens, so Tantivy and the query side see the same terms. Queries are built from tokens as term
+queries, never handed to Tantivy's query parser: quotes, colons, ``AND`` or ``*`` in pasted code
+are searched as text, not parsed.
+
+Tantivy scores with BM25 at k1=1.2, b=0.75. Other k1/b values re-score Tantivy's top
+``rescore_depth`` candidates exactly with the requested parameters (documents outside that pool
+are not seen; the pool default of 1,000 covers every ranking a metric here reads).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tantivy
+
+from core.analyzers import Analyzer, get_analyzer
+from core.datasets import Dataset
+from core.errors import IndexCorruptError
+from core.workspace import Workspace, slug
+
+TANTIVY_K1, TANTIVY_B = 1.2, 0.75
+BODY, ROW = "body", "row"
+INFO_FILE = "codeir-index.json"
+FORMAT_VERSION = 1
+MAX_QUERY_TERMS = 1024  # a 1 MB paste still answers in milliseconds; the most frequent terms are kept
+
+
+@dataclass(frozen=True)
+class LexicalHits:
+    """Rows (document positions in the dataset) and BM25 scores, best first."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_unsigned_field(ROW, stored=True, indexed=False, fast=True)
+    builder.add_text_field(BODY, stored=False, tokenizer_name="whitespace", index_option="freq")
+    return builder.build()
+
+
+def index_path(workspace: Workspace, dataset: Dataset, analyzer: str) -> Path:
+    return workspace.lexical_dir / slug(dataset.name) / f"{analyzer}-{dataset.corpus_hash[:16]}"
+
+
+class LexicalIndex:
+    """An open Tantivy index for one (dataset, analyzer); search is read-only and thread-safe."""
+
+    def __init__(self, path: Path, analyzer: Analyzer, doc_lengths: np.ndarray):
+        self.path = path
+        self.analyzer = analyzer
+        self.doc_lengths = doc_lengths
+        self.index = tantivy.Index.open(str(path))
+        self.schema = self.index.schema
+        self.searcher = self.index.searcher()
+        self.num_docs = self.searcher.num_docs
+        self.avg_doc_length = float(doc_lengths.mean()) if len(doc_lengths) else 0.0
+
+    def query_terms(self, text: str) -> Counter[str]:
+        """Query terms with their counts, capped at the most frequent MAX_QUERY_TERMS."""
+        counts = self.analyzer.term_counts(text)
+        if len(counts) > MAX_QUERY_TERMS:
+            counts = Counter(dict(counts.most_common(MAX_QUERY_TERMS)))
+        return counts
+
+    def _query(self, terms: Counter[str]) -> tantivy.Query:
+        clauses = []
+        for term, count in terms.items():
+            query = tantivy.Query.term_query(self.schema, BODY, term)
+            if count > 1:  # a term repeated in the query counts once per occurrence, as in Lucene
+                query = tantivy.Query.boost_query(query, float(count))
+            clauses.append((tantivy.Occur.Should, query))
+        return tantivy.Query.boolean_query(clauses)
+
+    def search(self, text: str, k: int = 100) -> LexicalHits:
+        """Top-k documents for a query text at Tantivy's BM25 (k1=1.2, b=0.75)."""
+        return self.search_terms(self.query_terms(text), k)
+
+    def search_terms(self, terms: Counter[str], k: int) -> LexicalHits:
+        if not terms or k <= 0:
+            return LexicalHits(np.empty(0, np.int64), np.empty(0, np.float32))
+        result = self.searcher.search(self._query(terms), limit=k, count=False)
+        hits = result.hits
+        if not hits:
+            return LexicalHits(np.empty(0, np.int64), np.empty(0, np.float32))
+        rows = self.searcher.fast_field_values(ROW, [address for _, address in hits])
+        return LexicalHits(np.asarray(rows, dtype=np.int64), np.asarray([s for s, _ in hits], dtype=np.float32))
+
+    def search_bm25(self, text: str, k: int, k1: float, b: float, documents: Sequence[str], rescore_depth: int = 1000) -> LexicalHits:
+        """BM25 with any k1/b: Tantivy's candidates re-scored exactly (see module docstring)."""
+        terms = self.query_terms(text)
+        if math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B):
+            return self.search_terms(terms, k)
+        pool = self.search_terms(terms, max(k, rescore_depth))
+        if len(pool.rows) == 0:
+            return pool
+        scores = self._bm25_scores(terms, pool.rows, k1, b, documents)
+        order = np.lexsort((pool.rows, -scores))[:k]
+        return LexicalHits(pool.rows[order], scores[order].astype(np.float32))
+
+    def _bm25_scores(self, terms: Counter[str], rows: np.ndarray, k1: float, b: float, documents: Sequence[str]) -> np.ndarray:
+        n = self.num_docs
+        idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t in terms
+               if (df := self.searcher.doc_freq(BODY, t)) > 0}
+        scores = np.zeros(len(rows), dtype=np.float64)
+        norm = k1 * (1 - b + b * self.doc_lengths[rows] / max(self.avg_doc_length, 1e-9))
+        for i, row in enumerate(rows):
+            counts = self.analyzer.term_counts(documents[row])
+            scores[i] = sum(q * idf[t] * counts[t] * (k1 + 1) / (counts[t] + norm[i])
+                            for t, q in terms.items() if t in idf and counts[t])
+        return scores
+
+
+def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Callable[[float], None] | None) -> np.ndarray:
+    path.mkdir(parents=True)
+    index = tantivy.Index(_schema(), path=str(path))
+    writer = index.writer(heap_size=128_000_000, num_threads=1)
+    lengths = np.zeros(len(dataset.documents), dtype=np.int32)
+    step = max(1, len(dataset.documents) // 50)
+    for row, doc in enumerate(dataset.documents):
+        tokens = analyzer.tokenize(doc.full_text)
+        lengths[row] = len(tokens)
+        document = tantivy.Document()
+        document.add_unsigned(ROW, row)
+        document.add_text(BODY, " ".join(tokens))
+        writer.add_document(document)
+        if progress and row % step == 0:
+            progress(row / len(dataset.documents))
+    writer.commit()
+    writer.wait_merging_threads()
+    np.save(path / "doc_lengths.npy", lengths)
+    return lengths
+
+
+def _read_info(path: Path) -> dict | None:
+    try:
+        return json.loads((path / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _open_checked(path: Path, analyzer: Analyzer, dataset: Dataset) -> LexicalIndex:
+    """Open an index and check it matches what its info file promises; raise IndexCorruptError if not."""
+    info = _read_info(path)
+    expected = {"analyzer": analyzer.name, "corpus_hash": dataset.corpus_hash, "num_docs": len(dataset.documents), "format": FORMAT_VERSION}
+    if info is None or any(info.get(key) != value for key, value in expected.items()):
+        raise IndexCorruptError(f"Lexical index at {path} is incomplete or stale.")
+    try:
+        lengths = np.load(path / "doc_lengths.npy")
+        index = LexicalIndex(path, analyzer, lengths)
+        if index.num_docs != len(dataset.documents) or len(lengths) != index.num_docs:
+            raise IndexCorruptError(f"Lexical index at {path} holds {index.num_docs} documents, expected {len(dataset.documents)}.")
+        index.search("probe", 1)  # reads the term dictionary and postings of one segment at least
+    except IndexCorruptError:
+        raise
+    except Exception as exc:  # tantivy raises ValueError/OSError on damaged segments
+        raise IndexCorruptError(f"Lexical index at {path} cannot be read ({exc}). "
+                                f"Rebuild it with `python -m core index --dataset {dataset.name} --rebuild`.") from exc
+    return index
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What opening an index cost: reused or built, and how long it took."""
+
+    what: str
+    reused: bool
+    seconds: float
+    items: int
+
+    def __str__(self) -> str:
+        verb = "reused" if self.reused else f"built in {self.seconds:.1f}s ({self.items / max(self.seconds, 1e-9):,.0f} docs/s)"
+        return f"{self.what}: {verb}"
+
+
+def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: str = "code", rebuild: bool = False,
+                       progress: Callable[[float], None] | None = None) -> tuple[LexicalIndex, BuildReport]:
+    """Open the (dataset, analyzer) index, building it first when missing, stale or damaged.
+
+    Builds are atomic and serialised: a lock keeps two processes from building the same index,
+    the new index is written to a temporary folder and renamed into place, so a build killed half
+    way leaves the previous state untouched and the next call simply builds again.
+    """
+    analyzer = get_analyzer(analyzer_name)
+    path = index_path(workspace, dataset, analyzer.name)
+    what = f"BM25 index ({analyzer.name}) for {dataset.name}"
+    started = time.perf_counter()
+    if not rebuild:
+        try:
+            return _open_checked(path, analyzer, dataset), BuildReport(what, True, time.perf_counter() - started, len(dataset.documents))
+        except IndexCorruptError:
+            pass
+    with workspace.lock(f"lexical-{dataset.name}-{analyzer.name}"):
+        if not rebuild:  # another process may have finished the build while we waited for the lock
+            try:
+                return _open_checked(path, analyzer, dataset), BuildReport(what, True, time.perf_counter() - started, len(dataset.documents))
+            except IndexCorruptError:
+                pass
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # leftovers of killed builds
+            shutil.rmtree(stale, ignore_errors=True)
+        _write_index(tmp, dataset, analyzer, progress)
+        (tmp / INFO_FILE).write_text(json.dumps({"analyzer": analyzer.name, "corpus_hash": dataset.corpus_hash,
+                                                 "num_docs": len(dataset.documents), "format": FORMAT_VERSION,
+                                                 "built": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+        index = _open_checked(path, analyzer, dataset)
+    return index, BuildReport(what, False, time.perf_counter() - started, len(dataset.documents))

@@ -1,0 +1,203 @@
+"""Dense retrieval over normalised embeddings stored in LanceDB.
+
+One table per (dataset, model) holds the corpus embeddings; its name carries the corpus content
+hash and the model fingerprint, and its schema metadata repeats them, so a table is reused exactly
+until the corpus text or the model changes. Benchmark query embeddings are cached the same way.
+
+Search is exact (a matrix product over the vectors held in memory) up to ``ANN_THRESHOLD``
+documents; past that an IVF-HNSW-SQ index in LanceDB answers, and its recall against the exact
+search is reported by the benchmark script.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from core.datasets import Dataset
+from core.encoders import Encoder
+from core.errors import IndexCorruptError
+from core.lexical import BuildReport
+from core.workspace import Workspace, slug
+
+ANN_THRESHOLD = 200_000
+EMBED_CHUNK = 1024  # embeddings are checkpointed every chunk, so an interrupted build resumes
+META_KEY = b"codeir"
+
+
+@dataclass(frozen=True)
+class DenseHits:
+    """Row numbers and cosine scores, one row per query, best first."""
+
+    rows: np.ndarray    # (queries, k) int64
+    scores: np.ndarray  # (queries, k) float32
+
+
+def top_k(scores: np.ndarray, k: int) -> DenseHits:
+    """Exact top-k per row of a (queries, docs) score matrix; ties broken by lower row number."""
+    n_docs = scores.shape[1]
+    k = min(k, n_docs)
+    if k == 0:
+        return DenseHits(np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), np.float32))
+    if k < n_docs:
+        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        candidates = np.tile(np.arange(n_docs), (scores.shape[0], 1))
+    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
+    order = np.lexsort((candidates, -candidate_scores), axis=1)
+    rows = np.take_along_axis(candidates, order, axis=1)
+    return DenseHits(rows.astype(np.int64), np.take_along_axis(candidate_scores, order, axis=1))
+
+
+class VectorIndex:
+    """Corpus embeddings for one (dataset, model), searchable by query vectors."""
+
+    def __init__(self, table, vectors: np.ndarray):
+        self.table = table
+        self.vectors = vectors
+        self.uses_ann = len(vectors) > ANN_THRESHOLD
+
+    def search(self, query_vectors: np.ndarray, k: int = 100) -> DenseHits:
+        query_vectors = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
+        if not self.uses_ann:
+            return top_k(query_vectors @ self.vectors.T, k)
+        rows, scores = [], []
+        for vector in query_vectors:
+            hits = self.table.search(vector).metric("dot").limit(k).select(["row"]).to_arrow()
+            rows.append(hits["row"].to_numpy())
+            scores.append(1.0 - hits["_distance"].to_numpy())
+        return DenseHits(np.array(rows, dtype=np.int64), np.array(scores, dtype=np.float32))
+
+
+def _connect(workspace: Workspace):
+    return lancedb.connect(str(workspace.vectors_dir))
+
+
+def _table_names(db) -> list[str]:
+    listing = db.list_tables() if hasattr(db, "list_tables") else db.table_names()
+    names = getattr(listing, "tables", listing)
+    return list(names)
+
+
+def corpus_table_name(dataset: Dataset, encoder: Encoder) -> str:
+    return f"docs__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__{dataset.corpus_hash[:12]}__{encoder.fingerprint[:24]}"
+
+
+def query_table_name(dataset: Dataset, encoder: Encoder) -> str:
+    return f"queries__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__{dataset.queries_hash[:12]}__{encoder.fingerprint[:24]}"
+
+
+def _vectors_table(ids: Sequence[str], vectors: np.ndarray, meta: dict) -> pa.Table:
+    dim = vectors.shape[1]
+    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), pa.float32())
+    table = pa.table({"row": pa.array(np.arange(len(ids), dtype=np.int64)), "id": pa.array(list(ids), pa.string()),
+                      "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+    return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+
+
+def _read_checked(db, name: str, expected: dict) -> tuple[object, np.ndarray, list[str]]:
+    """Open a table and verify it is complete and matches; raise IndexCorruptError when not."""
+    try:
+        table = db.open_table(name)
+        data = table.to_arrow()
+        meta = json.loads((data.schema.metadata or {}).get(META_KEY, b"{}"))
+        if any(meta.get(key) != value for key, value in expected.items()):
+            raise IndexCorruptError(f"Vector table {name} is stale.")
+        if data.num_rows != expected["count"]:
+            raise IndexCorruptError(f"Vector table {name} holds {data.num_rows} rows, expected {expected['count']}.")
+        data = data.sort_by("row")
+        vectors = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(data.num_rows, -1)
+        if vectors.shape[1] != expected["dim"] or not np.isfinite(vectors).all():
+            raise IndexCorruptError(f"Vector table {name} has damaged vectors.")
+        return table, np.ascontiguousarray(vectors, dtype=np.float32), data["id"].to_pylist()
+    except IndexCorruptError:
+        raise
+    except Exception as exc:  # lance raises many kinds of errors on missing or truncated files
+        raise IndexCorruptError(f"Vector table {name} cannot be read ({type(exc).__name__}: {exc}).") from exc
+
+
+def _embed_resumable(texts: Sequence[str], encoder: Encoder, partial_dir: Path,
+                     progress: Callable[[float], None] | None) -> np.ndarray:
+    """Embed in checkpointed chunks: chunks already on disk from an interrupted build are reused."""
+    partial_dir.mkdir(parents=True, exist_ok=True)
+    chunks = []
+    for start in range(0, len(texts), EMBED_CHUNK):
+        path = partial_dir / f"{start:09d}.npy"
+        if path.is_file():
+            try:
+                chunk = np.load(path)
+                if len(chunk) == len(texts[start:start + EMBED_CHUNK]):
+                    chunks.append(chunk)
+                    continue
+            except (OSError, ValueError):
+                pass  # a chunk cut short by a kill is recomputed
+        chunk = encoder.encode(texts[start:start + EMBED_CHUNK])
+        tmp = path.with_suffix(".tmp.npy")
+        np.save(tmp, chunk)
+        tmp.replace(path)
+        chunks.append(chunk)
+        if progress:
+            progress(min(1.0, (start + EMBED_CHUNK) / max(len(texts), 1)))
+    return np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), np.float32)
+
+
+def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: Sequence[str], encoder: Encoder,
+                   what: str, rebuild: bool, progress: Callable[[float], None] | None, stale_prefix: str):
+    db = _connect(workspace)
+    expected = {"fingerprint": encoder.fingerprint, "count": len(ids), "dim": encoder.dim}
+    started = time.perf_counter()
+    if not rebuild and name in _table_names(db):
+        try:
+            table, vectors, _ = _read_checked(db, name, expected)
+            return table, vectors, BuildReport(what, True, time.perf_counter() - started, len(ids))
+        except IndexCorruptError:
+            pass
+    with workspace.lock(name):
+        db = _connect(workspace)
+        if not rebuild and name in _table_names(db):
+            try:
+                table, vectors, _ = _read_checked(db, name, expected)
+                return table, vectors, BuildReport(what, True, time.perf_counter() - started, len(ids))
+            except IndexCorruptError:
+                pass
+        partial_dir = workspace.vectors_dir / ".partial" / name
+        if rebuild:
+            shutil.rmtree(partial_dir, ignore_errors=True)
+        vectors = _embed_resumable(texts, encoder, partial_dir, progress)
+        table = db.create_table(name, _vectors_table(ids, vectors, expected), mode="overwrite")
+        if len(ids) > ANN_THRESHOLD:
+            table.create_index(metric="dot", vector_column_name="vector", index_type="IVF_HNSW_SQ")
+        table, vectors, _ = _read_checked(db, name, expected)
+        shutil.rmtree(partial_dir, ignore_errors=True)
+        for other in _table_names(db):  # older versions of this (dataset, model) are dropped once the new one serves
+            if other != name and other.startswith(stale_prefix):
+                db.drop_table(other)
+    return table, vectors, BuildReport(what, False, time.perf_counter() - started, len(ids))
+
+
+def open_vector_index(workspace: Workspace, dataset: Dataset, encoder: Encoder, rebuild: bool = False,
+                      progress: Callable[[float], None] | None = None) -> tuple[VectorIndex, BuildReport]:
+    """The corpus embeddings of ``dataset`` under ``encoder``, computed once and then reused."""
+    name = corpus_table_name(dataset, encoder)
+    prefix = f"docs__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__"
+    table, vectors, report = _open_or_build(workspace, name, [d.id for d in dataset.documents],
+                                            [d.full_text for d in dataset.documents], encoder,
+                                            f"embeddings ({encoder.name}) for {dataset.name}", rebuild, progress, prefix)
+    return VectorIndex(table, vectors), report
+
+
+def benchmark_query_vectors(workspace: Workspace, dataset: Dataset, encoder: Encoder,
+                            progress: Callable[[float], None] | None = None) -> tuple[dict[str, int], np.ndarray, BuildReport]:
+    """Embeddings of all benchmark queries (cached in LanceDB): query id -> row, and the matrix."""
+    name = query_table_name(dataset, encoder)
+    prefix = f"queries__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__"
+    _, vectors, report = _open_or_build(workspace, name, [q.id for q in dataset.queries], [q.text for q in dataset.queries],
+                                        encoder, f"query embeddings ({encoder.name}) for {dataset.name}", False, progress, prefix)
+    return {q.id: row for row, q in enumerate(dataset.queries)}, vectors, report
