@@ -178,7 +178,7 @@ def _node_name(node: tree_sitter.Node) -> str:
         named = node.parent.child_by_field_name(_NAME_FROM_PARENT[node.parent.type])
     if named is None:
         return ""
-    return named.text.decode("utf-8", "replace").rsplit(".", 1)[-1].strip()
+    return named.text.decode("utf-8", "replace").rsplit(".", 1)[-1].strip().strip("'\"`")
 
 
 def _python_function(node: tree_sitter.Node, source: bytes, path: str) -> CodeFunction | None:

@@ -1,0 +1,4 @@
+"""Placeholder: this page is being built."""
+import streamlit as st
+
+st.info("This page is being built.")

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Set up a fresh machine: Python packages (torch first, the CPU build), and Debian's Chromium for browser tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0
+python3 -m pip install --quiet --disable-pip-version-check -r requirements.txt
+if ! command -v chromium >/dev/null 2>&1 || ! [ -d /usr/lib/ruby ] || ! [ -d /usr/share/nodejs/lodash ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  # chromium: end-to-end browser tests; ruby, node-lodash, php-symfony-console: real source trees for the benchmark builder
+  $SUDO apt-get install -y -qq --no-install-recommends chromium ruby node-lodash php-symfony-console >/dev/null
+fi
