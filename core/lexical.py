@@ -16,6 +16,7 @@ import math
 import os
 import shutil
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from core.workspace import Workspace, slug
 TANTIVY_K1, TANTIVY_B = 1.2, 0.75
 BODY, ROW = "body", "row"
 INFO_FILE = "codeir-index.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the info file lists every index file with its size and CRC-32
 MAX_QUERY_TERMS = 1024  # a 1 MB paste still answers in milliseconds; the most frequent terms are kept
 
 
@@ -144,6 +145,24 @@ def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Cal
     return lengths
 
 
+def _file_checksums(path: Path) -> dict[str, list]:
+    """Size and CRC-32 of every index file (dotfiles such as Tantivy's lock files left out).
+
+    Tantivy notices a missing or truncated segment file, but not a damaged byte inside one: that
+    panics mid-search or silently changes scores. Checking these on open turns both into a rebuild.
+    """
+    checksums = {}
+    for file in sorted(path.iterdir()):
+        if file.name.startswith(".") or file.name == INFO_FILE or not file.is_file():
+            continue
+        crc = 0
+        with file.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                crc = zlib.crc32(block, crc)
+        checksums[file.name] = [file.stat().st_size, f"{crc:08x}"]
+    return checksums
+
+
 def _read_info(path: Path) -> dict | None:
     try:
         return json.loads((path / INFO_FILE).read_text())
@@ -158,6 +177,8 @@ def _open_checked(path: Path, analyzer: Analyzer, dataset: Dataset) -> LexicalIn
     if info is None or any(info.get(key) != value for key, value in expected.items()):
         raise IndexCorruptError(f"Lexical index at {path} is incomplete or stale.")
     try:
+        if info.get("files") != _file_checksums(path):
+            raise IndexCorruptError(f"Lexical index at {path} has missing or damaged files.")
         lengths = np.load(path / "doc_lengths.npy")
         index = LexicalIndex(path, analyzer, lengths)
         if index.num_docs != len(dataset.documents) or len(lengths) != index.num_docs:
@@ -210,12 +231,14 @@ def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: st
                 pass
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        for stale in path.parent.glob(f".{path.name}.tmp-*"):  # leftovers of killed builds
+        # leftovers of killed builds: temp folders, and old copies when a kill fell between the two renames below
+        for stale in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
             shutil.rmtree(stale, ignore_errors=True)
         _write_index(tmp, dataset, analyzer, progress)
         (tmp / INFO_FILE).write_text(json.dumps({"analyzer": analyzer.name, "corpus_hash": dataset.corpus_hash,
                                                  "num_docs": len(dataset.documents), "format": FORMAT_VERSION,
-                                                 "built": time.strftime("%Y-%m-%dT%H:%M:%S")}))
+                                                 "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                 "files": _file_checksums(tmp)}))
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             path.rename(old)

@@ -89,7 +89,7 @@ def parse_metric(name: str | MetricSpec) -> MetricSpec:
     return MetricSpec(metric, int(cutoff))
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False)  # a DataFrame field cannot be compared or hashed: evaluations compare by identity
 class Evaluation:
     """A run's score on every evaluated query; ``per_query`` has one float column per metric + positive_rank."""
 
@@ -206,7 +206,7 @@ def _graded(qrels: Qrels, run: Run, query_ids: Sequence[str]) -> _Graded:
     all_ids = list(chain.from_iterable(r.doc_ids for r in rankings)) + [doc_id for _, doc_id, _ in judged]
     codes, vocabulary = _ordered_codes(all_ids)
     code, judged_code = codes[: len(score)], codes[len(score):]
-    pair = row * len(vocabulary) + code
+    pair = row * len(vocabulary) + code  # (query, document) as one integer
     judged_pair = judged_row * len(vocabulary) + judged_code
 
     if any(len(set(r.doc_ids)) < len(r) for r in rankings):
@@ -214,24 +214,29 @@ def _graded(qrels: Qrels, run: Run, query_ids: Sequence[str]) -> _Graded:
         row, code, score, pair = row[first], code[first], score[first], pair[first]
     order = np.lexsort((-code, -score, row))  # by query, then score descending, then doc id descending
     row, pair = row[order], pair[order]
-    counts = np.bincount(row, minlength=len(rankings))
-    rank = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
-
-    by_pair = np.argsort(judged_pair)  # every evaluated query has a judgment, so this is never empty
-    judged_pair, sorted_grade = judged_pair[by_pair], judged_grade[by_pair]
-    at = np.minimum(np.searchsorted(judged_pair, pair), len(judged_pair) - 1)
-    grades = np.zeros((len(rankings), max(int(counts.max(initial=0)), 1)))
-    grades[row, rank] = np.where(judged_pair[at] == pair, sorted_grade[at], 0.0)
+    grades = np.zeros((len(rankings), max(int(np.bincount(row).max(initial=0)), 1)))
+    grades[row, _rank_within(row)] = _lookup(judged_pair, judged_grade, pair)
 
     positive = judged_grade >= 1
-    positive_row, positive_grade = judged_row[positive], judged_grade[positive]
-    order = np.lexsort((-positive_grade, positive_row))
-    positive_row, positive_grade = positive_row[order], positive_grade[order]
-    per_query = np.bincount(positive_row, minlength=len(rankings))
-    position = np.arange(len(positive_row)) - np.repeat(np.cumsum(per_query) - per_query, per_query)
-    ideal = np.zeros((len(rankings), max(int(per_query.max(initial=0)), 1)))
-    ideal[positive_row, position] = positive_grade
+    order = np.lexsort((-judged_grade[positive], judged_row[positive]))  # by query, then grade descending
+    positive_row, positive_grade = judged_row[positive][order], judged_grade[positive][order]
+    ideal = np.zeros((len(rankings), max(int(np.bincount(positive_row).max(initial=0)), 1)))
+    ideal[positive_row, _rank_within(positive_row)] = positive_grade
     return _Graded(grades, ideal)
+
+
+def _rank_within(rows: np.ndarray) -> np.ndarray:
+    """0-based position of each entry inside its run of equal values in a sorted ``rows`` array."""
+    counts = np.bincount(rows)
+    return np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """values[keys == w] for each w of ``wanted``, 0 where the key is absent (keys are unique, non-empty)."""
+    by_key = np.argsort(keys)
+    keys, values = keys[by_key], values[by_key]
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, values[at], 0.0)
 
 
 def _ordered_codes(ids: list[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -182,6 +182,7 @@ class Engine:
             started = hits.pop()  # _rerank returns its own start time last, after any index building
         else:  # pragma: no cover - profile_from_dict only builds the four kinds
             raise ProfileError(f"Unsupported profile kind {type(profile).__name__}.")
+        hits = [self._trec_order(h) for h in hits]
         result = _Retrieved(hits, member_seconds + time.perf_counter() - started)
         self._results[key] = result
         return result
@@ -209,10 +210,15 @@ class Engine:
             out.append(merge_reranked(hits, len(pool.rows), np.asarray(new, dtype=np.float64), depth))
         return out + [started]
 
+    def _trec_order(self, hits: Hits) -> Hits:
+        """Sort by score, ties by doc id descending (trec_eval's order), so later stages see what metrics see."""
+        if len(hits.rows) < 2:
+            return hits
+        order = np.lexsort((self._tiebreak[hits.rows], -hits.scores))
+        return Hits(hits.rows[order], hits.scores[order])
+
     def _ranking(self, hits: Hits) -> Ranking:
-        order = np.lexsort((self._tiebreak[hits.rows], -hits.scores)) if len(hits.rows) else np.empty(0, np.int64)
-        rows = hits.rows[order]
-        return Ranking(tuple(self._doc_ids[rows].tolist()), tuple(float(s) for s in hits.scores[order]))
+        return Ranking(tuple(self._doc_ids[hits.rows].tolist()), tuple(float(s) for s in hits.scores))
 
     def run(self, name: str, queries: Sequence[Query] | None = None, depth: int = DEFAULT_DEPTH) -> Run:
         """Retrieve for every (judged) benchmark query, or the given ones, and return a Run."""

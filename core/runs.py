@@ -79,6 +79,7 @@ class SavedRun:
     created: str
     path: Path
     meta: Mapping[str, Any]
+    profile: Mapping[str, Any] = field(default_factory=dict)
 
 
 def save_run(run: Run, runs_dir: Path) -> Run:
@@ -122,7 +123,8 @@ def list_runs(runs_dir: Path, dataset: str | None = None) -> list[SavedRun]:
         if dataset and header.get("dataset") != dataset:
             continue
         saved.append(SavedRun(header.get("run_id", path.stem), header.get("name", ""), header.get("dataset", ""),
-                              header.get("created", ""), path, header.get("meta", {})))
+                              header.get("created", ""), path, header.get("meta", {}),
+                              header.get("profile", {})))
     return saved
 
 

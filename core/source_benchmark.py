@@ -473,3 +473,21 @@ def build_from_tree(root: Path, name: str, direction: Direction, languages: Iter
         meta = benchmark_meta(Path(root), direction, functions, dataset, seed, strip_docstring_from_query)
         write_dataset(dataset, Path(out_dir) / name, meta)
     return dataset
+
+
+_REMOTE_PATH = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]+://|[\\/]{2}|[^\\/:\s]+@[^\\/:\s]+:|[A-Za-z0-9.-]{2,}:(?![\\/]))")
+
+
+def check_source_root(text: str) -> Path:
+    """The folder a user typed, resolved, if it is an existing directory on this machine (not a URL or share)."""
+    raw = str(text).strip()
+    if not raw:
+        raise DatasetError("Give the path of a source folder on this machine, for example /home/me/src/project.")
+    if _REMOTE_PATH.match(raw):
+        raise DatasetError(f"{raw!r} is not a local path: clone or copy the sources onto this machine and give that folder.")
+    root = Path(raw).expanduser().resolve()
+    if not root.exists():
+        raise DatasetError(f"Source folder {str(root)!r} does not exist: give the root of a source tree on this machine.")
+    if not root.is_dir():
+        raise DatasetError(f"{str(root)!r} is a file: give the folder that holds the sources.")
+    return root

@@ -11,8 +11,10 @@ search is reported by the benchmark script.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from core.workspace import Workspace, slug
 
 ANN_THRESHOLD = 200_000
 EMBED_CHUNK = 1024  # embeddings are checkpointed every chunk, so an interrupted build resumes
+EMBED_CHUNK_ENV = "CODEIR_EMBED_CHUNK"  # overrides EMBED_CHUNK (tests use small chunks to interrupt a build mid-way)
 META_KEY = b"codeir"
 
 
@@ -70,7 +73,7 @@ class VectorIndex:
             return top_k(query_vectors @ self.vectors.T, k)
         rows, scores = [], []
         for vector in query_vectors:
-            hits = self.table.search(vector).metric("dot").limit(k).select(["row"]).to_arrow()
+            hits = self.table.search(vector).metric("dot").limit(k).select(["row", "_distance"]).to_arrow()  # naming _distance keeps lance from warning on every query
             rows.append(hits["row"].to_numpy())
             scores.append(1.0 - hits["_distance"].to_numpy())
         return DenseHits(np.array(rows, dtype=np.int64), np.array(scores, dtype=np.float32))
@@ -94,11 +97,34 @@ def query_table_name(dataset: Dataset, encoder: Encoder) -> str:
     return f"queries__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__{dataset.queries_hash[:12]}__{encoder.fingerprint[:24]}"
 
 
+def embed_chunk_size() -> int:
+    """Rows per embedding checkpoint: ``$CODEIR_EMBED_CHUNK`` when set to a positive integer, else EMBED_CHUNK."""
+    value = os.environ.get(EMBED_CHUNK_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else EMBED_CHUNK
+
+
+def _checksum(ids: Sequence[str], vectors: np.ndarray) -> str:
+    """CRC-32 of the ids and vector bytes in row order.
+
+    Lance checks its manifests but not its data pages: a flipped byte in a data file reads back as
+    a different, still finite vector. The checksum written with the table catches that.
+    """
+    crc = zlib.crc32("\x1f".join(ids).encode("utf-8", "surrogatepass"))
+    return f"{zlib.crc32(np.ascontiguousarray(vectors, dtype=np.float32).tobytes(), crc):08x}"
+
+
+def _backend_tag(table_name: str) -> str:
+    """The backend part of a table name's fingerprint (``torch``, ``onnx-in``...): torch and ONNX tables live side by side."""
+    return table_name.rsplit("__", 1)[-1].partition("-")[2]
+
+
 def _vectors_table(ids: Sequence[str], vectors: np.ndarray, meta: dict) -> pa.Table:
     dim = vectors.shape[1]
-    flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1), pa.float32())
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    flat = pa.array(vectors.reshape(-1), pa.float32())
     table = pa.table({"row": pa.array(np.arange(len(ids), dtype=np.int64)), "id": pa.array(list(ids), pa.string()),
                       "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+    meta = {**meta, "checksum": _checksum(ids, vectors)}
     return table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
 
 
@@ -113,10 +139,17 @@ def _read_checked(db, name: str, expected: dict) -> tuple[object, np.ndarray, li
         if data.num_rows != expected["count"]:
             raise IndexCorruptError(f"Vector table {name} holds {data.num_rows} rows, expected {expected['count']}.")
         data = data.sort_by("row")
+        if not np.array_equal(data["row"].to_numpy(), np.arange(data.num_rows)):
+            raise IndexCorruptError(f"Vector table {name} has damaged row numbers.")
         vectors = data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(data.num_rows, -1)
         if vectors.shape[1] != expected["dim"] or not np.isfinite(vectors).all():
             raise IndexCorruptError(f"Vector table {name} has damaged vectors.")
-        return table, np.ascontiguousarray(vectors, dtype=np.float32), data["id"].to_pylist()
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        ids = data["id"].to_pylist()
+        # tables written before checksums were recorded carry none; they are still accepted
+        if "checksum" in meta and meta["checksum"] != _checksum(ids, vectors):
+            raise IndexCorruptError(f"Vector table {name} does not match its checksum (a data file is damaged).")
+        return table, vectors, ids
     except IndexCorruptError:
         raise
     except Exception as exc:  # lance raises many kinds of errors on missing or truncated files
@@ -127,25 +160,40 @@ def _embed_resumable(texts: Sequence[str], encoder: Encoder, partial_dir: Path,
                      progress: Callable[[float], None] | None) -> np.ndarray:
     """Embed in checkpointed chunks: chunks already on disk from an interrupted build are reused."""
     partial_dir.mkdir(parents=True, exist_ok=True)
+    size = embed_chunk_size()
     chunks = []
-    for start in range(0, len(texts), EMBED_CHUNK):
+    for start in range(0, len(texts), size):
         path = partial_dir / f"{start:09d}.npy"
         if path.is_file():
             try:
                 chunk = np.load(path)
-                if len(chunk) == len(texts[start:start + EMBED_CHUNK]):
+                # a chunk file is keyed by its first row; its length says which rows it covers, so a
+                # checkpoint written with another chunk size is reused only when it covers the same rows
+                if chunk.shape == (len(texts[start:start + size]), encoder.dim) and np.isfinite(chunk).all():
                     chunks.append(chunk)
                     continue
-            except (OSError, ValueError):
-                pass  # a chunk cut short by a kill is recomputed
-        chunk = encoder.encode(texts[start:start + EMBED_CHUNK])
+            except (OSError, ValueError, EOFError):
+                pass  # a damaged chunk is recomputed (writes are atomic, so a kill leaves none)
+        chunk = encoder.encode(texts[start:start + size])
         tmp = path.with_suffix(".tmp.npy")
         np.save(tmp, chunk)
         tmp.replace(path)
         chunks.append(chunk)
         if progress:
-            progress(min(1.0, (start + EMBED_CHUNK) / max(len(texts), 1)))
+            progress(min(1.0, (start + size) / max(len(texts), 1)))
     return np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), np.float32)
+
+
+def _drop_damaged(db, workspace: Workspace, name: str) -> None:
+    """Remove a table that failed its check, so the rebuild writes a fresh one.
+
+    ``create_table(mode="overwrite")`` reads the latest manifest first and fails when that manifest
+    is the damaged part; the table holds nothing worth keeping, so it goes before the rebuild.
+    """
+    try:
+        db.drop_table(name)
+    except Exception:  # lance cannot always drop what it cannot read
+        shutil.rmtree(workspace.vectors_dir / f"{name}.lance", ignore_errors=True)
 
 
 def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: Sequence[str], encoder: Encoder,
@@ -166,7 +214,7 @@ def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: S
                 table, vectors, _ = _read_checked(db, name, expected)
                 return table, vectors, BuildReport(what, True, time.perf_counter() - started, len(ids))
             except IndexCorruptError:
-                pass
+                _drop_damaged(db, workspace, name)
         partial_dir = workspace.vectors_dir / ".partial" / name
         if rebuild:
             shutil.rmtree(partial_dir, ignore_errors=True)
@@ -176,8 +224,8 @@ def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: S
             table.create_index(metric="dot", vector_column_name="vector", index_type="IVF_HNSW_SQ")
         table, vectors, _ = _read_checked(db, name, expected)
         shutil.rmtree(partial_dir, ignore_errors=True)
-        for other in _table_names(db):  # older versions of this (dataset, model) are dropped once the new one serves
-            if other != name and other.startswith(stale_prefix):
+        for other in _table_names(db):  # older versions of this (dataset, model, backend) are dropped once the new one serves
+            if other != name and other.startswith(stale_prefix) and _backend_tag(other) == _backend_tag(name):
                 db.drop_table(other)
     return table, vectors, BuildReport(what, False, time.perf_counter() - started, len(ids))
 

@@ -1,4 +1,154 @@
-"""Placeholder: this page is being built."""
+"""Per-query breakdown: every query's metric and positive rank per profile, filters, A-vs-B charts."""
+import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
-st.info("This page is being built.")
+from core.compare import (
+    filter_queries,
+    interesting_queries,
+    metric_column,
+    per_query_table,
+    rank_column,
+    rank_histogram,
+    rank_movement,
+    win_tie_loss,
+)
+from core.errors import WorkbenchError
+from core.metrics import parse_metric
+from ui.state import current_selection, get_engine, get_evaluation, get_run
+
+SHOW = {"all": "all queries", "b_wins": "lost by A, won by B", "a_wins": "won by A, lost by B", "ties": "ties"}
+
+st.title("Per-query breakdown")
+sel = current_selection()
+if sel is None:
+    st.stop()
+if not sel.profile_names:
+    st.info("Select at least one profile in the sidebar.")
+    st.stop()
+try:
+    engine = get_engine(sel)
+    with st.spinner("Running the selected profiles…"):
+        runs = [get_run(engine, name) for name in sel.profile_names]
+        evaluations = [get_evaluation(engine, run, sel.metrics) for run in runs]
+except WorkbenchError as exc:
+    st.error(str(exc))
+    st.stop()
+profiles = list(sel.profile_names)
+by_name = dict(zip(profiles, evaluations))
+run_by_name = dict(zip(profiles, runs))
+
+
+def _remember(key: str, options: list[str], wanted: str | None, fallback: str) -> None:
+    """Seed a selectbox from the URL once, and repair it when the sidebar dropped its value."""
+    if key not in st.session_state or st.session_state[key] not in options:
+        st.session_state[key] = wanted if wanted in options else fallback
+
+
+_remember("breakdown_a", profiles, st.query_params.get("a"), profiles[0])
+_remember("breakdown_b", profiles, st.query_params.get("b"), profiles[1] if len(profiles) > 1 else profiles[0])
+_remember("breakdown_metric", list(sel.metrics), None, sel.metrics[0])
+
+left, middle, right = st.columns(3)
+metric = left.selectbox("Metric", list(sel.metrics), key="breakdown_metric", format_func=lambda m: parse_metric(m).label())
+profile_a = middle.selectbox("Profile A", profiles, key="breakdown_a")
+profile_b = right.selectbox("Profile B", profiles, key="breakdown_b")
+st.query_params["a"], st.query_params["b"] = profile_a, profile_b
+label = parse_metric(metric).label()
+
+try:
+    table = per_query_table(engine.dataset, evaluations, metric)
+except WorkbenchError as exc:
+    st.error(str(exc))
+    st.stop()
+
+left, middle, right = st.columns([1, 1, 2])
+languages = left.multiselect("Language", sorted(set(table["language"])), key="breakdown_languages",
+                             placeholder="all languages")
+lengths = middle.multiselect("Query length", list(dict.fromkeys(table["length"])), key="breakdown_lengths",
+                             placeholder="all lengths")
+show = right.radio("Show", list(SHOW), format_func=SHOW.get, horizontal=True, key="breakdown_show",
+                   help=f"Compares A ({profile_a}) and B ({profile_b}) on {label}, query by query.")
+outcome = win_tie_loss(by_name[profile_a], by_name[profile_b], metric)
+chosen_ids = {"all": None, "b_wins": outcome.lost_query_ids, "a_wins": outcome.won_query_ids,
+              "ties": [q for q in table.index if q not in set(outcome.won_query_ids) | set(outcome.lost_query_ids)]}[show]
+shown = filter_queries(table, languages or None, lengths or None, chosen_ids)
+st.caption(f"{len(shown)} of {len(table)} queries · {label} per profile · rank = where the positive came "
+           "(blank: not retrieved in the top 100). Click a column header to sort, a row to select it.")
+
+columns = {"query": st.column_config.TextColumn("query", width="large"),
+           "length": st.column_config.TextColumn("length", width="small")}
+for name in profiles:
+    columns[metric_column(name, parse_metric(metric).key)] = st.column_config.NumberColumn(f"{name} · {label}", format="%.3f")
+    columns[rank_column(name)] = st.column_config.NumberColumn(f"{name} · rank", format="%d")
+picked = st.dataframe(shown, column_config=columns, on_select="rerun", selection_mode="single-row",
+                      key="breakdown_table", width="stretch", height=min(38 + 35 * len(shown), 420))
+rows = picked.selection.rows if picked is not None else []
+buttons = st.columns([2, 1])
+if rows and rows[0] < len(shown):
+    query_id = str(shown.index[rows[0]])
+    if buttons[0].button(f"Open {query_id} in the query explorer", icon=":material/search:", type="primary"):
+        st.switch_page("pages/explorer.py", query_params={**st.query_params.to_dict(), "qid": query_id})
+    if profile_a != profile_b:
+        moves = rank_movement(run_by_name[profile_a], run_by_name[profile_b], engine.dataset.qrels, query_id)
+        st.dataframe([{"positive": m.doc_id, "grade": m.grade, f"rank in A ({profile_a})": m.rank_a,
+                       f"rank in B ({profile_b})": m.rank_b, "A → B": m.describe()} for m in moves],
+                     hide_index=True, key="breakdown_moves")
+else:
+    buttons[0].caption("Select a row to open its query in the explorer.")
+buttons[1].download_button("Download CSV", shown.to_csv().encode("utf-8"), file_name=f"{engine.dataset.name}-per-query.csv",
+                           mime="text/csv", icon=":material/download:")
+
+if shown.empty:
+    st.info("No query matches these filters.")
+    st.stop()
+
+chart_left, chart_right = st.columns(2)
+with chart_left:
+    st.subheader(f"{label}: A vs B")
+    if profile_a == profile_b:
+        st.info("Pick two different profiles as A and B to compare them.")
+    else:
+        counts = win_tie_loss(by_name[profile_a], by_name[profile_b], metric, query_ids=list(shown.index))
+        wins, ties, losses = st.columns(3)
+        wins.metric("A wins", counts.wins, help=f"{profile_a} scores higher than {profile_b}")
+        ties.metric("Ties", counts.ties)
+        losses.metric("B wins", counts.losses, help=f"{profile_b} scores higher than {profile_a}")
+        key = parse_metric(metric).key
+        scatter = px.scatter(shown.reset_index(), x=metric_column(profile_a, key), y=metric_column(profile_b, key),
+                             hover_name="query_id", hover_data={"query": True}, opacity=0.55,
+                             labels={metric_column(profile_a, key): f"A: {profile_a}", metric_column(profile_b, key): f"B: {profile_b}"})
+        scatter.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
+                                     hoverinfo="skip", showlegend=False))
+        scatter.update_layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                              xaxis={"range": [-0.05, 1.05]}, yaxis={"range": [-0.05, 1.05], "scaleanchor": "x"})
+        st.plotly_chart(scatter, width="stretch")
+        st.caption("Above the diagonal B does better, below it A does. Overlapping queries show darker.")
+with chart_right:
+    st.subheader("Where the positive came")
+    histogram = rank_histogram(shown, profiles)
+    bars = px.bar(histogram, x="rank", y="queries", color="profile", barmode="group",
+                  category_orders={"rank": list(dict.fromkeys(histogram["rank"])), "profile": profiles})
+    bars.update_layout(height=520, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                       legend={"orientation": "h", "y": -0.2}, xaxis_title="rank of the best positive")
+    st.plotly_chart(bars, width="stretch")
+
+st.subheader("Queries worth a look")
+if profile_a == profile_b:
+    st.caption("Pick two different profiles as A and B to see where they disagree most.")
+else:
+    worth = interesting_queries(by_name[profile_a], by_name[profile_b], metric, top_n=10, query_ids=list(shown.index))
+    if not worth:
+        st.caption(f"A and B score the same {label} on every query shown.")
+    else:
+        st.caption(f"The queries where {profile_a} (A) and {profile_b} (B) differ most on {label}.")
+        st.dataframe([{"query_id": q.query_id, "query": shown.loc[q.query_id, "query"], f"A · {label}": q.value_a,
+                       f"B · {label}": q.value_b, "B − A": q.difference, "A rank": q.rank_a, "B rank": q.rank_b}
+                      for q in worth],
+                     column_config={f"A · {label}": st.column_config.NumberColumn(format="%.3f"),
+                                    f"B · {label}": st.column_config.NumberColumn(format="%.3f"),
+                                    "B − A": st.column_config.NumberColumn(format="%+.3f"),
+                                    "A rank": st.column_config.NumberColumn(format="%d"),
+                                    "B rank": st.column_config.NumberColumn(format="%d"),
+                                    "query": st.column_config.TextColumn(width="large")},
+                     hide_index=True, width="stretch", key="breakdown_worth")

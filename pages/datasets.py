@@ -1,4 +1,180 @@
-"""Placeholder: this page is being built."""
+"""Datasets: what each benchmark holds and its rows; bring datasets in (zip, hub, built-in) and take them out (zip)."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
 import streamlit as st
 
-st.info("This page is being built.")
+from core.archives import export_zip, import_zip_bytes
+from core.catalog import list_datasets
+from core.datasets import Dataset, is_beir_folder
+from core.errors import DatasetError, WorkbenchError
+from core.hub import NANOCODESEARCHNET_REPO, NANOCODESEARCHNET_SUBSETS, NANOCOIR_REPO, NANOCOIR_SUBSETS, download_nano_dataset
+from core.stats import (catalog_table, dataset_stats, document_rows, filter_rows, language_counts, length_summary,
+                        length_table, page_count, page_of, problems_table, query_rows)
+from core.stdlib_benchmark import ensure_stdlib_benchmark
+from core.workspace import BUILTIN_DATASET
+from ui.render import escape_markdown, length_histogram
+from ui.state import current_selection, get_dataset
+
+FLASH_KEY = "datasets_flash"  # a success message shown after the rerun that refreshes the sidebar
+PAGE_SIZES = (25, 50, 100, 200)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _rows(kind: str, dataset_key: str, _dataset: Dataset):
+    return query_rows(_dataset) if kind == "queries" else document_rows(_dataset)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _lengths(dataset_key: str, _dataset: Dataset):
+    return length_table(_dataset)
+
+
+def _zip_bytes(folder: Path):
+    """A callable for st.download_button: the zip is only built when the user clicks."""
+    def build() -> bytes:
+        with tempfile.TemporaryDirectory() as temp:
+            return export_zip(folder, Path(temp) / f"{folder.name}.zip").read_bytes()
+
+    return build
+
+
+def _show_dataset_error(exc: WorkbenchError) -> None:
+    """The message (escaped: archive entry names and file rows are untrusted) and each problem as a table row."""
+    problems = getattr(exc, "problems", ())
+    message = str(exc).split("\n  - ", 1)[0] if problems else str(exc)
+    st.error(escape_markdown(message))
+    if problems:
+        st.dataframe(problems_table(problems), hide_index=True, width="stretch")
+
+
+def _added(message: str) -> None:
+    st.session_state[FLASH_KEY] = message
+    st.rerun()
+
+
+sel = current_selection()
+if sel is None:
+    st.stop()
+workspace = sel.workspace
+st.title("Datasets")
+if FLASH_KEY in st.session_state:
+    st.success(st.session_state.pop(FLASH_KEY))
+
+infos = list_datasets(workspace)
+st.dataframe(catalog_table(infos), hide_index=True, width="stretch",
+             column_config={"built": st.column_config.CheckboxColumn("built"),
+                            "path": st.column_config.TextColumn("path", width="large")})
+st.caption("Counts come from each dataset's meta.json; the overview below counts the loaded rows. "
+           "Pick the dataset to inspect in the sidebar.")
+
+info = next((i for i in infos if i.name == sel.dataset_name), None)
+overview_tab, browse_tab, add_tab = st.tabs(["Overview", "Browse rows", "Add a dataset"])
+dataset = None
+if info is None or not is_beir_folder(info.path):
+    with overview_tab:
+        st.info(f"{sel.dataset_name} is not built yet: build it under **Add a dataset**.")
+else:
+    try:
+        data_dir = str(workspace.data_dir) if workspace.data_dir else None
+        dataset = get_dataset(str(workspace.root), data_dir, sel.dataset_name)
+    except WorkbenchError as exc:
+        with overview_tab:
+            _show_dataset_error(exc)
+
+if dataset is not None:
+    key = f"{dataset.name}:{dataset.source}:{dataset.corpus_hash}:{dataset.queries_hash}"
+    with overview_tab:
+        stats = dataset_stats(dataset)
+        cells = st.columns(6)
+        cells[0].metric("Documents", f"{stats.documents:,}")
+        cells[1].metric("Queries", f"{stats.queries:,}")
+        cells[2].metric("Judged queries", f"{stats.judged_queries:,}", help="queries with at least one relevant document")
+        cells[3].metric("Qrels", f"{stats.qrels:,}", help=f"judgment lines in qrels/{dataset.split}.tsv")
+        cells[4].metric("Grades", "graded" if stats.graded else "binary", help="graded: some judgment is not 0 or 1")
+        cells[5].metric("Skipped rows", f"{stats.problems:,}")
+        if dataset.problems:
+            st.warning(f"{len(dataset.problems):,} rows were skipped while loading {dataset.name}:")
+            st.dataframe(problems_table(dataset.problems), hide_index=True, width="stretch")
+
+        lengths = _lengths(key, dataset)
+        unit = st.radio("Length in", ["tokens", "characters"], horizontal=True, key="datasets_length_unit")
+        left, right = st.columns(2)
+        left.plotly_chart(length_histogram(lengths, "document", unit), width="stretch")
+        right.plotly_chart(length_histogram(lengths, "query", unit), width="stretch")
+        left_table, right_table = st.columns([3, 2])
+        with left_table:
+            st.markdown("**Lengths**")
+            st.dataframe(length_summary(lengths), width="stretch")
+        with right_table:
+            st.markdown("**Languages**")
+            st.dataframe(language_counts(dataset), width="stretch")
+        st.caption("Tokens: runs of letters, digits and underscores. A query's language is its own, when the dataset gives one.")
+        st.download_button(f"Download {dataset.name} as .zip", _zip_bytes(Path(info.path)), file_name=f"{dataset.name}.zip",
+                           mime="application/zip", key="datasets_export", icon=":material/download:", on_click="ignore")
+
+    with browse_tab:
+        kind = st.radio("Rows", ["queries", "documents"], horizontal=True, key="datasets_browse_kind",
+                        format_func=lambda k: {"queries": "Queries with their relevant document", "documents": "Documents"}[k])
+        filter_col, size_col, page_col = st.columns([4, 1, 1])
+        needle = filter_col.text_input("Filter: rows containing", key="datasets_filter", placeholder="text or id")
+        size = size_col.selectbox("Rows per page", PAGE_SIZES, key="datasets_page_size")
+        rows = filter_rows(_rows(kind, key, dataset), needle)
+        pages = page_count(len(rows), size)
+        page = page_col.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key=f"datasets_page_{kind}_{needle}_{size}")
+        shown = page_of(rows, int(page), size)
+        st.dataframe(shown, hide_index=True, width="stretch", row_height=60,
+                     column_config={"query": st.column_config.TextColumn("query", width="large"),
+                                    "positive": st.column_config.TextColumn("relevant document", width="large"),
+                                    "text": st.column_config.TextColumn("text", width="large")})
+        first = (int(page) - 1) * size + 1 if len(rows) else 0
+        st.caption(f"Rows {first:,}–{first + len(shown) - 1 if len(shown) else 0:,} of {len(rows):,}"
+                   + (f" matching the filter (of {len(_rows(kind, key, dataset)):,})" if needle.strip() else ""))
+
+with add_tab:
+    st.subheader("Import a BEIR zip", anchor=False)
+    st.caption("corpus.jsonl, queries.jsonl and qrels/<split>.tsv at the top of the zip or in one folder. "
+               "Archives with absolute paths, '..', links or oversized contents are refused.")
+    upload = st.file_uploader("Dataset archive (.zip)", type=["zip"], key="datasets_zip")
+    zip_name = st.text_input("Name (optional)", key="datasets_zip_name", placeholder="defaults to the folder inside the zip")
+    if st.button("Import", key="datasets_import", disabled=upload is None):
+        try:
+            with st.spinner("Checking and unpacking…"):
+                folder = import_zip_bytes(upload, upload.name, datasets_dir=workspace.datasets_dir,
+                                          name=zip_name.strip() or None)
+        except DatasetError as exc:
+            _show_dataset_error(exc)
+        else:
+            _added(f"Imported {folder.name} into {folder}. Pick it in the sidebar.")
+
+    st.divider()
+    st.subheader("Download from the Hugging Face hub", anchor=False)
+    with st.form("datasets_hub", border=False):
+        repo_col, subset_col, name_col = st.columns(3)
+        repo = repo_col.text_input("Repo", value=NANOCOIR_REPO)
+        subset = subset_col.text_input("Subset", value="NanoCodeSearchNet")
+        hub_name = name_col.text_input("Name (optional)", placeholder="defaults to the subset")
+        st.caption(f"{NANOCOIR_REPO} subsets: {', '.join(NANOCOIR_SUBSETS)}. "
+                   f"{NANOCODESEARCHNET_REPO} subsets: {', '.join(NANOCODESEARCHNET_SUBSETS)}.")
+        if st.form_submit_button("Download"):
+            try:
+                with st.spinner(f"Downloading {subset or repo}…"):
+                    folder = download_nano_dataset(repo.strip(), subset.strip() or None, workspace.datasets_dir,
+                                                   name=hub_name.strip() or None)
+            except DatasetError as exc:
+                _show_dataset_error(exc)
+            else:
+                _added(f"Downloaded {folder.name} into {folder}. Pick it in the sidebar.")
+
+    st.divider()
+    st.subheader("The standard-library benchmark", anchor=False)
+    builtin = workspace.datasets_dir / BUILTIN_DATASET
+    built = is_beir_folder(builtin)
+    st.caption(f"{BUILTIN_DATASET}: this Python's standard-library functions (query: the code) and their docstrings "
+               "(documents). Needs no download." + (" Already built." if built else ""))
+    if st.button("Build the standard-library benchmark", key="datasets_build_stdlib", disabled=built):
+        with st.spinner("Parsing the standard library…"):
+            folder = ensure_stdlib_benchmark(workspace.datasets_dir)
+        _added(f"Built {BUILTIN_DATASET} in {folder}.")

@@ -1,4 +1,121 @@
-"""Placeholder: this page is being built."""
+"""Query explorer: one query under every chosen profile, side by side, with the relevant document's rank.
+
+Link here with ``?qid=<query id>`` to open a benchmark query. Pasted text is never put in the URL.
+"""
+from __future__ import annotations
+
 import streamlit as st
 
-st.info("This page is being built.")
+from core.errors import QueryError, WorkbenchError
+from core.explore import positive_ranks, query_label, rank_summary, ranked_documents, search_benchmark_query
+from core.highlight import highlight_spans
+from core.retrieval import DEFAULT_DEPTH, SearchResult
+from ui.render import code_language, escape_markdown, highlighted_markdown
+from ui.state import current_selection, get_engine
+
+PASTE, BENCHMARK = "Paste code", "Benchmark query"
+MODE_KEY, QID_KEY, TEXT_KEY = "explorer_mode", "explorer_qid", "explorer_text"
+SUBMITTED_KEY = "explorer_submitted"  # the pasted text last searched
+SEEN_LINK_KEY = "explorer_seen_qid"  # the ?qid= value already applied, so a link opens its query once
+COLUMNS_PER_ROW = 4
+
+sel = current_selection()
+if sel is None:
+    st.stop()
+try:
+    engine = get_engine(sel)
+except WorkbenchError as exc:
+    st.error(escape_markdown(str(exc)))
+    st.stop()
+dataset = engine.dataset
+
+st.title("Query explorer")
+linked = st.query_params.get("qid")
+if linked and linked != st.session_state.get(SEEN_LINK_KEY) and linked in dataset.query_index:
+    st.session_state[MODE_KEY] = BENCHMARK
+    st.session_state[QID_KEY] = linked
+st.session_state[SEEN_LINK_KEY] = linked
+if st.session_state.get(QID_KEY) not in dataset.query_index:
+    st.session_state.pop(QID_KEY, None)  # a query of another dataset
+
+mode = st.radio("Query", [PASTE, BENCHMARK], key=MODE_KEY, horizontal=True, label_visibility="collapsed")
+query_text, positives, query_id = None, [], None
+if mode == PASTE:
+    if "qid" in st.query_params:
+        del st.query_params["qid"]
+    st.session_state[SEEN_LINK_KEY] = None
+    text = st.text_area("Code query", key=TEXT_KEY, height=180, placeholder="def read_json(path):\n    with open(path) as handle:\n        return json.load(handle)")
+    if st.button("Search", type="primary", key="explorer_search"):
+        st.session_state[SUBMITTED_KEY] = text
+        if not (text or "").strip():
+            st.session_state.pop(SUBMITTED_KEY)
+            st.warning("The query is empty: paste some code or type a few words, then press Search.")
+    query_text = st.session_state.get(SUBMITTED_KEY)
+    if query_text is not None and query_text != text:
+        st.caption("Showing results for the text last searched; press **Search** to search the edited text.")
+else:
+    query_id = st.selectbox(f"Benchmark query ({len(dataset.queries):,})", [q.id for q in dataset.queries], key=QID_KEY,
+                            format_func=lambda qid: query_label(dataset.query(qid)))
+    st.query_params["qid"] = query_id
+    st.session_state[SEEN_LINK_KEY] = query_id
+    query = dataset.query(query_id)
+    st.code(query.text, language=code_language(dataset.query_language(query_id)), height=220 if query.text.count("\n") > 10 else "content")
+    query_text = query.text
+    positives = dataset.qrels.positives(query_id)
+    if not positives:
+        st.caption("This query has no relevant document in the qrels.")
+
+k = st.slider("Documents shown per profile (top k)", 5, 50, 10, key="explorer_k")
+if not sel.profile_names:
+    st.info("Pick one or more profiles in the sidebar.")
+    st.stop()
+if query_text is None:
+    st.info("Paste a code query and press **Search**, or pick a benchmark query.")
+    st.stop()
+
+
+def _search(name: str) -> SearchResult:
+    engine.warm([name])  # open indexes and load models first, so the latency shown is the search alone
+    if query_id is not None:
+        return search_benchmark_query(engine, name, query_id, DEFAULT_DEPTH)
+    return engine.search(name, query_text, DEFAULT_DEPTH)
+
+
+names = list(sel.profile_names)
+per_row = min(len(names), COLUMNS_PER_ROW)
+for start in range(0, len(names), per_row):
+    for column, name in zip(st.columns(per_row, border=True), names[start:start + per_row]):
+        with column:
+            st.subheader(name, anchor=False)
+            try:
+                with st.spinner(f"Searching with {name}…"):
+                    result = _search(name)
+            except QueryError as exc:
+                st.warning(str(exc))
+                continue
+            except WorkbenchError as exc:
+                st.error(escape_markdown(str(exc)))
+                continue
+            if result.truncated:
+                st.caption("The query was cut to its first 100,000 characters.")
+            latency, found = st.columns(2)
+            latency.metric("Latency", f"{result.seconds * 1000:.1f} ms")
+            ranks = positive_ranks(result.ranking, positives)
+            if ranks:
+                best = min((r for r in ranks.values() if r is not None), default=None)
+                found.metric("Relevant at", rank_summary(best, DEFAULT_DEPTH).removeprefix("rank "),
+                             help="; ".join(f"{doc_id}: {rank_summary(rank, DEFAULT_DEPTH)}" for doc_id, rank in ranks.items()))
+            table = ranked_documents(dataset, result.ranking, query_text, k, positives)
+            st.dataframe(table, hide_index=True, width="stretch", key=f"explorer_table_{name}",
+                         column_order=["relevant", "rank", "document", "shared", "score", "doc id"],
+                         column_config={"relevant": st.column_config.TextColumn("✅", width=40, help="relevant document"),
+                                        "rank": st.column_config.NumberColumn("#", width=40),
+                                        "document": st.column_config.TextColumn("document", width="large"),
+                                        "shared": st.column_config.TextColumn("shared", help="identifiers also in the query"),
+                                        "score": st.column_config.NumberColumn("score", format="%.4f")})
+            with st.expander("Shared identifiers, highlighted"):
+                for row in table.to_dict("records"):
+                    mark = " ✅" if row["relevant"] else ""
+                    shared = [token for token in row["shared"].split(", ") if token]
+                    st.markdown(f"**{row['rank']}.** {escape_markdown(row['doc id'])}{mark}  \n"
+                                + highlighted_markdown(highlight_spans(row["document"], shared)))

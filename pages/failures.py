@@ -1,4 +1,160 @@
-"""Placeholder: this page is being built."""
+"""Failure cases: the queries a profile misses at k, what outranked their positive, and the user's tag for each."""
 import streamlit as st
 
-st.info("This page is being built.")
+from core.errors import WorkbenchError
+from core.failures import explain_failure, find_failures
+from core.tags import REASONS, load_tags, remove_tag, save_tag, tags_frame
+from ui.state import current_selection, get_engine, get_run
+
+
+def _rank_text(rank: int | None) -> str:
+    return "not retrieved" if rank is None else str(rank)
+
+
+st.title("Failure cases")
+sel = current_selection()
+if sel is None:
+    st.stop()
+if not sel.profile_names:
+    st.info("Select at least one profile in the sidebar.")
+    st.stop()
+profiles = list(sel.profile_names)
+if st.session_state.get("failures_profile") not in profiles:
+    wanted = st.query_params.get("profile")
+    st.session_state["failures_profile"] = wanted if wanted in profiles else profiles[0]
+
+left, right = st.columns([3, 1])
+profile = left.selectbox("Profile", profiles, key="failures_profile")
+k = right.number_input("k", min_value=1, max_value=100, value=10, step=1, key="failures_k",
+                       help="A query fails when none of its relevant documents is in the top k.")
+st.query_params["profile"] = profile
+try:
+    engine = get_engine(sel)
+    with st.spinner("Running the selected profiles…"):
+        runs = {name: get_run(engine, name) for name in profiles}
+    dataset = engine.dataset
+    failures = find_failures(dataset, runs[profile], int(k))
+except WorkbenchError as exc:
+    st.error(str(exc))
+    st.stop()
+
+book = load_tags(sel.workspace)
+for problem in book.problems:
+    st.warning(problem)
+judged = len(dataset.judged_queries)
+st.metric(f"Queries failing at k={k}", f"{len(failures)} of {judged}",
+          help="No relevant document in the top k; worst first (not retrieved, then deepest).")
+if not failures:
+    st.success(f"{profile} finds a relevant document in the top {k} for every query.")
+else:
+    tagged = {tag.query_id: tag.reason for tag in book.tags if tag.dataset == dataset.name and tag.profile == profile}
+    st.dataframe([{"query_id": f.query_id, "positive rank": _rank_text(f.positive_rank), "language": f.language,
+                   "query": f.preview, "tag": tagged.get(f.query_id, "")} for f in failures],
+                 column_config={"query": st.column_config.TextColumn(width="large")},
+                 hide_index=True, width="stretch", height=min(38 + 35 * len(failures), 320), key="failures_table")
+
+    ids = [f.query_id for f in failures]
+    by_id = {f.query_id: f for f in failures}
+    if st.session_state.get("failures_qid") not in ids:
+        wanted = st.query_params.get("qid")
+        st.session_state["failures_qid"] = wanted if wanted in ids else ids[0]
+    query_id = st.selectbox("Failure", ids, key="failures_qid",
+                            format_func=lambda q: f"{q} · rank {_rank_text(by_id[q].positive_rank)} · {by_id[q].preview}")
+    st.query_params["qid"] = query_id
+    others = [runs[name] for name in profiles if name != profile]
+    explanation = explain_failure(dataset, runs[profile], query_id, int(k), others)
+
+    st.subheader(f"Query {query_id}")
+    st.code(explanation.query.text, language=explanation.query.language or None, wrap_lines=True)
+
+    query_side, positive_side = st.columns(2)
+    with positive_side:
+        for positive in explanation.positives:
+            st.markdown(f"**Positive** · rank **{_rank_text(positive.rank)}** under {profile} · grade {positive.grade}")
+            st.text(f"id: {positive.document.id}")
+            st.code(positive.document.full_text, language=positive.document.language or None, wrap_lines=True)
+            st.caption("Query terms it shares")
+            st.text(", ".join(positive.shared_terms) or "none")
+    with query_side:
+        st.markdown("**Positive's rank under the other profiles**")
+        if explanation.other_ranks:
+            st.dataframe([{"profile": o.run_name, "positive rank": _rank_text(o.rank)} for o in explanation.other_ranks],
+                         hide_index=True, width="stretch", key="failures_other_ranks")
+        else:
+            st.caption("Select more profiles in the sidebar to compare.")
+        st.markdown("**Suggested reasons** (heuristics: you decide)")
+        if explanation.suggestions:
+            st.dataframe([{"reason": s.reason, "evidence": s.detail} for s in explanation.suggestions],
+                         hide_index=True, width="stretch", key="failures_suggestions",
+                         column_config={"evidence": st.column_config.TextColumn(width="large")})
+        else:
+            st.caption("No heuristic fits this case.")
+        st.markdown("**Query terms the positive lacks** (but documents above it have)")
+        st.text(", ".join(explanation.terms_positive_lacks) or "none")
+
+    st.subheader(f"Ranked above the positive (top {min(int(k), len(explanation.outranking))})")
+    if explanation.outranking:
+        st.dataframe([{"rank": d.rank, "doc_id": d.document.id, "text": d.document.full_text,
+                       "shared terms": ", ".join(d.shared_terms), "terms the positive lacks": ", ".join(d.terms_positive_lacks),
+                       "overlap with positive": d.jaccard} for d in explanation.outranking],
+                     column_config={"text": st.column_config.TextColumn(width="large"),
+                                    "overlap with positive": st.column_config.ProgressColumn(
+                                        format="percent", min_value=0.0, max_value=1.0,
+                                        help="Jaccard overlap of code tokens with the positive's text")},
+                     hide_index=True, width="stretch", key="failures_above")
+        for doc in explanation.outranking:
+            with st.expander(f"Rank {doc.rank} · {len(doc.shared_terms)} shared terms"
+                             f"{' · near-duplicate of the positive' if doc.near_duplicate else ''}"):
+                st.text(f"id: {doc.document.id}")
+                st.code(doc.document.full_text, language=doc.document.language or None, wrap_lines=True)
+    else:
+        st.caption("Nothing: the positive is at rank 1.")
+
+    st.subheader("Tag this failure")
+    flash = st.session_state.pop("failures_flash", None)
+    if flash:
+        st.success(flash)
+    existing = book.find(dataset.name, profile, query_id)
+    if existing is not None:
+        st.caption(f"Tagged {existing.time}")
+        st.text(existing.reason + (f" — {existing.note}" if existing.note else ""))
+    suggested = explanation.suggestions[0].reason if explanation.suggestions else "other"
+    default_reason = existing.reason if existing is not None else suggested
+    options = list(REASONS) + ([default_reason] if default_reason not in REASONS else [])
+    case = f"{dataset.name}|{profile}|{query_id}"  # widget keys per case, so one case's draft never leaks into another
+    with st.form(f"failures_tag_form|{case}"):
+        reason = st.selectbox("Reason", options, index=options.index(default_reason), accept_new_options=True,
+                              help="Pick a reason or type your own.", key=f"failures_reason|{case}")
+        note = st.text_area("Note", value=existing.note if existing is not None else "", key=f"failures_note|{case}",
+                            placeholder="What you saw, for whoever reads the tags next.")
+        saved = st.form_submit_button("Save tag", type="primary", icon=":material/sell:")
+    if saved:
+        try:
+            written = save_tag(sel.workspace, dataset.name, profile, query_id, reason or "", note or "")
+        except WorkbenchError as exc:
+            st.error(str(exc))
+        else:
+            for problem in written.problems:
+                st.warning(problem)
+            if not written.problems:
+                st.session_state["failures_flash"] = f"Saved the tag of {query_id}."
+                st.rerun()
+            book = written
+    if existing is not None and st.button("Remove tag", icon=":material/delete:", key=f"failures_remove|{case}"):
+        try:
+            remove_tag(sel.workspace, dataset.name, profile, query_id)
+        except WorkbenchError as exc:
+            st.error(str(exc))
+        else:
+            st.session_state["failures_flash"] = f"Removed the tag of {query_id}."
+            st.rerun()
+
+st.subheader(f"Tags on {dataset.name}")
+frame = tags_frame([tag for tag in book.tags if tag.dataset == dataset.name])
+if frame.empty:
+    st.caption("No failure of this dataset is tagged yet.")
+else:
+    st.dataframe(frame, hide_index=True, width="stretch", key="failures_tags",
+                 column_config={"note": st.column_config.TextColumn(width="large")})
+    st.download_button("Download tags as CSV", frame.to_csv(index=False).encode("utf-8"),
+                       file_name=f"{dataset.name}-failure-tags.csv", mime="text/csv", icon=":material/download:")

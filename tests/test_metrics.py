@@ -312,9 +312,11 @@ RANX_CUTOFFS = (1, 5, 10, 100)
 
 @pytest.fixture(scope="module")
 def ranx():
+    """ranx compiles its metrics with numba: ~10 s warm, over a minute on a fresh machine (hence `slow`)."""
     return pytest.importorskip("ranx")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["cosqa", "graded"])
 def test_metrics_match_ranx_on_runs_without_ties(ranx, source):
     if source == "cosqa":

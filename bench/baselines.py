@@ -1,0 +1,187 @@
+"""Parts 3, 4 and 6: our retrieval and metrics against the libraries people would otherwise use.
+
+Each ratio compares two timings taken in the same process, on the same data, one after the other.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from bench.common import Measure, Target, time_repeated
+from bench.context import EVALUATED_PROFILES, BenchContext
+from core.analyzers import get_analyzer
+from core.metrics import evaluate
+from core.retrieval import DEFAULT_DEPTH, Engine
+from core.runs import Ranking, Run
+
+RETRIEVAL_SETS = ("cosqa", "csn-python-code2doc")
+BM25_PROFILES = ("bm25-code", "bm25-plain")
+# our metric key -> ranx name, pytrec_eval measure (mrr@10 is recip_rank over rankings cut at 10)
+METRICS = {"ndcg@10": ("ndcg@10", "ndcg_cut_10"), "hit@10": ("hit_rate@10", "success_10"),
+           "recall@100": ("recall@100", "recall_100"), "mrr@10": ("mrr@10", "recip_rank"),
+           "map@100": ("map@100", "map_cut_100"), "precision@10": ("precision@10", "P_10")}
+
+
+def _rerun(engine: Engine, profile: str) -> Run:
+    engine._results.clear()  # the Engine caches results per profile; a timed run must retrieve again
+    return engine.run(profile)
+
+
+def _bm25s_run(engine: Engine, name: str, documents: np.ndarray, scores: np.ndarray) -> Run:
+    """bm25s results as a Run; zero-score padding (documents sharing no term with the query) is dropped."""
+    ids = np.array([d.id for d in engine.dataset.documents], dtype=object)
+    rankings = {}
+    for query, rows, row_scores in zip(engine.dataset.judged_queries, documents, scores):
+        matched = row_scores > 0
+        rankings[query.id] = Ranking(tuple(ids[rows[matched]].tolist()), tuple(float(s) for s in row_scores[matched]))
+    return Run(name, rankings, engine.dataset.name)
+
+
+def bm25_versus_bm25s(context: BenchContext) -> list[Measure]:
+    """Part 3: batch top-100 BM25, our Tantivy path against bm25s fed the very same tokens."""
+    import bm25s
+
+    measures = []
+    for set_name in RETRIEVAL_SETS:
+        engine = context.engine(set_name)
+        queries = engine.dataset.judged_queries
+        for profile_name in BM25_PROFILES:
+            profile = engine.profile(profile_name)
+            analyzer = get_analyzer(profile.analyzer)
+            index = engine.lexical(profile.analyzer)
+            ours = time_repeated(lambda: _rerun(engine, profile_name), context.repeats)
+            raw = time_repeated(lambda: [index.search(q.text, DEFAULT_DEPTH) for q in queries], context.repeats)
+
+            started = time.perf_counter()
+            retriever = bm25s.BM25(k1=profile.k1, b=profile.b, method="lucene")
+            retriever.index([analyzer.tokenize(d.full_text) for d in engine.dataset.documents], show_progress=False)
+            bm25s_build = time.perf_counter() - started
+
+            def theirs():
+                tokens = [analyzer.tokenize(q.text) for q in queries]  # tokenising is part of both timings
+                return retriever.retrieve(tokens, k=DEFAULT_DEPTH, show_progress=False)
+
+            theirs()  # numba compiles bm25s' scorer on the first call
+            other = time_repeated(theirs, context.repeats)
+            ours_qps, raw_qps, bm25s_qps = (len(queries) / t.median for t in (ours, raw, other))
+            ours_ndcg = evaluate(engine.dataset.qrels, ours.result, ["ndcg@10"]).mean()["ndcg@10"]
+            bm25s_run = _bm25s_run(engine, f"bm25s-{profile.analyzer}", other.result.documents, other.result.scores)
+            bm25s_ndcg = evaluate(engine.dataset.qrels, bm25s_run, ["ndcg@10"]).mean()["ndcg@10"]
+            label = f"{set_name}, {profile.analyzer} analyzer"
+            measures.append(Measure(
+                3, f"BM25 top-100 throughput ours/bm25s, {label}", ours_qps / bm25s_qps, "x", Target(">=", 1.0),
+                f"Engine run {ours_qps:,.0f} q/s (index alone {raw_qps:,.0f} q/s), bm25s {bm25s_qps:,.0f} q/s; {len(queries)} queries",
+                {"ours_seconds": ours.seconds, "index_seconds": raw.seconds, "bm25s_seconds": other.seconds,
+                 "bm25s_index_build_s": bm25s_build}))
+            measures.append(Measure(
+                3, f"BM25 nDCG@10 ours - bm25s, {label}", ours_ndcg - bm25s_ndcg, "", Target(">=", 0.0),
+                f"ours {ours_ndcg:.4f}, bm25s {bm25s_ndcg:.4f} (same tokens, k1={profile.k1}, b={profile.b})",
+                {"ours": ours_ndcg, "bm25s": bm25s_ndcg}))
+    return measures
+
+
+def numpy_flat_top_k(query_vectors: np.ndarray, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The plain numpy baseline: inner products, argpartition, then sort the k best."""
+    scores = query_vectors @ vectors.T
+    best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    best_scores = np.take_along_axis(scores, best, axis=1)
+    order = np.argsort(-best_scores, axis=1, kind="stable")
+    return np.take_along_axis(best, order, axis=1), np.take_along_axis(best_scores, order, axis=1)
+
+
+def dense_versus_numpy(context: BenchContext) -> list[Measure]:
+    """Part 4: our batch dense search against a numpy flat inner product over the same vectors."""
+    measures = []
+    for set_name in RETRIEVAL_SETS:
+        engine = context.engine(set_name)
+        index = engine.vectors("minilm")
+        query_vectors = engine.query_vectors("minilm", "torch", engine.dataset.judged_queries)
+        ours = time_repeated(lambda: index.search(query_vectors, DEFAULT_DEPTH), context.repeats)
+        flat = time_repeated(lambda: numpy_flat_top_k(query_vectors, index.vectors, DEFAULT_DEPTH), context.repeats)
+        rows, scores = flat.result
+        same_order = np.all(ours.result.rows == rows, axis=1)
+        # rows may only differ where scores tie: then the score sequences are still identical
+        same_scores = np.all(np.isclose(ours.result.scores, scores, rtol=0, atol=1e-6), axis=1)
+        differing = int((~same_order & ~same_scores).sum())
+        measures.append(Measure(
+            4, f"dense top-100 time ours/numpy, {set_name}", ours.median / flat.median, "x", Target("<=", 2.0),
+            f"ours {ours.median * 1000:.1f} ms, numpy {flat.median * 1000:.1f} ms for {len(query_vectors)} queries x "
+            f"{len(index.vectors)} docs", {"ours_seconds": ours.seconds, "numpy_seconds": flat.seconds}))
+        measures.append(Measure(
+            4, f"dense top-100 queries differing from numpy, {set_name}", differing, "queries", Target("<=", 0),
+            f"{int((~same_order).sum())} differ in order only where scores tie" if (~same_order).any() else "identical rows and order"))
+    return measures
+
+
+def _as_dicts(run: Run, cut: int | None = None) -> dict[str, dict[str, float]]:
+    return {query_id: dict(zip(ranking.doc_ids[:cut], ranking.scores[:cut])) for query_id, ranking in run.rankings.items()}
+
+
+def _max_delta(ours: dict[str, dict[str, float]], theirs: dict[str, dict[str, float]]) -> float:
+    """Largest |difference| over every (metric, query) pair; a query one side lacks counts as 0 there."""
+    worst = 0.0
+    for metric, values in ours.items():
+        for query_id, value in values.items():
+            worst = max(worst, abs(value - float(theirs.get(metric, {}).get(query_id, 0.0))))
+    return worst
+
+
+def metrics_versus_libraries(context: BenchContext) -> list[Measure]:
+    """Part 6: our metrics against ranx and pytrec_eval over the four profiles' runs on both sets."""
+    import pytrec_eval
+    import ranx
+
+    batches = []  # (qrels dict, runs, run dicts, cut run dicts)
+    for set_name in RETRIEVAL_SETS:
+        engine = context.engine(set_name)
+        engine.warm(EVALUATED_PROFILES)
+        runs = [engine.run(name) for name in EVALUATED_PROFILES]
+        qrels = {q: dict(g) for q, g in engine.dataset.qrels.judgments.items()}
+        batches.append((engine.dataset.qrels, qrels, runs, [_as_dicts(r) for r in runs], [_as_dicts(r, 10) for r in runs]))
+    ours_keys = list(METRICS)
+
+    def ours():
+        out = []
+        for qrels, _, runs, _, _ in batches:
+            for run in runs:
+                frame = evaluate(qrels, run, ours_keys).per_query
+                out.append({key: frame[key].to_dict() for key in ours_keys})
+        return out
+
+    def with_ranx():
+        out = []
+        for _, qrels, _, run_dicts, _ in batches:
+            ranx_qrels = ranx.Qrels(qrels)
+            for run_dict in run_dicts:
+                ranx_run = ranx.Run(run_dict)
+                ranx.evaluate(ranx_qrels, ranx_run, [names[0] for names in METRICS.values()])
+                out.append({key: dict(ranx_run.scores[names[0]]) for key, names in METRICS.items()})
+        return out
+
+    def with_pytrec_eval():
+        out = []
+        for _, qrels, _, run_dicts, cut_dicts in batches:
+            measures = {names[1] for key, names in METRICS.items() if key != "mrr@10"}
+            evaluator = pytrec_eval.RelevanceEvaluator(qrels, measures)
+            reciprocal = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"})
+            for run_dict, cut_dict in zip(run_dicts, cut_dicts):
+                full, cut = evaluator.evaluate(run_dict), reciprocal.evaluate(cut_dict)
+                out.append({key: {q: (cut if key == "mrr@10" else full)[q][names[1]] for q in full}
+                            for key, names in METRICS.items()})
+        return out
+
+    with_ranx()  # numba compiles ranx's metrics on the first call
+    timings = {name: time_repeated(call, context.repeats) for name, call in
+               (("ours", ours), ("ranx", with_ranx), ("pytrec_eval", with_pytrec_eval))}
+    count = sum(len(runs) for _, _, runs, _, _ in batches)
+    measures = []
+    for library in ("ranx", "pytrec_eval"):
+        delta = max(_max_delta(a, b) for a, b in zip(timings["ours"].result, timings[library].result))
+        measures.append(Measure(6, f"metrics max |ours - {library}|", delta, "", Target("<=", 1e-9),
+                                f"{len(METRICS)} metrics x every query x {count} runs ({', '.join(RETRIEVAL_SETS)})"))
+        measures.append(Measure(6, f"metrics time ours/{library}", timings["ours"].median / timings[library].median, "x", None,
+                                f"ours {timings['ours'].median * 1000:.0f} ms, {library} {timings[library].median * 1000:.0f} ms "
+                                f"for {count} runs (library data structures built inside its timing)",
+                                {name: t.seconds for name, t in timings.items()}))
+    return measures

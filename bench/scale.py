@@ -1,0 +1,232 @@
+"""Part 8: scaling to 100k and 1M documents, each size in its own process so its peak memory is its own.
+
+The corpus is synthetic: real docstrings of ``csn-python-code2doc`` repeated with variations (two
+adjacent words swapped, a suffix phrase, a numbered identifier). Embedding a million documents with
+the model is out of reach on a CPU (~100 docs/s), so the vector of a synthetic row is the real
+docstring's embedding plus Gaussian noise, renormalised. ANN recall and latency on such vectors are
+indicative, not a measurement on real embeddings; every result says so.
+
+Run by ``bench/run_benchmarks.py``; by hand: ``python -m bench.scale --size 20000 --inputs DIR --out FILE``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import Measure, Target, current_rss_bytes, fmt_bytes, peak_rss_bytes, percentile
+
+BASE_SET, QUERY_SET = "csn-python-code2doc", "cosqa"
+NOISE = 0.03  # per-dimension sigma: a variant keeps cosine ~0.9 to the real embedding it came from
+CHUNK = 65_536
+DEPTH = 100
+SUFFIXES = ("if needed", "for the given input", "in place", "(deprecated)", "with caching", "as a list", "or None",
+            "for each item", "and return it", "from the config", "without copying", "in the background")
+SYNTHETIC_NOTE = ("synthetic corpus: real csn-python-code2doc docstrings repeated with word swaps, suffixes and numbered "
+                  "identifiers; vectors are real MiniLM embeddings + Gaussian noise (sigma 0.03/dim), renormalised, "
+                  "not model embeddings of the synthetic text")
+
+
+def synthetic_texts(base: Sequence[str], size: int, seed: int = 20261122) -> Iterator[str]:
+    """``size`` docstrings: the real ones first, then variants of them, each variant different."""
+    rng = random.Random(seed)
+    vocabulary = sorted({w.lower() for text in base for w in re.findall(r"[A-Za-z]{3,}", text)})
+    for row in range(size):
+        text, variant = base[row % len(base)], row // len(base)
+        if variant == 0:
+            yield text
+            continue
+        words = text.split()
+        if len(words) > 2:
+            at = rng.randrange(len(words) - 1)
+            words[at], words[at + 1] = words[at + 1], words[at]
+        identifier = f"{rng.choice(vocabulary)}_{rng.choice(vocabulary)}_{variant}"
+        yield " ".join(words + [rng.choice(SUFFIXES), "using", identifier])
+
+
+def synthetic_vectors(base: np.ndarray, start: int, stop: int, seed: int = 20261122) -> np.ndarray:
+    """Rows ``start:stop`` of the synthetic matrix: the base row itself for the first copy, perturbed after."""
+    rng = np.random.default_rng([seed, start])
+    rows = np.arange(start, stop)
+    vectors = base[rows % len(base)].astype(np.float32)
+    variants = rows >= len(base)
+    vectors[variants] += rng.normal(0.0, NOISE, size=(int(variants.sum()), base.shape[1])).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors
+
+
+def _latencies(call, items: Sequence, repeats: int) -> list[float]:
+    """Per item, the median of ``repeats`` timed calls (seconds)."""
+    out = []
+    for item in items:
+        seconds = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            call(item)
+            seconds.append(time.perf_counter() - started)
+        out.append(statistics.median(seconds))
+    return out
+
+
+def _memory(stages: dict, stage: str) -> None:
+    stages[stage] = {"rss": current_rss_bytes(), "peak_rss": peak_rss_bytes()}
+
+
+def run_size(size: int, inputs: Path, workdir: Path, repeats: int) -> dict:
+    """Build and query BM25 and vector indexes over ``size`` synthetic documents; figures as a dict."""
+    import lancedb
+
+    from core.datasets import Dataset, Document, Qrels
+    from core.lexical import open_lexical_index
+    from core.vectors import VectorIndex, _read_checked, _vectors_table, top_k
+    from core.workspace import Workspace
+
+    base_texts = json.loads((inputs / "base_texts.json").read_text())
+    query_texts = json.loads((inputs / "query_texts.json").read_text())
+    base_vectors = np.load(inputs / "base_vectors.npy")
+    query_vectors = np.load(inputs / "query_vectors.npy")
+    workspace = Workspace.open(workdir)
+    figures: dict = {"size": size, "queries": len(query_texts), "stages": {}}
+    memory = figures["stages"]
+    _memory(memory, "inputs loaded")
+
+    started = time.perf_counter()
+    documents = tuple(Document(f"d{row}", text) for row, text in enumerate(synthetic_texts(base_texts, size)))
+    dataset = Dataset(f"synthetic-{size}", documents, (), Qrels({}))
+    figures["generate_texts_s"] = time.perf_counter() - started
+    _memory(memory, "texts generated")
+
+    started = time.perf_counter()
+    lexical, _ = open_lexical_index(workspace, dataset, "code", rebuild=True)
+    figures["bm25_build_s"] = time.perf_counter() - started
+    _memory(memory, "BM25 index built")
+    lexical.search(query_texts[0], DEPTH)
+    figures["bm25_query_s"] = _latencies(lambda text: lexical.search(text, DEPTH), query_texts, repeats)
+
+    started = time.perf_counter()
+    vectors = synthetic_vectors(base_vectors, 0, size)
+    figures["generate_vectors_s"] = time.perf_counter() - started
+    expected = {"fingerprint": "synthetic", "count": size, "dim": base_vectors.shape[1]}
+    db = lancedb.connect(str(workspace.vectors_dir))
+    name = f"synthetic_{size}"
+    started = time.perf_counter()  # the product's write path: one Arrow table (with its checksum), one create_table
+    table = db.create_table(name, _vectors_table([f"d{row}" for row in range(size)], vectors, expected), mode="overwrite")
+    figures["vector_write_s"] = time.perf_counter() - started
+    del vectors
+    _memory(memory, "vectors written")
+    started = time.perf_counter()
+    table.create_index(metric="dot", vector_column_name="vector", index_type="IVF_HNSW_SQ")  # as core.vectors does
+    figures["ann_build_s"] = time.perf_counter() - started
+    _memory(memory, "ANN index built")
+
+    started = time.perf_counter()
+    table, vectors, _ = _read_checked(db, name, expected)  # what the product does on opening a vector index
+    figures["vector_open_s"] = time.perf_counter() - started
+    _memory(memory, "vectors opened (product read)")
+
+    index = VectorIndex(table, vectors)
+    index.uses_ann = False
+    exact_rows = np.concatenate([top_k(chunk @ vectors.T, DEPTH).rows  # chunks keep the score matrix small
+                                 for chunk in np.array_split(query_vectors, max(1, len(query_vectors) // 10))])
+    figures["exact_query_s"] = _latencies(lambda q: index.search(q, DEPTH), query_vectors, repeats)
+    index.uses_ann = True
+    index.search(query_vectors[0], DEPTH)
+    figures["ann_query_s"] = _latencies(lambda q: index.search(q, DEPTH), query_vectors, repeats)
+    ann_rows = index.search(query_vectors, DEPTH).rows
+    figures["ann_recall_at_10"] = float(np.mean([len(set(a[:10]) & set(e[:10])) / 10 for a, e in zip(ann_rows, exact_rows)]))
+    figures["ann_recall_at_100"] = float(np.mean([len(set(a) & set(e)) / len(e) for a, e in zip(ann_rows, exact_rows)]))
+    _memory(memory, "searched")
+    figures["peak_rss"] = peak_rss_bytes()
+    figures["disk_bytes"] = sum(p.stat().st_size for p in workdir.rglob("*") if p.is_file())
+    return figures
+
+
+def _measures(figures: dict) -> list[Measure]:
+    size = figures["size"]
+    label = f"{size:,} docs"
+    bm25_p50 = percentile(figures["bm25_query_s"], 50) * 1000
+    ann_p50 = percentile(figures["ann_query_s"], 50) * 1000
+    exact_p50 = percentile(figures["exact_query_s"], 50) * 1000
+    return [
+        Measure(8, f"scale {label}: BM25 index build", figures["bm25_build_s"], "s", None,
+                f"{size / figures['bm25_build_s']:,.0f} docs/s (tokenise + Tantivy, one writer thread)"),
+        Measure(8, f"scale {label}: BM25 query p50 (top-100)", bm25_p50, "ms", None,
+                f"p95 {percentile(figures['bm25_query_s'], 95) * 1000:.1f} ms over {figures['queries']} cosqa queries"),
+        Measure(8, f"scale {label}: vector table write", figures["vector_write_s"], "s", None,
+                f"core.vectors' write path; generating the synthetic vectors took {figures['generate_vectors_s']:.1f} s more"),
+        Measure(8, f"scale {label}: ANN index build (IVF_HNSW_SQ)", figures["ann_build_s"], "s", None, "LanceDB defaults, as core.vectors builds it"),
+        Measure(8, f"scale {label}: open vectors into memory", figures["vector_open_s"], "s", None, "core.vectors reads the table on open"),
+        Measure(8, f"scale {label}: ANN query p50 (top-100)", ann_p50, "ms", None,
+                f"p95 {percentile(figures['ann_query_s'], 95) * 1000:.1f} ms; exact flat p50 {exact_p50:.1f} ms "
+                f"(the product searches exactly up to core.vectors.ANN_THRESHOLD docs)"),
+        Measure(8, f"scale {label}: exact flat query p50 (top-100)", exact_p50, "ms", None, "one query vector x all docs"),
+        Measure(8, f"scale {label}: ANN recall@10 vs exact", figures["ann_recall_at_10"], "", None,
+                f"recall@100 {figures['ann_recall_at_100']:.3f}; synthetic vectors, see notes"),
+        Measure(8, f"scale {label}: peak RSS", figures["peak_rss"] / 2**30, "GiB", Target("<=", 8.0),
+                "; ".join(f"{stage}: {fmt_bytes(m['rss'])}" for stage, m in figures["stages"].items()),
+                {"stages": figures["stages"], "disk_bytes": figures["disk_bytes"]}),
+    ]
+
+
+def scaling(context, sizes: Sequence[int]) -> list[Measure]:
+    """Part 8, parent side: hand real texts and embeddings to one worker process per size, collect its figures."""
+    base = context.engine(BASE_SET)
+    queries = context.engine(QUERY_SET)
+    judged = queries.dataset.judged_queries[: 50 if context.quick else 100]
+    context.note(SYNTHETIC_NOTE)
+    inputs = Path(tempfile.mkdtemp(prefix="codeir-bench-scale-inputs-"))
+    measures = []
+    try:
+        np.save(inputs / "base_vectors.npy", base.vectors("minilm").vectors)
+        np.save(inputs / "query_vectors.npy", queries.query_vectors("minilm", "torch", judged))
+        (inputs / "base_texts.json").write_text(json.dumps([d.full_text for d in base.dataset.documents]))
+        (inputs / "query_texts.json").write_text(json.dumps([q.text for q in judged]))
+        for size in sizes:
+            workdir = Path(tempfile.mkdtemp(prefix=f"codeir-bench-scale-{size}-"))
+            out = inputs / f"figures-{size}.json"
+            command = [sys.executable, "-m", "bench.scale", "--size", str(size), "--inputs", str(inputs),
+                       "--workdir", str(workdir), "--out", str(out), "--repeats", str(min(context.repeats, 3))]
+            started = time.perf_counter()
+            try:
+                finished = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True)
+            finally:
+                shutil.rmtree(workdir, ignore_errors=True)
+            if finished.returncode != 0 or not out.is_file():
+                tail = (finished.stderr or finished.stdout).strip().splitlines()[-3:]
+                measures.append(Measure(8, f"scale {size:,} docs", None, "", None,
+                                        f"failed (exit {finished.returncode}): {' | '.join(tail)}"))
+                continue
+            figures = json.loads(out.read_text())
+            figures["wall_s"] = time.perf_counter() - started
+            measures.extend(_measures(figures))
+    finally:
+        shutil.rmtree(inputs, ignore_errors=True)
+    return measures
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="One size of the scaling benchmark (run by run_benchmarks.py).")
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--inputs", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    figures = run_size(args.size, args.inputs, args.workdir, args.repeats)
+    args.out.write_text(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

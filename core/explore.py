@@ -1,0 +1,54 @@
+"""One query under several profiles, as the query explorer shows it: ranked documents and the positive's rank.
+
+A benchmark query is retrieved exactly as in the profile's full run (same cached query vectors,
+same tie-breaking), so the rank shown here equals the ``positive_rank`` other pages report.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from core.datasets import Dataset, Query
+from core.highlight import shared_identifiers
+from core.retrieval import DEFAULT_DEPTH, Engine, SearchResult
+from core.runs import Ranking
+
+RELEVANT_MARK = "✅"
+RESULT_COLUMNS = ("relevant", "rank", "score", "doc id", "document", "shared")
+
+
+def search_benchmark_query(engine: Engine, profile_name: str, query_id: str, depth: int = DEFAULT_DEPTH) -> SearchResult:
+    """The ranking a profile's run gives one benchmark query, with the time it took."""
+    query = engine.dataset.query(query_id)
+    run = engine.run(profile_name, queries=[query], depth=depth)
+    return SearchResult(profile_name, run.ranking(query.id), float(run.meta.get("seconds", 0.0)))
+
+
+def positive_ranks(ranking: Ranking, positives: Sequence[str]) -> dict[str, int | None]:
+    """Relevant document id -> its 1-based rank in ``ranking``, None when it was not retrieved."""
+    return {doc_id: ranking.rank_of(doc_id) for doc_id in positives}
+
+
+def ranked_documents(dataset: Dataset, ranking: Ranking, query_text: str, k: int,
+                     positives: Sequence[str] = ()) -> pd.DataFrame:
+    """The top ``k`` documents as a table: relevant mark, rank, score, doc id, text, shared identifiers."""
+    relevant = set(positives)
+    rows = []
+    for rank, (doc_id, score) in enumerate(zip(ranking.doc_ids[:k], ranking.scores[:k]), start=1):
+        text = dataset.document(doc_id).full_text if doc_id in dataset.doc_index else ""
+        rows.append({"relevant": RELEVANT_MARK if doc_id in relevant else "", "rank": rank, "score": float(score),
+                     "doc id": doc_id, "document": text, "shared": ", ".join(shared_identifiers(query_text, text))})
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def query_label(query: Query, width: int = 80) -> str:
+    """``<id> — <first non-empty line>``, cut to ``width`` characters, for pickers."""
+    first_line = next((line.strip() for line in query.text.splitlines() if line.strip()), "")
+    label = f"{query.id} — {first_line}"
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def rank_summary(rank: int | None, depth: int = DEFAULT_DEPTH) -> str:
+    """How a positive's rank reads in the explorer: ``rank 3`` or ``not in top 100``."""
+    return f"rank {rank}" if rank is not None else f"not in top {depth}"

@@ -1,0 +1,471 @@
+"""Fine-tune a bi-encoder on code <-> docstring pairs with mined hard negatives, on a CPU.
+
+The recipe, in three steps a notebook can run one by one:
+
+1. ``build_training_set``: documented functions of source trees (installed packages, say) become a
+   BEIR dataset, audited with ``core.leakage`` against the eval sets and stripped of every pair that
+   leaks into them;
+2. ``mine_hard_negatives``: each training query is searched in its own corpus with our Engine (BM25,
+   dense or their RRF); the top non-answers that are not near-copies of the answer become its hard
+   negatives (consistency filtering as in CoRNStack);
+3. ``finetune``: MultipleNegativesRankingLoss (in-batch negatives plus the hard negatives) in a plain
+   PyTorch loop, saved atomically to ``<workspace>/models/<name>`` with ``codeir-finetune.json``.
+
+The saved model is then usable everywhere by its name, as a dense profile's ``model``.
+The Trainer API of sentence-transformers needs the ``datasets`` and ``accelerate`` packages, which
+the workbench does not install; the loop here computes the same loss with the library's loss module.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from core.datasets import Dataset
+from core.encoders import DEFAULT_MODEL, load_encoder, resolve_model
+from core.errors import DatasetError, ModelUnavailableError, WorkbenchError
+from core.leakage import LeakageReport, audit_many, filter_train, normalise_docstring
+from core.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile
+from core.source_benchmark import DEFAULT_EXCLUDED_DIRS, DEFAULT_SEED, Direction, CodeFunction, build_benchmark, extract_functions
+from core.workspace import Workspace, slug
+
+MiningMethod = Literal["bm25", "dense", "both"]
+MINING_METHODS: tuple[str, ...] = ("bm25", "dense", "both")
+INFO_FILE = "codeir-finetune.json"
+DEFAULT_OUTPUT = "minilm-code-ft"
+DEFAULT_TRAIN_NAME = "finetune-train"
+# Sized for two shared CPU cores: about ten minutes of training (see docs/finetuning.md).
+DEFAULT_MAX_EXAMPLES = 256
+DEFAULT_MAX_SEQ_LENGTH = 128
+MAX_JACCARD = 0.7
+MAX_COSINE = 0.95
+# Installed packages whose documented functions make the default training set: broad, well documented,
+# and none of them the standard library (the built-in benchmark evaluates on it).
+DEFAULT_PACKAGES = ("sklearn", "numpy", "networkx", "scipy", "pandas", "sympy", "matplotlib", "jinja2", "click", "werkzeug")
+# Test suites hold helpers and fixtures, not the documented API a user searches for.
+TRAINING_EXCLUDED_DIRS = DEFAULT_EXCLUDED_DIRS | {"test", "tests", "testing", "_vendor", "vendored", "externals"}
+_RESERVED_NAMES = frozenset({"minilm", "mpnet"})  # aliases win over workspace models in core.encoders
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One training row: a query, its one right answer, and texts that look right but are not."""
+
+    query: str
+    positive: str
+    negatives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LeakageSummary:
+    """What the audit against one eval set found, and how many training queries it cost."""
+
+    eval: str
+    eval_pairs: int
+    counts: Mapping[str, int]
+    dropped_train_queries: int
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A training benchmark cleared of eval leakage, with where it came from and what the audit dropped."""
+
+    dataset: Dataset
+    sources: tuple[str, ...]
+    direction: str
+    functions: int
+    leakage: tuple[LeakageSummary, ...]
+
+    def describe(self) -> dict[str, object]:
+        """What ``codeir-finetune.json`` records about the data."""
+        return {"dataset": self.dataset.name, "sources": list(self.sources), "direction": self.direction,
+                "functions": self.functions, "train_queries": len(self.dataset.judged_queries),
+                "corpus_documents": len(self.dataset.documents),
+                "leakage": [asdict(summary) | {"counts": dict(summary.counts)} for summary in self.leakage]}
+
+
+def package_roots(names: Iterable[str]) -> list[Path]:
+    """The source folders of installed packages, found without importing them."""
+    roots = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if not locations:
+            raise DatasetError(f"No installed package {name!r} with a source folder: install it, or give a folder with --from-tree.")
+        roots.append(Path(locations[0]))
+    return roots
+
+
+def leakage_summaries(reports: Sequence[LeakageReport]) -> tuple[LeakageSummary, ...]:
+    return tuple(LeakageSummary(r.eval, r.eval_pairs, r.counts(), len(r.leaked_train_ids())) for r in reports)
+
+
+def remove_leakage(train: Dataset, evals: Sequence[Dataset]) -> tuple[Dataset, tuple[LeakageSummary, ...]]:
+    """The train set without any pair that an eval set repeats (every check of ``core.leakage``)."""
+    evals = [e for e in evals if e.name != train.name]
+    if not evals:
+        return train, ()
+    reports = audit_many(train, evals)
+    return filter_train(train, reports, name=train.name), leakage_summaries(reports)
+
+
+def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), name: str = DEFAULT_TRAIN_NAME,
+                       direction: Direction = "doc2code", seed: int = DEFAULT_SEED,
+                       exclude_dirs: Collection[str] = TRAINING_EXCLUDED_DIRS) -> TrainingData:
+    """Every documented Python function under ``roots`` as a training pair, minus those leaking into ``evals``.
+
+    ``doc2code`` pairs a docstring (query) with its function without the docstring (answer), the
+    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine.
+    ``max_queries`` keeps a seeded sample of queries, never fewer documents.
+    """
+    functions: list[CodeFunction] = []
+    for root in roots:
+        found = extract_functions(Path(root), ["python"], exclude_dirs=exclude_dirs)
+        # Paths are relative to their root: prefixing the root's name keeps ids unique across trees.
+        functions += [replace(f, path=f"{Path(root).name}/{f.path}") for f in found]
+    if not functions:
+        raise DatasetError("No documented Python functions under " + ", ".join(map(str, roots)) + ": pick source trees with docstrings.")
+    dataset = build_benchmark(functions, name, direction, n_queries=len(functions), seed=seed,
+                              source=", ".join(map(str, roots)))
+    dataset, summaries = remove_leakage(dataset, evals)
+    return TrainingData(dataset, tuple(str(r) for r in roots), direction, len(functions), summaries)
+
+
+# ---- mining ------------------------------------------------------------------------------------------
+
+def _words(text: str) -> set[str]:
+    return set(normalise_docstring(text).split())
+
+
+def is_near_duplicate(candidate: str, positive: str, max_jaccard: float = MAX_JACCARD) -> bool:
+    """True when two texts are the same once normalised, or share ``max_jaccard`` of their word tokens."""
+    if normalise_docstring(candidate) == normalise_docstring(positive):
+        return True
+    a, b = _words(candidate), _words(positive)
+    return bool(a | b) and len(a & b) / len(a | b) >= max_jaccard
+
+
+def _mining_profiles(model: str, depth: int) -> dict[str, Profile]:
+    return {"bm25": Bm25Profile("mine-bm25", analyzer="code"),
+            "dense": DenseProfile("mine-dense", model=model),
+            "both": HybridProfile("mine-both", members=("mine-bm25", "mine-dense"), method="rrf", candidate_depth=depth)}
+
+
+def mine_hard_negatives(train: Dataset, workspace: Workspace, n_negatives: int = 3, method: MiningMethod = "bm25",
+                        skip_top: int = 0, *, model: str = DEFAULT_MODEL, depth: int | None = None,
+                        max_jaccard: float = MAX_JACCARD, max_cosine: float = MAX_COSINE,
+                        progress: Callable[[str, float], None] | None = None) -> list[TrainingExample]:
+    """For each judged query, its first positive and up to ``n_negatives`` hard negatives from the same corpus.
+
+    Candidates are the query's ranking under BM25 (code analyzer), dense cosine (``model``) or their
+    RRF; the query's judged positives and the first ``skip_top`` other candidates (likely unlabelled
+    answers) are passed over. A candidate is dropped as a false negative when its text equals the
+    positive once normalised, shares ``max_jaccard`` of its words with it, or, when dense vectors
+    were computed (``dense``, ``both``), has a cosine to the positive of ``max_cosine`` or more.
+    A query may end with fewer negatives than asked; ``finetune`` fills the gap with random ones.
+    """
+    from core.retrieval import Engine
+
+    if method not in MINING_METHODS:
+        raise WorkbenchError(f"Unknown mining method {method!r}: choose one of {', '.join(MINING_METHODS)}.")
+    if n_negatives < 0 or skip_top < 0:
+        raise WorkbenchError("n_negatives and skip_top must be 0 or more.")
+    if n_negatives == 0:
+        return [TrainingExample(q.text, train.document(p).full_text) for q, p in _judged_positives(train)]
+    depth = depth or skip_top + 4 * n_negatives + 20
+    profiles = _mining_profiles(model, depth)
+    engine = Engine(workspace, train, {p.name: p for p in profiles.values()}, progress=progress)
+    run = engine.run(profiles[method].name, depth=depth)
+    vectors = engine.vectors(model).vectors if method in ("dense", "both") else None
+    examples = []
+    for query, positive_id in _judged_positives(train):
+        positive_row = train.doc_index[positive_id]
+        positive = train.documents[positive_row].full_text
+        answers = set(train.qrels.positives(query.id))
+        ranked = [doc_id for doc_id in run.ranking(query.id).doc_ids if doc_id not in answers][skip_top:]
+        negatives: list[str] = []
+        for doc_id in ranked:
+            row = train.doc_index[doc_id]
+            text = train.documents[row].full_text
+            if text in negatives or is_near_duplicate(text, positive, max_jaccard):
+                continue
+            if vectors is not None and float(vectors[row] @ vectors[positive_row]) >= max_cosine:
+                continue
+            negatives.append(text)
+            if len(negatives) == n_negatives:
+                break
+        examples.append(TrainingExample(query.text, positive, tuple(negatives)))
+    return examples
+
+
+def _judged_positives(dataset: Dataset):
+    """(query, first positive id) for each judged query whose positive is in the corpus."""
+    for query in dataset.judged_queries:
+        positive = next((d for d in dataset.qrels.positives(query.id) if d in dataset.doc_index), None)
+        if positive is not None:
+            yield query, positive
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+def _random_negative(positives: Sequence[str], taken: Collection[str], rng: random.Random) -> str:
+    """Another example's positive, not among ``taken`` (the example's own positive and negatives so far)."""
+    for _ in range(100):
+        candidate = rng.choice(positives)
+        if candidate not in taken:
+            return candidate
+    raise WorkbenchError("Too few distinct examples to fill in random negatives: give more examples or ask for fewer negatives.")
+
+
+def _filled(examples: Sequence[TrainingExample], n_negatives: int, rng: random.Random) -> list[TrainingExample]:
+    """Every example with exactly ``n_negatives`` negatives: missing ones are other examples' positives (random negatives)."""
+    positives = [e.positive for e in examples]
+    out = []
+    for example in examples:
+        negatives = list(example.negatives[:n_negatives])
+        while len(negatives) < n_negatives:
+            negatives.append(_random_negative(positives, {example.positive, *negatives}, rng))
+        out.append(replace(example, negatives=tuple(negatives)))
+    return out
+
+
+def _check_training_args(examples: Sequence[TrainingExample], output_name: str, epochs: int, batch_size: int,
+                         learning_rate: float, max_seq_length: int) -> None:
+    if len(examples) < 2:
+        raise WorkbenchError(f"Fine-tuning needs at least two training examples, got {len(examples)}.")
+    if not output_name.strip() or output_name.strip().lower() in _RESERVED_NAMES:
+        raise WorkbenchError(f"{output_name!r} cannot name a fine-tuned model: pick another name, such as {DEFAULT_OUTPUT!r}.")
+    if epochs < 1 or batch_size < 2 or learning_rate <= 0 or max_seq_length < 8:
+        raise WorkbenchError("Use epochs >= 1, batch_size >= 2 (in-batch negatives need company), learning_rate > 0 and max_seq_length >= 8.")
+
+
+def _linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up, then linear decay to zero (the sentence-transformers default)."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    return factor
+
+
+def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, base_model: str = DEFAULT_MODEL,
+             output_name: str = DEFAULT_OUTPUT, *, epochs: int = 1, batch_size: int = 32, learning_rate: float = 2e-5,
+             max_examples: int | None = DEFAULT_MAX_EXAMPLES, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+             seed: int = 42, warmup_ratio: float = 0.1, symmetric: bool = True, progress: bool = True,
+             data: Mapping[str, object] | None = None, overwrite: bool = False) -> Path:
+    """Train ``base_model`` with MultipleNegativesRankingLoss and save it as ``<workspace>/models/<output_name>``.
+
+    Each batch scores every query against all positives and hard negatives of the batch;
+    ``symmetric`` adds the answer-to-query direction (the model then serves code -> text as well as
+    text -> code). Texts are cut to ``max_seq_length`` tokens while training only: the saved model
+    keeps the base model's window, so before/after comparisons read the same input. ``data`` is
+    recorded in ``codeir-finetune.json`` (what the examples are, the leakage audit).
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from tqdm import tqdm
+
+    _check_training_args(train_examples, output_name, epochs, batch_size, learning_rate, max_seq_length)
+    target = workspace.models_dir / slug(output_name)
+    if target.exists() and not overwrite:
+        raise WorkbenchError(f"A model named {output_name!r} already exists at {target}: choose another name or overwrite it.")
+    source = resolve_model(base_model, workspace)
+    if isinstance(source, str):
+        raise ModelUnavailableError(f"Fine-tuning needs a local base model; {base_model!r} would come from the hub. "
+                                    f"Save it to a folder first and give that folder.")
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    examples = list(train_examples)
+    if max_examples is not None and len(examples) > max_examples:
+        examples = rng.sample(examples, max_examples)
+    n_negatives = max(len(e.negatives) for e in examples)
+    mined = sum(len(e.negatives[:n_negatives]) for e in examples)
+    examples = _filled(examples, n_negatives, rng)
+    batches_per_epoch = max(1, len(examples) // batch_size) if len(examples) >= batch_size else 1
+    total_steps = epochs * batches_per_epoch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    window = model.max_seq_length
+    model.max_seq_length = max_seq_length
+    directions = ("query_to_doc", "doc_to_query") if symmetric else ("query_to_doc",)
+    loss_fn = MultipleNegativesRankingLoss(model, directions=directions)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(total_steps, max(1, int(warmup_ratio * total_steps))))
+    losses: list[float] = []
+    model.train()
+    with tqdm(total=total_steps, desc=f"fine-tuning {output_name}", unit="batch", file=sys.stderr, disable=not progress) as bar:
+        for _ in range(epochs):
+            order = examples[:]
+            rng.shuffle(order)
+            for step in range(batches_per_epoch):
+                # A last partial batch is dropped: fewer in-batch negatives would make an easier, noisier step.
+                batch = order[step * batch_size:(step + 1) * batch_size]
+                columns = [[e.query for e in batch], [e.positive for e in batch]]
+                columns += [[e.negatives[k] for e in batch] for k in range(n_negatives)]
+                loss = loss_fn([model.preprocess(column) for column in columns], None)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                losses.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                bar.update(1)
+    model.eval()
+    model.max_seq_length = window
+    info = {
+        "name": output_name, "base_model": base_model, "base_fingerprint": load_encoder(base_model, workspace).fingerprint,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.perf_counter() - started, 1),
+        "loss": "MultipleNegativesRankingLoss", "directions": list(directions),
+        "params": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "max_examples": max_examples,
+                   "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": warmup_ratio},
+        "examples": len(examples), "negatives_per_example": n_negatives, "mined_negatives": mined,
+        "random_negatives": len(examples) * n_negatives - mined, "steps": total_steps,
+        "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+        "loss_curve": [round(v, 4) for v in losses],
+        "data": dict(data or {}),
+        "versions": _versions(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    }
+    return _save_atomically(model, target, info, workspace)
+
+
+def _versions() -> dict[str, str]:
+    import sentence_transformers
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "sentence-transformers": sentence_transformers.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def _save_atomically(model, target: Path, info: dict, workspace: Workspace) -> Path:
+    """Write the model to a temporary folder, then rename it into place: a killed save leaves nothing half-written."""
+    with workspace.lock(f"model-{target.name}"):
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(str(tmp), create_model_card=False)
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    return target
+
+
+def read_finetune_info(folder: Path) -> dict:
+    """The ``codeir-finetune.json`` of a fine-tuned model folder (empty for other models)."""
+    try:
+        return json.loads((Path(folder) / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def add_dense_profile(workspace: Workspace, model_name: str, profile_name: str | None = None) -> str:
+    """Add (or replace) a dense profile for a model in the workspace's profiles.toml; returns its name."""
+    from core.profiles import load_profiles, save_profiles
+
+    name = profile_name or f"dense-{slug(model_name)}"
+    profiles = load_profiles(workspace.profiles_file)
+    profiles[name] = DenseProfile(name, model=model_name)
+    save_profiles(workspace.profiles_file, profiles)
+    return name
+
+
+# ---- command line --------------------------------------------------------------------------------------
+
+def register_finetune_cli(subparsers) -> None:
+    """Add ``finetune`` to the ``python -m core`` subcommands (called from core/cli_extra.py)."""
+    parser = subparsers.add_parser("finetune", help="fine-tune a bi-encoder on code/docstring pairs with mined hard negatives")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--train", metavar="NAME", help="a dataset of the catalog whose queries and positives are the pairs")
+    source.add_argument("--from-tree", metavar="DIR", action="append", help="a source tree to build pairs from (repeatable)")
+    source.add_argument("--packages", metavar="A,B", help=f"installed packages to build pairs from, e.g. {','.join(DEFAULT_PACKAGES[:4])}")
+    parser.add_argument("--output", required=True, metavar="NAME", help="name of the fine-tuned model (then usable as a dense model)")
+    parser.add_argument("--base-model", default=DEFAULT_MODEL)
+    parser.add_argument("--direction", choices=("doc2code", "code2doc"), default="doc2code", help="pairs built from trees: query side")
+    parser.add_argument("--audit-against", metavar="A,B", help="eval datasets to remove leaked pairs for (default: every dataset on disk)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES)
+    parser.add_argument("--negatives", type=int, default=3, help="hard negatives per example")
+    parser.add_argument("--mining", choices=MINING_METHODS, default="bm25")
+    parser.add_argument("--skip-top", type=int, default=0, help="pass over this many top-ranked non-answers when mining")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--max-seq-length", type=int, default=DEFAULT_MAX_SEQ_LENGTH)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--asymmetric", action="store_true", help="train the query -> answer direction only")
+    parser.add_argument("--add-profile", action="store_true", help="add a dense profile for the new model to profiles.toml")
+    parser.add_argument("--overwrite", action="store_true", help="replace a fine-tuned model of the same name")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=cmd_finetune)
+
+
+def _eval_datasets(workspace: Workspace, requested: str | None, exclude: str) -> list[Dataset]:
+    from core.catalog import list_datasets, open_dataset
+
+    if requested:
+        names = [n.strip() for n in requested.split(",") if n.strip()]
+    else:  # every dataset already on disk; the built-in one is not built just for this
+        names = [info.name for info in list_datasets(workspace) if info.origin != "builtin" and info.path.is_dir()]
+    return [open_dataset(workspace, name) for name in names if name != exclude]
+
+
+def training_data_from_args(args, workspace: Workspace) -> TrainingData:
+    """The leakage-free training set a ``finetune`` command line asks for."""
+    from core.catalog import open_dataset
+
+    evals = _eval_datasets(workspace, args.audit_against, args.train or "")
+    if args.train:
+        dataset, summaries = remove_leakage(open_dataset(workspace, args.train), evals)
+        return TrainingData(dataset, (args.train,), "as-is", len(dataset.queries), summaries)
+    roots = [Path(p) for p in args.from_tree] if args.from_tree else package_roots(p.strip() for p in args.packages.split(",") if p.strip())
+    return build_training_set(roots, evals, name=f"{slug(args.output, 60)}-train", direction=args.direction, seed=args.seed)
+
+
+def cmd_finetune(args, workspace: Workspace) -> None:
+    """``python -m core finetune``: build or open the pairs, audit, mine, train, save, report."""
+    from core.cli import _progress_bars
+
+    started = time.perf_counter()
+    training = training_data_from_args(args, workspace)
+    for summary in training.leakage:
+        found = ", ".join(f"{kind} {count}" for kind, count in summary.counts.items())
+        print(f"leakage vs {summary.eval}: {found}; dropped {summary.dropped_train_queries} training queries")
+    print(f"training set {training.dataset.name}: {len(training.dataset.judged_queries)} queries, "
+          f"{len(training.dataset.documents)} documents")
+    rng = random.Random(args.seed)
+    if args.max_examples and len(training.dataset.judged_queries) > args.max_examples:
+        chosen = rng.sample([q.id for q in training.dataset.judged_queries], args.max_examples)
+        to_mine = training.dataset.subset(chosen)
+    else:
+        to_mine = training.dataset
+    examples = mine_hard_negatives(to_mine, workspace, args.negatives, args.mining, args.skip_top, model=args.base_model,
+                                   progress=None if args.quiet else _progress_bars())
+    mined = sum(len(e.negatives) for e in examples)
+    print(f"mined {mined} hard negatives for {len(examples)} examples ({args.mining})")
+    data = training.describe() | {"mining": {"method": args.mining, "negatives": args.negatives, "skip_top": args.skip_top,
+                                             "max_jaccard": MAX_JACCARD, "max_cosine": MAX_COSINE, "mined": mined}}
+    folder = finetune(examples, workspace, args.base_model, args.output, epochs=args.epochs, batch_size=args.batch_size,
+                      learning_rate=args.learning_rate, max_examples=args.max_examples, max_seq_length=args.max_seq_length,
+                      seed=args.seed, symmetric=not args.asymmetric, progress=not args.quiet, data=data, overwrite=args.overwrite)
+    print(f"saved {args.output} to {folder} in {time.perf_counter() - started:.0f}s")
+    if args.add_profile:
+        print(f"added dense profile {add_dense_profile(workspace, args.output)!r} to {workspace.profiles_file}")

@@ -1,0 +1,108 @@
+"""Turning core tables and untrusted text into things Streamlit draws safely: markdown, styled tables, charts.
+
+Corpus and query text is untrusted. ``escape_markdown`` backslash-escapes every ASCII punctuation
+character (CommonMark allows it for all of them), so no text can open a tag, link, image, emphasis,
+LaTeX (``$``), Streamlit directive or icon (``:``); HTML is never allowed anywhere.
+"""
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from pandas.io.formats.style import Styler
+
+from core.highlight import Span
+
+HIGHLIGHT = "orange-background"
+_PUNCTUATION = frozenset(string.punctuation)
+_SPACE_RUN = re.compile(r"(?<= ) +|^ +")
+_ST_CODE_LANGUAGES = {"python": "python", "go": "go", "java": "java", "javascript": "javascript", "js": "javascript",
+                      "typescript": "typescript", "ts": "typescript", "ruby": "ruby", "php": "php", "c": "c",
+                      "cpp": "cpp", "c++": "cpp", "csharp": "csharp", "c#": "csharp", "rust": "rust", "sql": "sql",
+                      "bash": "bash", "shell": "bash", "kotlin": "kotlin", "scala": "scala", "swift": "swift"}
+
+
+def code_language(language: str | None) -> str:
+    """The st.code language for a dataset language name (python when unknown)."""
+    return _ST_CODE_LANGUAGES.get((language or "").strip().lower(), "python")
+
+
+def _escape_line(line: str) -> str:
+    escaped = "".join(f"\\{char}" if char in _PUNCTUATION else char for char in line.replace("\t", "    "))
+    # Keep indentation and runs of spaces (markdown would collapse them or read a code block).
+    return _SPACE_RUN.sub(lambda m: "\u00a0" * len(m.group()), escaped)
+
+
+def escape_markdown(text: str) -> str:
+    """``text`` as markdown that renders literally, line breaks and indentation kept."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "  \n".join(_escape_line(line) for line in lines)
+
+
+def highlighted_markdown(spans: Sequence[Span]) -> str:
+    """Escaped markdown of ``spans`` with the shared ones on an orange background (per line, so breaks survive)."""
+    lines: list[list[str]] = [[]]
+    for span in spans:
+        parts = span.text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        for index, part in enumerate(parts):
+            if index:
+                lines.append([])
+            if not part:
+                continue
+            escaped = _escape_line(part)
+            lines[-1].append(f":{HIGHLIGHT}[{escaped}]" if span.shared and part.strip() else escaped)
+    return "  \n".join("".join(line) for line in lines)
+
+
+def styled_leaderboard(table: pd.DataFrame, best: Mapping[str, Sequence[str]], metric_columns: Sequence[str],
+                       time_column: str, markers: pd.DataFrame | None = None) -> Styler:
+    """Metric means to 4 decimals, time to 2, the best cell of each column in bold.
+
+    ``markers`` (row label x column -> short text, e.g. significance marks) is appended to the cells it names.
+    """
+    styler = table.style
+    css = pd.DataFrame("", index=table.index, columns=table.columns)
+    for column in [*metric_columns, time_column]:
+        if column not in table.columns:
+            continue
+        digits = 2 if column == time_column else 4
+        winners = set(best.get(column, ()))
+        for label in table.index:
+            marker = ""
+            if markers is not None and label in markers.index and column in markers.columns and isinstance(markers.at[label, column], str):
+                marker = markers.at[label, column]
+            styler = styler.format(_number(digits, marker), subset=pd.IndexSlice[[label], [column]])
+            if label in winners:
+                css.at[label, column] = "font-weight: bold"
+    return styler.apply(lambda _: css, axis=None)
+
+
+def _number(digits: int, marker: str):
+    def fmt(value: object) -> str:
+        text = "—" if value is None or pd.isna(value) else f"{float(value):.{digits}f}"
+        return f"{text} {marker}" if marker else text
+
+    return fmt
+
+
+def metrics_bar_chart(table: pd.DataFrame, metric_columns: Sequence[str]) -> go.Figure:
+    """Grouped bars: one group per metric, one bar per run."""
+    long = (table[list(metric_columns)].rename_axis("run").reset_index()
+            .melt(id_vars="run", var_name="metric", value_name="value"))
+    figure = px.bar(long, x="metric", y="value", color="run", barmode="group", text_auto=".3f")
+    figure.update_layout(yaxis_title=None, xaxis_title=None, legend_title_text=None, margin=dict(l=10, r=10, t=30, b=10),
+                         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
+    figure.update_yaxes(range=[0, 1.05])
+    return figure
+
+
+def length_histogram(lengths: pd.DataFrame, kind: str, unit: str) -> go.Figure:
+    """Histogram of ``unit`` (tokens or characters) over the rows of ``kind`` (document or query)."""
+    values = lengths[lengths["kind"] == kind]
+    figure = px.histogram(values, x=unit, nbins=40, title=f"{kind.capitalize()} length ({unit})")
+    figure.update_layout(yaxis_title="count", bargap=0.05, margin=dict(l=10, r=10, t=40, b=10))
+    return figure
