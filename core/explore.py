@@ -1,7 +1,9 @@
 """One query under several profiles, as the query explorer shows it: ranked documents and the positive's rank.
 
-A benchmark query is retrieved exactly as in the profile's full run (same cached query vectors,
-same tie-breaking), so the rank shown here equals the ``positive_rank`` other pages report.
+A judged benchmark query is shown from the profile's full run over the judged queries (the run the
+Engine already holds when another page evaluated the profile), so the rank shown here is the
+``positive_rank`` other pages report: retrieving it alone can differ in the last float32 digits of
+dense scores, enough to swap near-ties.
 """
 from __future__ import annotations
 
@@ -19,10 +21,15 @@ RESULT_COLUMNS = ("relevant", "rank", "score", "doc id", "document", "shared")
 
 
 def search_benchmark_query(engine: Engine, profile_name: str, query_id: str, depth: int = DEFAULT_DEPTH) -> SearchResult:
-    """The ranking a profile's run gives one benchmark query, with the time it took."""
+    """A benchmark query's ranking in the profile's run, with the run's mean time per query.
+
+    Judged queries come from the full run over the judged queries; an unjudged one is retrieved alone.
+    """
     query = engine.dataset.query(query_id)
-    run = engine.run(profile_name, queries=[query], depth=depth)
-    return SearchResult(profile_name, run.ranking(query.id), float(run.meta.get("seconds", 0.0)))
+    judged = bool(engine.dataset.qrels.positives(query_id))
+    run = engine.run(profile_name, depth=depth) if judged else engine.run(profile_name, queries=[query], depth=depth)
+    seconds = float(run.meta.get("seconds", 0.0)) / max(int(run.meta.get("queries", 1)), 1)
+    return SearchResult(profile_name, run.ranking(query.id), seconds)
 
 
 def positive_ranks(ranking: Ranking, positives: Sequence[str]) -> dict[str, int | None]:

@@ -126,8 +126,9 @@ def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), nam
     """Every documented Python function under ``roots`` as a training pair, minus those leaking into ``evals``.
 
     ``doc2code`` pairs a docstring (query) with its function without the docstring (answer), the
-    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine.
-    ``max_queries`` keeps a seeded sample of queries, never fewer documents.
+    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine. Every
+    function is audited, as a query and so as a corpus document: no eval text stays, not even as a
+    negative. Sample queries for training afterwards (``Dataset.subset``), never before the audit.
     """
     functions: list[CodeFunction] = []
     for root in roots:

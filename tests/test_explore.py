@@ -12,8 +12,19 @@ def test_benchmark_query_ranking_equals_the_profiles_full_run(csn_engine, profil
     for query in csn_engine.dataset.judged_queries[:5]:
         result = search_benchmark_query(csn_engine, profile, query.id)
         assert result.ranking.doc_ids == full_run.ranking(query.id).doc_ids
-        assert result.ranking.scores == pytest.approx(full_run.ranking(query.id).scores, abs=1e-9)
-        assert result.seconds >= 0
+        assert result.ranking.scores == full_run.ranking(query.id).scores
+        assert result.seconds == pytest.approx(full_run.meta["seconds"] / full_run.meta["queries"])
+
+
+def test_an_unjudged_benchmark_query_is_retrieved_alone(csn_engine):
+    from core.retrieval import Engine
+
+    dataset = csn_engine.dataset
+    extra = Query("unjudged", dataset.judged_queries[0].text)
+    engine = Engine(csn_engine.workspace, dataset.__class__(dataset.name, dataset.documents, (*dataset.queries, extra),
+                                                           dataset.qrels, dataset.split), csn_engine.profiles)
+    result = search_benchmark_query(engine, "bm25-code", "unjudged")
+    assert result.ranking == csn_engine.search("bm25-code", extra.text).ranking
 
 
 def test_ranked_documents_mark_the_relevant_document_with_its_rank_text_and_shared_terms(csn_mini):
