@@ -246,11 +246,17 @@ class Engine:
             if isinstance(profile, Bm25Profile):
                 self.lexical(profile.analyzer)
             elif isinstance(profile, DenseProfile):
-                self.vectors(profile.model, profile.backend)
-                self.encoder(profile.model, profile.backend).encode(["warm up"])  # loads the model now, not on first paste
+                self._warm_model(profile.model, profile.backend)
             elif isinstance(profile, HybridProfile):
                 self.warm(profile.members)
             elif isinstance(profile, RerankProfile):
                 self.warm([profile.first_stage])
                 if profile.reranker != "cross-encoder":
-                    self.vectors(profile.model)
+                    self._warm_model(profile.model, "torch")
+
+    def _warm_model(self, model: str, backend: str) -> None:
+        """Corpus vectors, the benchmark queries' cached vectors, and the model itself (not on first paste)."""
+        self.vectors(model, backend)
+        if self.dataset.queries:
+            self.query_vectors(model, backend, self.dataset.queries[:1])
+        self.encoder(model, backend).encode(["warm up"])
