@@ -213,6 +213,26 @@ def interesting_queries(evaluation_a: Evaluation, evaluation_b: Evaluation, metr
                              float(pairs["rank_a"].iat[i]), float(pairs["rank_b"].iat[i])) for i in order]
 
 
+def scatter_points(table: pd.DataFrame, metric: str, profile_a: str, profile_b: str, tolerance: float = 1e-9,
+                   listed: int = 8) -> pd.DataFrame:
+    """Distinct (A, B) metric pairs of a ``per_query_table`` with how many queries share each, for an A-vs-B scatter.
+
+    Columns: ``a``, ``b``, ``queries`` (count), ``outcome`` ("A wins", "tie", "B wins", as ``win_tie_loss``
+    decides with the same tolerance) and ``query_ids`` (the first ``listed`` ids, comma-separated).
+    Many queries share (1, 1); one marker per pair, sized by count, keeps them from hiding each other.
+    """
+    key = parse_metric(metric).key
+    pairs = pd.DataFrame({"a": table[metric_column(profile_a, key)].to_numpy(float),
+                          "b": table[metric_column(profile_b, key)].to_numpy(float),
+                          "query_id": [str(q) for q in table.index]})
+    difference = pairs["a"] - pairs["b"]
+    pairs["outcome"] = np.where(difference > tolerance, "A wins", np.where(difference < -tolerance, "B wins", "tie"))
+    grouped = pairs.groupby(["a", "b", "outcome"], sort=True)["query_id"]
+    points = grouped.agg(["size", lambda ids: ", ".join(ids.iloc[:listed]) + (" …" if len(ids) > listed else "")])
+    points.columns = ["queries", "query_ids"]
+    return points.reset_index()
+
+
 def rank_histogram(table: pd.DataFrame, profiles: Sequence[str], depth: int | None = None) -> pd.DataFrame:
     """Long table (profile, bucket, queries) of the positive's rank per profile, "not retrieved" as its own bucket.
 

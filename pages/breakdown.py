@@ -1,9 +1,13 @@
 """Per-query breakdown: every query's metric and positive rank per profile, filters, A-vs-B charts."""
+import html
+import math
+
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from core.compare import (
+    BASE_COLUMNS,
     filter_queries,
     interesting_queries,
     metric_column,
@@ -11,13 +15,16 @@ from core.compare import (
     rank_column,
     rank_histogram,
     rank_movement,
+    scatter_points,
     win_tie_loss,
 )
 from core.errors import WorkbenchError
 from core.metrics import parse_metric
+from ui.render import escape_markdown
 from ui.state import current_selection, get_engine, get_evaluation, get_run
 
-SHOW = {"all": "all queries", "b_wins": "lost by A, won by B", "a_wins": "won by A, lost by B", "ties": "ties"}
+OUTCOME_COLOURS = {"A wins": "#1f77b4", "tie": "#9e9e9e", "B wins": "#d62728"}
+SHOW = {"all": "all queries", "b_wins": "lost by A, won by B", "a_wins": "won by A, lost by B", "ties": "ties (A = B)"}
 
 st.title("Per-query breakdown")
 sel = current_selection()
@@ -32,11 +39,15 @@ try:
         runs = [get_run(engine, name) for name in sel.profile_names]
         evaluations = [get_evaluation(engine, run, sel.metrics) for run in runs]
 except WorkbenchError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(str(exc)))
     st.stop()
 profiles = list(sel.profile_names)
 by_name = dict(zip(profiles, evaluations))
 run_by_name = dict(zip(profiles, runs))
+
+
+def _rank_text(rank: float) -> str:
+    return "not retrieved" if math.isnan(rank) else str(int(rank))
 
 
 def _remember(key: str, options: list[str], wanted: str | None, fallback: str) -> None:
@@ -59,38 +70,46 @@ label = parse_metric(metric).label()
 try:
     table = per_query_table(engine.dataset, evaluations, metric)
 except WorkbenchError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(str(exc)))
     st.stop()
 
-left, middle, right = st.columns([1, 1, 2])
+left, middle, right = st.columns(3)
 languages = left.multiselect("Language", sorted(set(table["language"])), key="breakdown_languages",
                              placeholder="all languages")
 lengths = middle.multiselect("Query length", list(dict.fromkeys(table["length"])), key="breakdown_lengths",
                              placeholder="all lengths")
-show = right.radio("Show", list(SHOW), format_func=SHOW.get, horizontal=True, key="breakdown_show",
-                   help=f"Compares A ({profile_a}) and B ({profile_b}) on {label}, query by query.")
+show = right.selectbox("Show", list(SHOW), format_func=SHOW.get, key="breakdown_show",
+                      help=f"Compares A ({profile_a}) and B ({profile_b}) on {label}, query by query.")
 outcome = win_tie_loss(by_name[profile_a], by_name[profile_b], metric)
+decided = set(outcome.won_query_ids) | set(outcome.lost_query_ids)
 chosen_ids = {"all": None, "b_wins": outcome.lost_query_ids, "a_wins": outcome.won_query_ids,
-              "ties": [q for q in table.index if q not in set(outcome.won_query_ids) | set(outcome.lost_query_ids)]}[show]
+              "ties": [q for q in table.index if q not in decided]}[show]
 shown = filter_queries(table, languages or None, lengths or None, chosen_ids)
-st.caption(f"{len(shown)} of {len(table)} queries · {label} per profile · rank = where the positive came "
-           "(blank: not retrieved in the top 100). Click a column header to sort, a row to select it.")
+st.caption(f"{len(shown)} of {len(table)} queries · {label} of each profile, then the rank of its positive "
+           "(None: not retrieved in the top 100). Click a header to sort, a row to select it.")
 
-columns = {"query": st.column_config.TextColumn("query", width="large"),
-           "length": st.column_config.TextColumn("length", width="small")}
-for name in profiles:
-    columns[metric_column(name, parse_metric(metric).key)] = st.column_config.NumberColumn(f"{name} · {label}", format="%.3f")
-    columns[rank_column(name)] = st.column_config.NumberColumn(f"{name} · rank", format="%d")
-picked = st.dataframe(shown, column_config=columns, on_select="rerun", selection_mode="single-row",
+columns = {"query_id": st.column_config.TextColumn("query id", pinned=True),
+           "query": st.column_config.TextColumn("query", width=240, help="First line of the query"),
+           "length": st.column_config.TextColumn("length", width=140)}
+for name in profiles:  # short headers: a profile's metric, then its positive's rank beside it
+    columns[metric_column(name, parse_metric(metric).key)] = st.column_config.NumberColumn(
+        name, format="%.3f", width=95, help=f"{label} of {name}")
+    columns[rank_column(name)] = st.column_config.NumberColumn(
+        "rank", format="%d", width=60, help=f"Rank of the positive under {name}; None: not retrieved")
+order = (["language"] if table["language"].nunique() > 1 else []) + ["length", "query"] + \
+    [c for c in shown.columns if c not in BASE_COLUMNS]
+picked = st.dataframe(shown, column_config=columns, column_order=order, on_select="rerun", selection_mode="single-row",
                       key="breakdown_table", width="stretch", height=min(38 + 35 * len(shown), 420))
-rows = picked.selection.rows if picked is not None else []
+rows = picked.selection.rows
 buttons = st.columns([2, 1])
 if rows and rows[0] < len(shown):
     query_id = str(shown.index[rows[0]])
-    if buttons[0].button(f"Open {query_id} in the query explorer", icon=":material/search:", type="primary"):
+    if buttons[0].button(f"Open {escape_markdown(query_id)} in the query explorer", icon=":material/search:",
+                         type="primary", key="breakdown_open"):
         st.switch_page("pages/explorer.py", query_params={**st.query_params.to_dict(), "qid": query_id})
     if profile_a != profile_b:
         moves = rank_movement(run_by_name[profile_a], run_by_name[profile_b], engine.dataset.qrels, query_id)
+        st.caption(f"Where the positive of {escape_markdown(query_id)} moves from A to B")
         st.dataframe([{"positive": m.doc_id, "grade": m.grade, f"rank in A ({profile_a})": m.rank_a,
                        f"rank in B ({profile_b})": m.rank_b, "A → B": m.describe()} for m in moves],
                      hide_index=True, key="breakdown_moves")
@@ -114,23 +133,27 @@ with chart_left:
         wins.metric("A wins", counts.wins, help=f"{profile_a} scores higher than {profile_b}")
         ties.metric("Ties", counts.ties)
         losses.metric("B wins", counts.losses, help=f"{profile_b} scores higher than {profile_a}")
-        key = parse_metric(metric).key
-        scatter = px.scatter(shown.reset_index(), x=metric_column(profile_a, key), y=metric_column(profile_b, key),
-                             hover_name="query_id", hover_data={"query": True}, opacity=0.55,
-                             labels={metric_column(profile_a, key): f"A: {profile_a}", metric_column(profile_b, key): f"B: {profile_b}"})
+        points = scatter_points(shown, metric, profile_a, profile_b)
+        points["query_ids"] = points["query_ids"].map(html.escape)  # Plotly reads hover text as HTML; ids come from the dataset
+        scatter = px.scatter(points, x="a", y="b", size="queries", color="outcome", size_max=28,
+                             color_discrete_map=OUTCOME_COLOURS, category_orders={"outcome": list(OUTCOME_COLOURS)},
+                             hover_data={"queries": True, "query_ids": True, "outcome": False},
+                             labels={"a": f"A: {profile_a}", "b": f"B: {profile_b}", "query_ids": "queries"})
         scatter.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
                                      hoverinfo="skip", showlegend=False))
-        scatter.update_layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                              xaxis={"range": [-0.05, 1.05]}, yaxis={"range": [-0.05, 1.05], "scaleanchor": "x"})
+        scatter.update_layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="",
+                              legend={"orientation": "h", "y": -0.18},
+                              xaxis={"range": [-0.05, 1.08]}, yaxis={"range": [-0.05, 1.08]})
         st.plotly_chart(scatter, width="stretch")
-        st.caption("Above the diagonal B does better, below it A does. Overlapping queries show darker.")
+        st.caption("One marker per distinct pair of values, sized by how many queries share it. "
+                   "Above the diagonal B does better, below it A does.")
 with chart_right:
     st.subheader("Where the positive came")
     histogram = rank_histogram(shown, profiles)
     bars = px.bar(histogram, x="rank", y="queries", color="profile", barmode="group",
                   category_orders={"rank": list(dict.fromkeys(histogram["rank"])), "profile": profiles})
-    bars.update_layout(height=520, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                       legend={"orientation": "h", "y": -0.2}, xaxis_title="rank of the best positive")
+    bars.update_layout(height=520, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="",
+                       legend={"orientation": "h", "y": -0.2}, xaxis={"type": "category", "title": "rank of the best positive"})
     st.plotly_chart(bars, width="stretch")
 
 st.subheader("Queries worth a look")
@@ -143,12 +166,13 @@ else:
     else:
         st.caption(f"The queries where {profile_a} (A) and {profile_b} (B) differ most on {label}.")
         st.dataframe([{"query_id": q.query_id, "query": shown.loc[q.query_id, "query"], f"A · {label}": q.value_a,
-                       f"B · {label}": q.value_b, "B − A": q.difference, "A rank": q.rank_a, "B rank": q.rank_b}
+                       f"B · {label}": q.value_b, "B − A": q.difference, "A rank": _rank_text(q.rank_a),
+                       "B rank": _rank_text(q.rank_b)}
                       for q in worth],
                      column_config={f"A · {label}": st.column_config.NumberColumn(format="%.3f"),
                                     f"B · {label}": st.column_config.NumberColumn(format="%.3f"),
                                     "B − A": st.column_config.NumberColumn(format="%+.3f"),
-                                    "A rank": st.column_config.NumberColumn(format="%d"),
-                                    "B rank": st.column_config.NumberColumn(format="%d"),
-                                    "query": st.column_config.TextColumn(width="large")},
+                                    "A rank": st.column_config.TextColumn(width=100),
+                                    "B rank": st.column_config.TextColumn(width=100),
+                                    "query": st.column_config.TextColumn(width=280)},
                      hide_index=True, width="stretch", key="breakdown_worth")

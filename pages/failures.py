@@ -4,6 +4,7 @@ import streamlit as st
 from core.errors import WorkbenchError
 from core.failures import explain_failure, find_failures
 from core.tags import REASONS, load_tags, remove_tag, save_tag, tags_frame
+from ui.render import escape_markdown
 from ui.state import current_selection, get_engine, get_run
 
 
@@ -35,12 +36,12 @@ try:
     dataset = engine.dataset
     failures = find_failures(dataset, runs[profile], int(k))
 except WorkbenchError as exc:
-    st.error(str(exc))
+    st.error(escape_markdown(str(exc)))
     st.stop()
 
 book = load_tags(sel.workspace)
 for problem in book.problems:
-    st.warning(problem)
+    st.warning(escape_markdown(problem))
 judged = len(dataset.judged_queries)
 st.metric(f"Queries failing at k={k}", f"{len(failures)} of {judged}",
           help="No relevant document in the top k; worst first (not retrieved, then deepest).")
@@ -64,49 +65,56 @@ else:
     others = [runs[name] for name in profiles if name != profile]
     explanation = explain_failure(dataset, runs[profile], query_id, int(k), others)
 
-    st.subheader(f"Query {query_id}")
+    st.subheader(f"Query {escape_markdown(query_id)}")
     st.code(explanation.query.text, language=explanation.query.language or None, wrap_lines=True)
 
-    query_side, positive_side = st.columns(2)
+    positive_side, evidence_side = st.columns(2)
     with positive_side:
         for positive in explanation.positives:
-            st.markdown(f"**Positive** · rank **{_rank_text(positive.rank)}** under {profile} · grade {positive.grade}")
+            st.markdown(f"**Positive** · rank **{_rank_text(positive.rank)}** · grade {positive.grade}")
             st.text(f"id: {positive.document.id}")
             st.code(positive.document.full_text, language=positive.document.language or None, wrap_lines=True)
             st.caption("Query terms it shares")
             st.text(", ".join(positive.shared_terms) or "none")
-    with query_side:
+    with evidence_side:
         st.markdown("**Positive's rank under the other profiles**")
         if explanation.other_ranks:
             st.dataframe([{"profile": o.run_name, "positive rank": _rank_text(o.rank)} for o in explanation.other_ranks],
                          hide_index=True, width="stretch", key="failures_other_ranks")
         else:
             st.caption("Select more profiles in the sidebar to compare.")
-        st.markdown("**Suggested reasons** (heuristics: you decide)")
-        if explanation.suggestions:
-            st.dataframe([{"reason": s.reason, "evidence": s.detail} for s in explanation.suggestions],
-                         hide_index=True, width="stretch", key="failures_suggestions",
-                         column_config={"evidence": st.column_config.TextColumn(width="large")})
-        else:
-            st.caption("No heuristic fits this case.")
         st.markdown("**Query terms the positive lacks** (but documents above it have)")
         st.text(", ".join(explanation.terms_positive_lacks) or "none")
+        st.markdown("**Suggested reasons** (heuristics: you decide)")
+        for suggestion in explanation.suggestions:
+            st.text(f"{suggestion.reason}: {suggestion.detail}")
+        if not explanation.suggestions:
+            st.caption("No heuristic fits this case.")
 
-    st.subheader(f"Ranked above the positive (top {min(int(k), len(explanation.outranking))})")
+    st.subheader(f"Ranked above the positive (top {len(explanation.outranking)})")
     if explanation.outranking:
-        st.dataframe([{"rank": d.rank, "doc_id": d.document.id, "text": d.document.full_text,
-                       "shared terms": ", ".join(d.shared_terms), "terms the positive lacks": ", ".join(d.terms_positive_lacks),
-                       "overlap with positive": d.jaccard} for d in explanation.outranking],
-                     column_config={"text": st.column_config.TextColumn(width="large"),
-                                    "overlap with positive": st.column_config.ProgressColumn(
-                                        format="percent", min_value=0.0, max_value=1.0,
+        st.dataframe([{"rank": d.rank, "doc_id": d.document.id, "shared terms": ", ".join(d.shared_terms),
+                       "terms the positive lacks": ", ".join(d.terms_positive_lacks),
+                       "overlap": d.jaccard, "text": d.document.full_text} for d in explanation.outranking],
+                     column_config={"rank": st.column_config.NumberColumn(width=50),
+                                    "text": st.column_config.TextColumn(width="large"),
+                                    "overlap": st.column_config.ProgressColumn(
+                                        format="percent", min_value=0.0, max_value=1.0, width="small",
                                         help="Jaccard overlap of code tokens with the positive's text")},
                      hide_index=True, width="stretch", key="failures_above")
-        for doc in explanation.outranking:
-            with st.expander(f"Rank {doc.rank} · {len(doc.shared_terms)} shared terms"
-                             f"{' · near-duplicate of the positive' if doc.near_duplicate else ''}"):
-                st.text(f"id: {doc.document.id}")
-                st.code(doc.document.full_text, language=doc.document.language or None, wrap_lines=True)
+        by_rank = {d.rank: d for d in explanation.outranking}
+        shown_rank = st.selectbox("Read one beside the positive", list(by_rank), key=f"failures_read|{query_id}",
+                                  format_func=lambda r: f"rank {r} · {by_rank[r].document.id} · "
+                                                        f"{len(by_rank[r].shared_terms)} shared terms"
+                                                        f"{' · near-duplicate' if by_rank[r].near_duplicate else ''}")
+        above_side, positive_again = st.columns(2)
+        chosen_doc = by_rank[shown_rank].document
+        above_side.caption(f"rank {shown_rank}")
+        above_side.code(chosen_doc.full_text, language=chosen_doc.language or None, wrap_lines=True)
+        if explanation.positives:
+            best = min(explanation.positives, key=lambda p: p.rank or float("inf"))
+            positive_again.caption(f"positive · rank {_rank_text(best.rank)}")
+            positive_again.code(best.document.full_text, language=best.document.language or None, wrap_lines=True)
     else:
         st.caption("Nothing: the positive is at rank 1.")
 
@@ -116,7 +124,7 @@ else:
         st.success(flash)
     existing = book.find(dataset.name, profile, query_id)
     if existing is not None:
-        st.caption(f"Tagged {existing.time}")
+        st.caption(f"Tagged {escape_markdown(existing.time)}")
         st.text(existing.reason + (f" — {existing.note}" if existing.note else ""))
     suggested = explanation.suggestions[0].reason if explanation.suggestions else "other"
     default_reason = existing.reason if existing is not None else suggested
@@ -132,21 +140,21 @@ else:
         try:
             written = save_tag(sel.workspace, dataset.name, profile, query_id, reason or "", note or "")
         except WorkbenchError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc)))
         else:
             for problem in written.problems:
-                st.warning(problem)
+                st.warning(escape_markdown(problem))
             if not written.problems:
-                st.session_state["failures_flash"] = f"Saved the tag of {query_id}."
+                st.session_state["failures_flash"] = f"Saved the tag of {escape_markdown(query_id)}."
                 st.rerun()
             book = written
     if existing is not None and st.button("Remove tag", icon=":material/delete:", key=f"failures_remove|{case}"):
         try:
             remove_tag(sel.workspace, dataset.name, profile, query_id)
         except WorkbenchError as exc:
-            st.error(str(exc))
+            st.error(escape_markdown(str(exc)))
         else:
-            st.session_state["failures_flash"] = f"Removed the tag of {query_id}."
+            st.session_state["failures_flash"] = f"Removed the tag of {escape_markdown(query_id)}."
             st.rerun()
 
 st.subheader(f"Tags on {dataset.name}")

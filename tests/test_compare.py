@@ -15,6 +15,7 @@ from core.compare import (
     rank_column,
     rank_histogram,
     rank_movement,
+    scatter_points,
     win_tie_loss,
 )
 from core.datasets import Dataset, Document, Qrels, Query
@@ -178,3 +179,16 @@ def test_filters_keep_rows_matching_every_chosen_language_length_and_id(csn_mini
     some = list(table.index[5:8])
     assert list(filter_queries(table, query_ids=some).index) == some
     assert filter_queries(table, lengths=[]).empty
+
+
+def test_scatter_points_count_each_query_once_with_the_same_outcome_as_win_tie_loss(csn_mini, evaluations):
+    table = per_query_table(csn_mini, evaluations, "ndcg@10")
+    points = scatter_points(table, "ndcg@10", *PROFILES)
+    assert points["queries"].sum() == 40
+    assert not points.duplicated(["a", "b"]).any()
+    outcome = win_tie_loss(*evaluations, "ndcg@10")
+    by_outcome = points.groupby("outcome")["queries"].sum()
+    assert (by_outcome.get("A wins", 0), by_outcome.get("tie", 0), by_outcome.get("B wins", 0)) == \
+        (outcome.wins, outcome.ties, outcome.losses)
+    crowded = points.loc[points["queries"].idxmax()]
+    assert crowded["query_ids"].endswith(" …") == (crowded["queries"] > 8)

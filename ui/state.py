@@ -124,5 +124,22 @@ def sidebar() -> Selection | None:
 
 
 def current_selection() -> Selection | None:
-    """The selection app.py stored for this rerun."""
+    """The selection app.py stored for this rerun (rerunning through app.py when it did not run)."""
+    if "_selection" not in st.session_state:
+        _rerun_through_app()
     return st.session_state.get("_selection")
+
+
+def _rerun_through_app() -> None:
+    """Route a page opened before app.py ever ran back through app.py.
+
+    Until some script calls ``st.navigation``, Streamlit treats a ``pages/`` folder beside the entry
+    script as a legacy multipage app and runs a requested page (``/breakdown?...`` as the first
+    request after the server starts) on its own, without app.py and its sidebar. Turning that mode
+    off and rerunning makes Streamlit run app.py, whose ``st.navigation`` then opens the same page.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
