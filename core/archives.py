@@ -238,7 +238,7 @@ def _check_meta(staging: Path) -> None:
         return
     try:
         parsed = json.loads(meta.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
         raise DatasetError(f"meta.json in the archive is not valid JSON ({exc}); fix it or leave it out of the zip.") from None
     if not isinstance(parsed, dict):
         raise DatasetError("meta.json in the archive must hold a JSON object; fix it or leave it out of the zip.")

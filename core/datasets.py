@@ -162,7 +162,8 @@ class DatasetInfo:
 
 def validate_name(name: str) -> str:
     """A dataset name is used in paths and table names: letters, digits, '.', '_' and '-' only."""
-    if not _NAME_OK.match(name) or ".." in name:
+    # fullmatch, not match: the pattern's "$" also matches before a trailing newline, letting "x\n" through
+    if not isinstance(name, str) or not _NAME_OK.fullmatch(name) or ".." in name:
         raise DatasetError(f"Dataset name {name!r} is not allowed: use letters, digits, '.', '_' or '-' (at most 100).")
     return name
 
@@ -174,7 +175,8 @@ def _read_jsonl(path: Path, problems: list[DatasetProblem]) -> Iterator[tuple[in
             if not raw.strip():
                 continue
             try:
-                line = raw.decode("utf-8")
+                # utf-8-sig on the first line: editors on Windows start files with a byte-order mark
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 problems.append(DatasetProblem(path.name, number, f"not valid UTF-8 (byte {exc.start}): {raw[max(0, exc.start - 10):exc.start + 10]!r}"))
                 continue
@@ -182,6 +184,9 @@ def _read_jsonl(path: Path, problems: list[DatasetProblem]) -> Iterator[tuple[in
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 problems.append(DatasetProblem(path.name, number, f"bad JSON: {exc.msg} at column {exc.colno}"))
+                continue
+            except RecursionError:  # json raises this, not JSONDecodeError, on thousands of nested brackets
+                problems.append(DatasetProblem(path.name, number, "bad JSON: nested too deeply"))
                 continue
             if not isinstance(obj, dict):
                 problems.append(DatasetProblem(path.name, number, f"expected a JSON object, got {type(obj).__name__}"))
@@ -217,6 +222,10 @@ def _read_records(path: Path, problems: list[DatasetProblem], kind: str) -> list
         if not record_id.strip():
             problems.append(DatasetProblem(path.name, line, "empty '_id'"))
             continue
+        if any(c.isspace() or not c.isprintable() for c in record_id):
+            # TREC run and qrels files separate columns by whitespace: such an id could not be exported or judged
+            problems.append(DatasetProblem(path.name, line, f"_id {record_id!r} contains whitespace or control characters"))
+            continue
         if record_id in seen:
             problems.append(DatasetProblem(path.name, line, f"duplicate _id {record_id!r} (first on line {seen[record_id]})"))
             continue
@@ -239,7 +248,7 @@ def _read_qrels(path: Path, doc_ids: set[str], query_ids: set[str], problems: li
         for number, raw in enumerate(handle, start=1):
             name = f"{QRELS_DIR}/{path.name}"
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")  # a byte-order mark is not a query id
             except UnicodeDecodeError:
                 problems.append(DatasetProblem(name, number, "not valid UTF-8"))
                 continue

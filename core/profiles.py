@@ -166,7 +166,7 @@ def load_profiles(path: Path | None) -> dict[str, Profile]:
     if path and Path(path).is_file():
         try:
             document = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: deeply nested TOML
             raise ProfileError(f"{path} is not valid TOML: {exc}") from exc
         for name, table in document.get("profiles", {}).items():
             profiles[name] = profile_from_dict(table, name)

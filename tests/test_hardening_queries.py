@@ -200,8 +200,8 @@ def test_right_to_left_and_emoji_identifiers_find_their_document(syntax_engine: 
 
 # ---- random text ----------------------------------------------------------------------------------
 
-TEXT_EXAMPLES = 60
-BYTES_EXAMPLES = 40
+TEXT_EXAMPLES = 50
+BYTES_EXAMPLES = 30
 
 
 def check_every_profile(engine: Engine, text: str) -> None:

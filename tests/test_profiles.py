@@ -57,3 +57,10 @@ def test_dependencies_list_members_before_the_profile():
     profiles = default_profiles()
     assert dependencies(profiles, "rerank-fusion") == ["bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion"]
     assert profile_to_dict(profiles["rerank-fusion"])["kind"] == RerankProfile.kind
+
+
+def test_deeply_nested_toml_is_reported_not_raised(tmp_path):
+    path = tmp_path / "profiles.toml"
+    path.write_text("x = " + "[" * 100_000)
+    with pytest.raises(ProfileError, match="not valid TOML"):
+        load_profiles(path)
