@@ -120,9 +120,10 @@ def saved_runs_table(saved_runs: Sequence[SavedRun], dataset: Dataset) -> pd.Dat
     rows = []
     for saved in saved_runs:
         meta = saved.meta
-        known = "corpus_hash" in meta
+        same_data = None  # imported runs carry no data hashes: unknown
+        if "corpus_hash" in meta:
+            same_data = meta.get("corpus_hash") == dataset.corpus_hash and meta.get("queries_hash") == dataset.queries_hash
         rows.append({RUN_ID_COLUMN: saved.run_id, "name": saved.name, "kind": saved.profile.get("kind", ""),
                      "created": saved.created, "queries": meta.get("queries"), TIME_COLUMN: meta.get("ms_per_query"),
-                     "same data": (meta.get("corpus_hash") == dataset.corpus_hash and meta.get("queries_hash") == dataset.queries_hash)
-                     if known else None})
+                     "same data": same_data})
     return pd.DataFrame(rows, columns=[RUN_ID_COLUMN, "name", "kind", "created", "queries", TIME_COLUMN, "same data"])

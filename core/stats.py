@@ -43,7 +43,8 @@ def catalog_table(infos: Sequence[DatasetInfo]) -> pd.DataFrame:
     for info in infos:
         meta = _read_meta(info.path / "meta.json")
         counts = {key: meta[key] if isinstance(meta.get(key), int) else None for key in ("documents", "queries", "qrels")}
-        rows.append({"name": info.name, "origin": info.origin, "built": is_beir_folder(info.path), **counts, "path": str(info.path)})
+        rows.append({"name": info.name, "origin": info.origin, "built": is_beir_folder(info.path), **counts,
+                     "path": str(info.path)})
     table = pd.DataFrame(rows, columns=["name", "origin", "built", "documents", "queries", "qrels", "path"])
     return table.astype({"documents": "Int64", "queries": "Int64", "qrels": "Int64"})
 
@@ -64,11 +65,14 @@ def length_table(dataset: Dataset) -> pd.DataFrame:
 
 
 def length_summary(lengths: pd.DataFrame) -> pd.DataFrame:
-    """Median, 90th percentile and maximum length per kind, in tokens and characters."""
+    """Median, 90th percentile and maximum length: one row per measure, one column per kind (document, query)."""
     grouped = lengths.groupby("kind")[["tokens", "characters"]]
-    table = pd.concat({"median": grouped.median(), "p90": grouped.quantile(0.9), "max": grouped.max()}, axis=1)
-    table.columns = [f"{unit} {stat}" for stat, unit in table.columns]
-    return table[[f"{unit} {stat}" for unit in ("tokens", "characters") for stat in ("median", "p90", "max")]]
+    stats = {"median": grouped.median(), "p90": grouped.quantile(0.9), "max": grouped.max()}
+    rows = {f"{unit} {name}": stats[name][unit] for unit in ("tokens", "characters") for name in ("median", "p90", "max")}
+    table = pd.DataFrame(rows).T.astype(float)
+    table.index.name = "length"
+    table.columns.name = None
+    return table
 
 
 def language_counts(dataset: Dataset) -> pd.DataFrame:

@@ -61,10 +61,10 @@ if sel is None:
 workspace = sel.workspace
 st.title("Datasets")
 if FLASH_KEY in st.session_state:
-    st.success(st.session_state.pop(FLASH_KEY))
+    st.success(escape_markdown(st.session_state.pop(FLASH_KEY)))
 
 infos = list_datasets(workspace)
-st.dataframe(catalog_table(infos), hide_index=True, width="stretch",
+st.dataframe(catalog_table(infos), hide_index=True, width="stretch", placeholder="—",
              column_config={"built": st.column_config.CheckboxColumn("built"),
                             "path": st.column_config.TextColumn("path", width="large")})
 st.caption("Counts come from each dataset's meta.json; the overview below counts the loaded rows. "
@@ -75,7 +75,7 @@ overview_tab, browse_tab, add_tab = st.tabs(["Overview", "Browse rows", "Add a d
 dataset = None
 if info is None or not is_beir_folder(info.path):
     with overview_tab:
-        st.info(f"{sel.dataset_name} is not built yet: build it under **Add a dataset**.")
+        st.info(f"{escape_markdown(sel.dataset_name)} is not built yet: build it under **Add a dataset**.")
 else:
     try:
         data_dir = str(workspace.data_dir) if workspace.data_dir else None
@@ -96,7 +96,7 @@ if dataset is not None:
         cells[4].metric("Grades", "graded" if stats.graded else "binary", help="graded: some judgment is not 0 or 1")
         cells[5].metric("Skipped rows", f"{stats.problems:,}")
         if dataset.problems:
-            st.warning(f"{len(dataset.problems):,} rows were skipped while loading {dataset.name}:")
+            st.warning(f"{len(dataset.problems):,} rows were skipped while loading {escape_markdown(dataset.name)}:")
             st.dataframe(problems_table(dataset.problems), hide_index=True, width="stretch")
 
         lengths = _lengths(key, dataset)
@@ -107,7 +107,9 @@ if dataset is not None:
         left_table, right_table = st.columns([3, 2])
         with left_table:
             st.markdown("**Lengths**")
-            st.dataframe(length_summary(lengths), width="stretch")
+            st.dataframe(length_summary(lengths), width="stretch",
+                         column_config={kind: st.column_config.NumberColumn(kind, format="%.1f")
+                                        for kind in ("document", "query")})
         with right_table:
             st.markdown("**Languages**")
             st.dataframe(language_counts(dataset), width="stretch")
@@ -123,9 +125,10 @@ if dataset is not None:
         size = size_col.selectbox("Rows per page", PAGE_SIZES, key="datasets_page_size")
         rows = filter_rows(_rows(kind, key, dataset), needle)
         pages = page_count(len(rows), size)
-        page = page_col.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, key=f"datasets_page_{kind}_{needle}_{size}")
+        page = page_col.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1,
+                                     key=f"datasets_page_{kind}_{needle}_{size}")  # a new filter starts at page 1
         shown = page_of(rows, int(page), size)
-        st.dataframe(shown, hide_index=True, width="stretch", row_height=60,
+        st.dataframe(shown, hide_index=True, width="stretch", height=38 + 35 * max(len(shown), 1),
                      column_config={"query": st.column_config.TextColumn("query", width="large"),
                                     "positive": st.column_config.TextColumn("relevant document", width="large"),
                                     "text": st.column_config.TextColumn("text", width="large")})
@@ -156,8 +159,9 @@ with add_tab:
         repo = repo_col.text_input("Repo", value=NANOCOIR_REPO)
         subset = subset_col.text_input("Subset", value="NanoCodeSearchNet")
         hub_name = name_col.text_input("Name (optional)", placeholder="defaults to the subset")
-        st.caption(f"{NANOCOIR_REPO} subsets: {', '.join(NANOCOIR_SUBSETS)}. "
-                   f"{NANOCODESEARCHNET_REPO} subsets: {', '.join(NANOCODESEARCHNET_SUBSETS)}.")
+        st.caption(f"{NANOCOIR_REPO} subsets: {', '.join(NANOCOIR_SUBSETS)}.  \n"
+                   f"{NANOCODESEARCHNET_REPO} subsets: {', '.join(NANOCODESEARCHNET_SUBSETS)}.  \n"
+                   "A subset downloaded once is kept in the workspace and opens offline afterwards.")
         if st.form_submit_button("Download"):
             try:
                 with st.spinner(f"Downloading {subset or repo}…"):

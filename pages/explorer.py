@@ -17,7 +17,12 @@ PASTE, BENCHMARK = "Paste code", "Benchmark query"
 MODE_KEY, QID_KEY, TEXT_KEY = "explorer_mode", "explorer_qid", "explorer_text"
 SUBMITTED_KEY = "explorer_submitted"  # the pasted text last searched
 SEEN_LINK_KEY = "explorer_seen_qid"  # the ?qid= value already applied, so a link opens its query once
-COLUMNS_PER_ROW = 4
+
+
+def _per_row(profiles: int) -> int:
+    """Profile columns per row: up to three side by side; four as two pairs, so document text stays readable."""
+    return profiles if profiles <= 3 else 2 if profiles == 4 else 3
+
 
 sel = current_selection()
 if sel is None:
@@ -44,7 +49,8 @@ if mode == PASTE:
     if "qid" in st.query_params:
         del st.query_params["qid"]
     st.session_state[SEEN_LINK_KEY] = None
-    text = st.text_area("Code query", key=TEXT_KEY, height=180, placeholder="def read_json(path):\n    with open(path) as handle:\n        return json.load(handle)")
+    text = st.text_area("Code query", key=TEXT_KEY, height=180,
+                        placeholder="def read_json(path):\n    with open(path) as handle:\n        return json.load(handle)")
     if st.button("Search", type="primary", key="explorer_search"):
         st.session_state[SUBMITTED_KEY] = text
         if not (text or "").strip():
@@ -59,7 +65,8 @@ else:
     st.query_params["qid"] = query_id
     st.session_state[SEEN_LINK_KEY] = query_id
     query = dataset.query(query_id)
-    st.code(query.text, language=code_language(dataset.query_language(query_id)), height=220 if query.text.count("\n") > 10 else "content")
+    st.code(query.text, language=code_language(dataset.query_language(query_id)),
+            height=220 if query.text.count("\n") > 10 else "content")
     query_text = query.text
     positives = dataset.qrels.positives(query_id)
     if not positives:
@@ -82,29 +89,33 @@ def _search(name: str) -> SearchResult:
 
 
 names = list(sel.profile_names)
-per_row = min(len(names), COLUMNS_PER_ROW)
+per_row = _per_row(len(names))
 for start in range(0, len(names), per_row):
     for column, name in zip(st.columns(per_row, border=True), names[start:start + per_row]):
         with column:
-            st.subheader(name, anchor=False)
+            st.subheader(escape_markdown(name), anchor=False)
             try:
-                with st.spinner(f"Searching with {name}…"):
+                with st.spinner(f"Searching with {escape_markdown(name)}…"):
                     result = _search(name)
             except QueryError as exc:
-                st.warning(str(exc))
+                st.warning(escape_markdown(str(exc)))
                 continue
             except WorkbenchError as exc:
                 st.error(escape_markdown(str(exc)))
                 continue
             if result.truncated:
                 st.caption("The query was cut to its first 100,000 characters.")
-            latency, found = st.columns(2)
-            latency.metric("Latency", f"{result.seconds * 1000:.1f} ms")
             ranks = positive_ranks(result.ranking, positives)
+            latency_help = ("mean time per query of this profile's run over the judged queries" if query_id is not None
+                            else "time to retrieve this query (indexes and models already loaded)")
             if ranks:
                 best = min((r for r in ranks.values() if r is not None), default=None)
-                found.metric("Relevant at", rank_summary(best, DEFAULT_DEPTH).removeprefix("rank "),
+                latency, found = st.columns(2)
+                found.metric("Relevant at", str(best) if best is not None else f"> {DEFAULT_DEPTH}",
                              help="; ".join(f"{doc_id}: {rank_summary(rank, DEFAULT_DEPTH)}" for doc_id, rank in ranks.items()))
+            else:
+                latency = st.container()
+            latency.metric("Latency", f"{result.seconds * 1000:.1f} ms", help=latency_help)
             table = ranked_documents(dataset, result.ranking, query_text, k, positives)
             st.dataframe(table, hide_index=True, width="stretch", key=f"explorer_table_{name}",
                          column_order=["relevant", "rank", "document", "shared", "score", "doc id"],

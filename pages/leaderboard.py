@@ -77,8 +77,8 @@ except WorkbenchError as exc:
 dataset = engine.dataset
 runs_dir = engine.workspace.runs_dir
 st.title("Leaderboard")
-st.caption(f"**{dataset.name}** · {len(dataset.judged_queries):,} judged queries · {len(dataset.documents):,} documents · "
-           "metrics are means over the judged queries")
+st.caption(f"**{escape_markdown(dataset.name)}** · {len(dataset.judged_queries):,} judged queries · "
+           f"{len(dataset.documents):,} documents · metrics are means over the judged queries")
 if not sel.profile_names:
     st.info("Pick one or more profiles in the sidebar.")
     st.stop()
@@ -117,7 +117,7 @@ except WorkbenchError as exc:
     st.stop()
 
 if not rows:
-    st.info(f"No results yet for {', '.join(sel.profile_names)}: press **Evaluate** above to run them.")
+    st.info(f"No results yet for {escape_markdown(', '.join(sel.profile_names))}: press **Evaluate** above to run them.")
 else:
     labels = [label for label, _, _ in rows]
     runs = [run for _, run, _ in rows]
@@ -128,7 +128,8 @@ else:
     markers = significance_markers(labels, evaluations, sel.metrics)
     st.dataframe(styled_leaderboard(table, best, metric_columns, TIME_COLUMN, markers), width="stretch",
                  column_config={"_index": st.column_config.TextColumn("run", pinned=True),
-                                RUN_ID_COLUMN: st.column_config.TextColumn(RUN_ID_COLUMN, width="medium")})
+                                RUN_ID_COLUMN: st.column_config.TextColumn(RUN_ID_COLUMN, width="medium"),
+                                **{key: st.column_config.Column(parse_metric(key).label()) for key in metric_columns}})
     st.caption("**Bold**: best in its column (for ms/query, the fastest). ms/query: retrieval time per query on this "
                "machine, index building and model loading excluded.")
     st.download_button("Download CSV", table.to_csv().encode("utf-8"), file_name=f"leaderboard-{dataset.name}.csv",
@@ -139,13 +140,13 @@ else:
         st.plotly_chart(metrics_bar_chart(table, metric_columns), width="stretch")
     with language_tab:
         metric = st.selectbox("Metric", metric_columns, format_func=lambda key: parse_metric(key).label(),
-                              key="leaderboard_language_metric")
+                              key="leaderboard_language_metric", width=240)
         by_language = language_table(dataset, evaluations, metric, labels)
         st.dataframe(by_language, width="stretch",
                      column_config={label: st.column_config.NumberColumn(label, format="%.4f") for label in labels})
         st.caption("Rows: the query's language (else its relevant document's). `queries`: evaluated queries in that language.")
 
-with st.expander(f"Saved runs for {dataset.name} ({len(saved)})"):
+with st.expander(f"Saved runs for {escape_markdown(dataset.name)} ({len(saved)})"):
     if saved:
         st.dataframe(saved_runs_table(saved, dataset), hide_index=True, width="stretch",
                      column_config={TIME_COLUMN: st.column_config.NumberColumn(TIME_COLUMN, format="%.2f")})

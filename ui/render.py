@@ -15,11 +15,13 @@ import plotly.express as px
 import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
+from core.errors import MetricError
 from core.highlight import Span
+from core.metrics import parse_metric
 
 HIGHLIGHT = "orange-background"
 _PUNCTUATION = frozenset(string.punctuation)
-_SPACE_RUN = re.compile(r"(?<= ) +|^ +")
+_SPACE_RUN = re.compile(r" {2,}")
 _ST_CODE_LANGUAGES = {"python": "python", "go": "go", "java": "java", "javascript": "javascript", "js": "javascript",
                       "typescript": "typescript", "ts": "typescript", "ruby": "ruby", "php": "php", "c": "c",
                       "cpp": "cpp", "c++": "cpp", "csharp": "csharp", "c#": "csharp", "rust": "rust", "sql": "sql",
@@ -31,10 +33,11 @@ def code_language(language: str | None) -> str:
     return _ST_CODE_LANGUAGES.get((language or "").strip().lower(), "python")
 
 
-def _escape_line(line: str) -> str:
+def _escape_line(line: str, line_start: bool = True) -> str:
     escaped = "".join(f"\\{char}" if char in _PUNCTUATION else char for char in line.replace("\t", "    "))
-    # Keep indentation and runs of spaces (markdown would collapse them or read a code block).
-    return _SPACE_RUN.sub(lambda m: "\u00a0" * len(m.group()), escaped)
+    # Keep indentation and runs of spaces: markdown would collapse them, or read an indented line as a code block.
+    escaped = _SPACE_RUN.sub(lambda m: "\u00a0" * len(m.group()), escaped)
+    return "\u00a0" + escaped[1:] if line_start and escaped.startswith(" ") else escaped
 
 
 def escape_markdown(text: str) -> str:
@@ -53,7 +56,7 @@ def highlighted_markdown(spans: Sequence[Span]) -> str:
                 lines.append([])
             if not part:
                 continue
-            escaped = _escape_line(part)
+            escaped = _escape_line(part, line_start=not lines[-1])
             lines[-1].append(f":{HIGHLIGHT}[{escaped}]" if span.shared and part.strip() else escaped)
     return "  \n".join("".join(line) for line in lines)
 
@@ -73,8 +76,8 @@ def styled_leaderboard(table: pd.DataFrame, best: Mapping[str, Sequence[str]], m
         winners = set(best.get(column, ()))
         for label in table.index:
             marker = ""
-            if markers is not None and label in markers.index and column in markers.columns and isinstance(markers.at[label, column], str):
-                marker = markers.at[label, column]
+            if markers is not None and label in markers.index and column in markers.columns:
+                marker = markers.at[label, column] if isinstance(markers.at[label, column], str) else ""
             styler = styler.format(_number(digits, marker), subset=pd.IndexSlice[[label], [column]])
             if label in winners:
                 css.at[label, column] = "font-weight: bold"
@@ -93,11 +96,20 @@ def metrics_bar_chart(table: pd.DataFrame, metric_columns: Sequence[str]) -> go.
     """Grouped bars: one group per metric, one bar per run."""
     long = (table[list(metric_columns)].rename_axis("run").reset_index()
             .melt(id_vars="run", var_name="metric", value_name="value"))
-    figure = px.bar(long, x="metric", y="value", color="run", barmode="group", text_auto=".3f")
+    labelled = len(long) <= 16  # values on the bars while they stay legible; hover shows them otherwise
+    long["metric"] = [_metric_label(key) for key in long["metric"]]
+    figure = px.bar(long, x="metric", y="value", color="run", barmode="group", text_auto=".3f" if labelled else False)
     figure.update_layout(yaxis_title=None, xaxis_title=None, legend_title_text=None, margin=dict(l=10, r=10, t=30, b=10),
                          legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
     figure.update_yaxes(range=[0, 1.05])
     return figure
+
+
+def _metric_label(key: str) -> str:
+    try:
+        return parse_metric(key).label()
+    except MetricError:
+        return key
 
 
 def length_histogram(lengths: pd.DataFrame, kind: str, unit: str) -> go.Figure:

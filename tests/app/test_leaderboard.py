@@ -1,0 +1,105 @@
+"""The leaderboard page shows exactly what core.metrics.evaluate computes, per profile and per language."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.leaderboard import TIME_COLUMN
+from core.metrics import DEFAULT_METRICS, evaluate, language_groups, slice_means
+
+APP = Path(__file__).resolve().parents[2] / "app.py"
+PROFILES = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")
+
+
+@pytest.fixture
+def app_env(monkeypatch, session_workspace, mini_data_dir):
+    monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
+    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
+    return session_workspace
+
+
+def open_leaderboard(profiles=PROFILES, k: str | None = None) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=600)
+    at.query_params["dataset"] = "csn-mini"
+    at.query_params["profiles"] = ",".join(profiles)
+    if k:
+        at.query_params["k"] = k
+    at.run()
+    at.switch_page("pages/leaderboard.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def evaluated(at: AppTest) -> AppTest:
+    """Press Evaluate when some profile has no saved run yet; the page then shows every profile."""
+    button = at.button(key="evaluate")
+    if not button.disabled:
+        button.click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def main_table(at: AppTest):
+    return next(df.value for df in at.dataframe if TIME_COLUMN in df.value.columns and "run id" in df.value.columns)
+
+
+def test_every_cell_equals_core_metrics_evaluate_for_each_profile(app_env, csn_engine):
+    at = evaluated(open_leaderboard())
+    table = main_table(at)
+    assert list(table.index) == list(PROFILES)
+    for profile in PROFILES:
+        expected = evaluate(csn_engine.dataset.qrels, csn_engine.run(profile), DEFAULT_METRICS).mean()
+        for metric in DEFAULT_METRICS:
+            assert table.loc[profile, metric] == pytest.approx(expected[metric], abs=1e-9), (profile, metric)
+        assert table.loc[profile, TIME_COLUMN] > 0
+    assert at.button(key="evaluate").disabled  # nothing left to run
+
+
+def test_saved_runs_are_listed_and_reused_without_evaluating_again(app_env):
+    evaluated(open_leaderboard(("bm25-code",)))
+    at = open_leaderboard(("bm25-code",))
+    assert at.button(key="evaluate").disabled
+    status = next(df.value for df in at.dataframe if "state" in df.value.columns)
+    assert list(status["state"]) == ["saved run"]
+    assert list(main_table(at).index) == ["bm25-code"]
+
+
+def test_an_extra_cutoff_adds_its_metric_columns(app_env, csn_engine):
+    at = evaluated(open_leaderboard(("bm25-code", "dense-minilm"), k="5"))
+    table = main_table(at)
+    for metric in ("ndcg@5", "hit@5", "recall@5", "mrr@5"):
+        assert metric in table.columns
+    expected = evaluate(csn_engine.dataset.qrels, csn_engine.run("dense-minilm"), ["ndcg@5", "mrr@5"]).mean()
+    assert table.loc["dense-minilm", "ndcg@5"] == pytest.approx(expected["ndcg@5"], abs=1e-9)
+    assert table.loc["dense-minilm", "mrr@5"] == pytest.approx(expected["mrr@5"], abs=1e-9)
+
+
+def test_the_table_can_be_downloaded_as_csv(app_env):
+    at = evaluated(open_leaderboard(("bm25-code",)))
+    assert [b.label for b in at.get("download_button")] == ["Download CSV"]
+
+
+def test_the_language_breakdown_shows_python_with_its_query_count_and_means(app_env, csn_engine):
+    at = evaluated(open_leaderboard(("bm25-code", "dense-minilm")))
+    by_language = next(df.value for df in at.dataframe if "queries" in df.value.columns and df.value.index.name == "language")
+    assert "python" in by_language.index
+    groups = language_groups(csn_engine.dataset)
+    assert by_language.loc["python", "queries"] == sum(1 for lang in groups.values() if lang == "python")
+    expected = slice_means(evaluate(csn_engine.dataset.qrels, csn_engine.run("bm25-code"), DEFAULT_METRICS), groups)
+    assert by_language.loc["python", "bm25-code"] == pytest.approx(expected.loc["python", "ndcg@10"], abs=1e-9)
+
+
+def test_a_saved_run_can_be_added_to_the_table_next_to_the_profiles(app_env, csn_engine):
+    from core.runs import Run, save_run
+
+    base = csn_engine.run("bm25-plain")
+    extra = save_run(Run("imported-bm25", base.rankings, csn_engine.dataset.name, {"kind": "imported"}, {}), app_env.runs_dir)
+    at = evaluated(open_leaderboard(("bm25-code",)))
+    at.multiselect(key="leaderboard_added_runs").select(extra.run_id).run()
+    assert not at.exception, at.exception
+    table = main_table(at)
+    label = f"imported-bm25 [{extra.run_id}]"
+    assert label in table.index
+    expected = evaluate(csn_engine.dataset.qrels, base, DEFAULT_METRICS).mean()
+    assert table.loc[label, "ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=1e-9)

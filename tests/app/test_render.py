@@ -1,0 +1,64 @@
+"""ui.render: untrusted text becomes literal markdown; tables get their formats, best cells and markers."""
+import re
+import string
+
+import pandas as pd
+from hypothesis import given, strategies as st
+
+from core.highlight import Span
+from ui.render import code_language, escape_markdown, highlighted_markdown, styled_leaderboard
+
+
+def _unescape(markdown: str) -> str:
+    """What a CommonMark renderer shows for our escaped output (backslash escapes, hard breaks, NBSP)."""
+    out, index = [], 0
+    while index < len(markdown):
+        char = markdown[index]
+        if char == "\\" and index + 1 < len(markdown) and markdown[index + 1] in string.punctuation:
+            out.append(markdown[index + 1])
+            index += 2
+            continue
+        out.append(char)
+        index += 1
+    return "".join(out).replace("  \n", "\n").replace("\u00a0", " ")
+
+
+def test_html_links_latex_and_directives_are_escaped():
+    escaped = escape_markdown("<script>alert(1)</script> [x](javascript:y) $a$ :red[b] **c** &lt;")
+    assert escaped == ("\\<script\\>alert\\(1\\)\\<\\/script\\> \\[x\\]\\(javascript\\:y\\) \\$a\\$ \\:red\\[b\\] "
+                       "\\*\\*c\\*\\* \\&lt\\;")
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\u00a0\t")))
+def test_every_punctuation_character_is_escaped_and_the_text_reads_back(text):
+    escaped = escape_markdown(text)
+    without_escapes = re.sub(r"\\[!-/:-@\[-`{-~]", "", escaped)
+    assert not set(without_escapes) & set(string.punctuation)
+    assert _unescape(escaped) == text
+
+
+def test_line_breaks_and_indentation_survive():
+    assert escape_markdown("def f():\n    return 1") == "def f\\(\\)\\:  \n\u00a0\u00a0\u00a0\u00a0return 1"
+
+
+def test_highlighted_markdown_wraps_only_shared_spans_and_escapes_them():
+    markdown = highlighted_markdown([Span("Load ", False), Span("user_name", True), Span(" [x]\nnext", False)])
+    assert markdown == "Load :orange-background[user\\_name] \\[x\\]  \nnext"
+    indented = highlighted_markdown([Span("  indented", False), Span("   gap", False)])
+    assert indented == "\u00a0\u00a0indented\u00a0\u00a0\u00a0gap"
+
+
+def test_code_language_maps_dataset_names_and_defaults_to_python():
+    assert code_language("JavaScript") == "javascript"
+    assert code_language("") == "python"
+    assert code_language("cobol") == "python"
+
+
+def test_styled_leaderboard_formats_numbers_bolds_best_cells_and_appends_markers():
+    table = pd.DataFrame({"ndcg@10": [0.5, 0.75], "ms/query": [1.234, 9.0], "run id": ["a", "b"]}, index=["x", "y"])
+    markers = pd.DataFrame({"ndcg@10": ["", "▲"]}, index=["x", "y"])
+    html = styled_leaderboard(table, {"ndcg@10": ["y"], "ms/query": ["x"]}, ["ndcg@10"], "ms/query", markers).to_html()
+    assert "0.5000<" in html and "0.7500 ▲" in html and "1.23<" in html
+    assert html.count("font-weight: bold") == 1  # one CSS rule naming both best cells
+    bold_rule = html.split("font-weight: bold")[0]  # the selectors of the one bold rule
+    assert "row1_col0" in bold_rule and "row0_col1" in bold_rule and "row0_col0" not in bold_rule
