@@ -244,7 +244,7 @@ def _significance_note(context: _Context) -> str:
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:0.6em 0 1.4em}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}sup{color:#0a6;font-weight:600}
+th{background:#f3f3f3}td:first-child,th:first-child{white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums}sup{color:#0a6;font-weight:600}
 pre{background:#f6f8fa;padding:8px;overflow-x:auto;max-height:24em;white-space:pre-wrap}img{max-width:100%}
 .case{border-top:2px solid #ddd;margin-top:1.2em}.meta{color:#555;font-size:0.9em}.hit{color:#0a6}.miss{color:#b00}
 """
@@ -262,7 +262,7 @@ def _num_cell(value: float, markers: str = "") -> str:
 def _html_table(frame: pd.DataFrame, table_id: str) -> str:
     head = "".join(f"<th>{_e(c)}</th>" for c in [frame.index.name or "", *frame.columns])
     body = []
-    for label, row in frame.iterrows():
+    for label, *row in frame.itertuples(name=None):  # itertuples keeps each column's type (ints stay ints)
         cells = "".join(_num_cell(float(v)) if isinstance(v, (float, np.floating)) else f"<td>{_e(v)}</td>" for v in row)
         body.append(f"<tr><td>{_e(label)}</td>{cells}</tr>")
     return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
@@ -368,7 +368,7 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def _md_frame(frame: pd.DataFrame) -> str:
     rows = [[md_cell(label)] + [f"{v:.4f}" if isinstance(v, (float, np.floating)) else md_cell(v) for v in row]
-            for label, row in frame.iterrows()]
+            for label, *row in frame.itertuples(name=None)]
     return _md_table([md_cell(frame.index.name or "")] + [md_cell(c) for c in frame.columns], rows)
 
 

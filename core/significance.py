@@ -251,10 +251,34 @@ def superscript(letters: str) -> str:
 
 
 def marked_leaderboard(table: ComparisonTable) -> pd.DataFrame:
-    """One row per run: its letter, the metric mean, and the letters of the runs it significantly beats."""
+    """One row per run: letter, metric mean, letters of the runs it significantly beats, the mean with them, their names."""
     letters = run_letters(table.run_names)
     markers = significance_markers(table)
-    rows = [(letters[name], name, mean, "".join(letters[other] for other in markers[name])) for name, mean in table.means]
-    frame = pd.DataFrame(rows, columns=["letter", "run", table.metric, "beats"])
-    frame["shown"] = [f"{mean:.4f}{superscript(beats)}" for mean, beats in zip(frame[table.metric], frame["beats"])]
+    rows = []
+    for name, mean in table.means:
+        beats = "".join(letters[other] for other in markers[name])
+        rows.append((letters[name], name, mean, beats, f"{mean:.4f}{superscript(beats)}", ", ".join(markers[name])))
+    frame = pd.DataFrame(rows, columns=["letter", "run", table.metric, "beats", "shown", "beaten"])
     return frame.set_index("run")
+
+
+def markers_frame(evaluations: Sequence[Evaluation], metrics: Sequence[str], labels: Sequence[str] | None = None,
+                  test: str = "randomization", correction: str = "holm", alpha: float = 0.05) -> pd.DataFrame | None:
+    """Label x metric -> superscript letters of the rows that row significantly beats (all pairs, one family per metric).
+
+    ``labels`` name the rows (default: the run names) and give the letters, in order: a, b, c ...
+    None when fewer than two evaluations are given (nothing to compare).
+    """
+    labels = list(labels) if labels is not None else [evaluation.run_name for evaluation in evaluations]
+    if len(labels) != len(evaluations):
+        raise MetricError(f"{len(labels)} labels for {len(evaluations)} evaluations: give one label per evaluation.")
+    if len(evaluations) < 2:
+        return None
+    renamed = [Evaluation(label, evaluation.metrics, evaluation.per_query) for label, evaluation in zip(labels, evaluations)]
+    letters = run_letters(labels)
+    columns = {}
+    for metric in metrics:
+        key = parse_metric(metric).key
+        markers = significance_markers(compare_all(renamed, key, None, test, correction, alpha))
+        columns[key] = [superscript("".join(letters[other] for other in markers[label])) for label in labels]
+    return pd.DataFrame(columns, index=pd.Index(labels, dtype=object))

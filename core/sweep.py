@@ -46,11 +46,18 @@ def run_points(engine: Engine, param: str, variants: Sequence[tuple[float, Profi
                depth: int = DEFAULT_DEPTH) -> list[SweepPoint]:
     """Run and evaluate each (value, profile) on the engine's dataset, in the order given."""
     metric = parse_metric(metric).key
-    profiles = {**engine.profiles, **{profile.name: profile for _, profile in variants}}
+    if not variants:
+        return []
+    warm_up = replace(variants[0][1], name=f"{variants[0][1].name}~warm-up")
+    profiles = {**engine.profiles, **{profile.name: profile for _, profile in [*variants, (None, warm_up)]}}
     for _, profile in variants:
         profile.validate()
     check_references(profiles)
     sweeper = replace(engine, profiles=profiles)  # shares the engine's indexes, models and result cache
+    # One untimed pass first: it fills the member caches and warms the code paths, so the first point is not
+    # charged for them and the points compare fairly.
+    sweeper.warm([warm_up.name])
+    sweeper.run(warm_up.name, depth=depth)
     points = []
     for value, profile in variants:
         sweeper.warm([profile.name])  # opening indexes and loading models is not query time

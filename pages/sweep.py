@@ -1,4 +1,123 @@
-"""Placeholder: this page is being built."""
+"""Quality vs latency: a rerank pool depth or a hybrid weight swept, each point's metric against its ms/query."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
 import streamlit as st
 
-st.info("This page is being built.")
+from core.errors import WorkbenchError
+from core.metrics import parse_metric
+from core.profiles import HybridProfile, RerankProfile
+from core.sweep import DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, sweep_frame, sweep_hybrid_weight, sweep_rerank_pool
+from ui.render import escape_markdown
+from ui.state import current_selection, get_engine
+
+POOL_CHOICES = (1, 5, 10, 20, 30, 50, 75, 100, 200)
+WEIGHT_CHOICES = tuple(round(i / 20, 2) for i in range(21))
+RESULTS_KEY = "sweep_results"
+
+
+def _latency_chart(points: list[SweepPoint], label: str, value_text) -> go.Figure:
+    """Metric (y) against ms/query (x), one labelled marker per setting, joined in sweep order."""
+    figure = go.Figure(go.Scatter(
+        x=[p.ms_per_query for p in points], y=[p.metric_value for p in points], mode="lines+markers+text",
+        text=[value_text(p.value) for p in points], textposition="top center",
+        hovertemplate="%{text}<br>%{y:.4f}<br>%{x:.2f} ms/query<extra></extra>"))
+    figure.update_layout(title="Quality vs latency", xaxis_title="ms per query (this machine)", yaxis_title=label,
+                         height=400, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure
+
+
+def _parameter_chart(points: list[SweepPoint], label: str, value_name: str) -> go.Figure:
+    """Metric (y) against the swept value (x): the trend without timing noise."""
+    figure = go.Figure(go.Scatter(
+        x=[p.value for p in points], y=[p.metric_value for p in points], mode="lines+markers",
+        hovertemplate=f"{value_name} %{{x}}<br>%{{y:.4f}}<extra></extra>"))
+    figure.update_layout(title=f"Quality vs {value_name}", xaxis_title=value_name, yaxis_title=label, height=400,
+                         margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return figure
+
+
+def _show(points: list[SweepPoint], label: str, value_name: str, value_text, key: str) -> None:
+    latency, parameter = st.columns(2)
+    latency.plotly_chart(_latency_chart(points, label, value_text), width="stretch", key=f"{key}_chart")
+    parameter.plotly_chart(_parameter_chart(points, label, value_name), width="stretch", key=f"{key}_trend")
+    frame = sweep_frame(points)[["value", "metric_value", "ms_per_query"]]
+    frame.columns = [value_name, label, "ms/query"]
+    st.dataframe(frame, hide_index=True, width="stretch", key=f"{key}_table",
+                 column_config={label: st.column_config.NumberColumn(label, format="%.4f"),
+                                "ms/query": st.column_config.NumberColumn("ms/query", format="%.2f")})
+
+
+def _run(kind: str, settings: tuple, sweep, *args) -> list[SweepPoint] | None:
+    """Run a sweep once per settings and keep its points for later reruns of the page."""
+    results = st.session_state.setdefault(RESULTS_KEY, {})
+    try:
+        with st.spinner("Running each setting over every judged query…"):
+            results[kind] = (settings, sweep(*args))
+    except WorkbenchError as exc:
+        st.error(escape_markdown(str(exc)))
+        return None
+    return results[kind][1]
+
+
+def _stored(kind: str, settings: tuple) -> list[SweepPoint] | None:
+    stored = st.session_state.get(RESULTS_KEY, {}).get(kind)
+    return stored[1] if stored is not None and stored[0] == settings else None
+
+
+sel = current_selection()
+if sel is None:
+    st.stop()
+try:
+    engine = get_engine(sel)
+except WorkbenchError as exc:
+    st.error(escape_markdown(str(exc)))
+    st.stop()
+
+st.title("Quality vs latency")
+st.caption(f"**{escape_markdown(engine.dataset.name)}** · {len(engine.dataset.judged_queries):,} judged queries. Each point "
+           "is the base profile with one parameter changed, run over every judged query; ms/query is retrieval time on "
+           "this machine (index building and model loading excluded).")
+metric_keys = [parse_metric(m).key for m in sel.metrics]
+metric = st.selectbox("Metric", metric_keys, format_func=lambda key: parse_metric(key).label(), key="sweep_metric")
+label = parse_metric(metric).label()
+rerank_names = [n for n, p in engine.profiles.items() if isinstance(p, RerankProfile)]
+hybrid_names = [n for n, p in engine.profiles.items() if isinstance(p, HybridProfile) and len(p.members) == 2]
+pool_tab, weight_tab = st.tabs(["Rerank pool depth", "Hybrid weight"])
+
+with pool_tab:
+    if not rerank_names:
+        st.info("No rerank profile: add one to profiles.toml to sweep its pool depth.")
+    else:
+        preferred = [n for n in sel.profile_names if n in rerank_names]
+        base_name = st.selectbox("Rerank profile", rerank_names, key="sweep_pool_profile",
+                                 index=rerank_names.index(preferred[0]) if preferred else 0)
+        base = engine.profile(base_name)
+        st.caption(f"First stage **{escape_markdown(base.first_stage)}**, reranker {escape_markdown(base.reranker)}; "
+                   f"its pool depth is {base.pool_depth}.")
+        depths = st.multiselect("Pool depths", POOL_CHOICES, default=list(DEFAULT_POOL_DEPTHS), key="sweep_pool_depths")
+        settings = (engine.dataset.name, base, tuple(sorted(depths)), metric)
+        points = _stored("pool", settings)
+        if st.button("Run pool sweep", key="sweep_pool_run", type="primary", disabled=not depths):
+            points = _run("pool", settings, sweep_rerank_pool, engine, base, sorted(depths), metric)
+        if points:
+            _show(points, label, "pool depth", lambda v: f"pool {v}", "sweep_pool")
+
+with weight_tab:
+    if not hybrid_names:
+        st.info("No two-member hybrid profile: add one to profiles.toml to sweep its weight.")
+    else:
+        preferred = [n for n in sel.profile_names if n in hybrid_names]
+        base_name = st.selectbox("Hybrid profile", hybrid_names, key="sweep_weight_profile",
+                                 index=hybrid_names.index(preferred[0]) if preferred else 0)
+        base = engine.profile(base_name)
+        first, second = base.members
+        st.caption(f"{escape_markdown(base.method)} fusion; weight w goes to **{escape_markdown(first)}**, "
+                   f"1 - w to **{escape_markdown(second)}**.")
+        weights = st.multiselect("Weights w", WEIGHT_CHOICES, default=[round(w, 2) for w in DEFAULT_WEIGHTS], key="sweep_weights")
+        settings = (engine.dataset.name, base, tuple(sorted(weights)), metric)
+        points = _stored("weight", settings)
+        if st.button("Run weight sweep", key="sweep_weight_run", type="primary", disabled=not weights):
+            points = _run("weight", settings, sweep_hybrid_weight, engine, base, sorted(weights), metric)
+        if points:
+            _show(points, label, f"weight of {first}", lambda v: f"w={v:g}", "sweep_weight")

@@ -16,6 +16,7 @@ from core.significance import (
     compare_all,
     holm,
     marked_leaderboard,
+    markers_frame,
     paired_t_test,
     randomization_test,
     run_letters,
@@ -192,3 +193,19 @@ def test_compare_all_on_real_runs_uses_their_per_query_values(csn_engine):
     assert row.mean_a == pytest.approx(a.mean()) and row.mean_b == pytest.approx(b.mean())
     assert row.p_value == pytest.approx(stats.ttest_rel(b, a).pvalue, abs=1e-9)
     assert row.wins + row.ties + row.losses == table.queries == 40
+
+
+def test_markers_frame_uses_the_labels_given_even_for_runs_sharing_a_name():
+    weak, middle, strong = three_runs()
+    twin = Evaluation("weak", strong.metrics, strong.per_query)  # e.g. an older saved run under the same profile name
+    frame = markers_frame([weak, middle, twin], ["ndcg@10"], labels=["weak (now)", "middle", "weak (saved)"])
+    assert list(frame.index) == ["weak (now)", "middle", "weak (saved)"]
+    assert list(frame["ndcg@10"]) == ["", "ᵃ", "ᵃ"]
+    assert markers_frame([weak], ["ndcg@10"]) is None
+
+
+def test_marked_leaderboard_names_the_beaten_runs():
+    board = marked_leaderboard(compare_all(three_runs(), "ndcg@10", correction="none", alpha=0.2))
+    # uncorrected at alpha 0.2, strong beats middle too (p = 2/16)
+    assert board.loc["strong", "beaten"] == "weak, middle" and board.loc["strong", "shown"] == "1.0000ᵃᵇ"
+    assert board.loc["weak", "beaten"] == ""

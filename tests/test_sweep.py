@@ -67,3 +67,7 @@ def test_sweep_frame_has_one_row_per_point(csn_engine):
     frame = sweep_frame(points)
     assert list(frame["value"]) == [5, 20]
     assert list(frame["metric_value"]) == [p.metric_value for p in points]
+
+
+def test_an_empty_sweep_runs_nothing(csn_engine):
+    assert sweep_rerank_pool(csn_engine, csn_engine.profile("rerank-fusion"), pool_depths=()) == []

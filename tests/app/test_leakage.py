@@ -1,0 +1,83 @@
+"""The leakage page shows core.leakage.audit's counts and overlaps, and writes core.leakage.filter_train's dataset."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.catalog import open_dataset
+from core.datasets import load_dataset, write_dataset
+from core.leakage import ALL_KINDS, audit, filter_train
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+@pytest.fixture
+def fresh_env(monkeypatch, workspace):
+    """A fresh workspace holding csn-eval: 10 of csn-mini's queries, so exactly those leak from csn-mini."""
+    from ui.state import get_workspace
+
+    train = open_dataset(workspace, "csn-mini")
+    write_dataset(train.subset([q.id for q in train.judged_queries[:10]], name="csn-eval"), workspace.datasets_dir / "csn-eval")
+    monkeypatch.setenv("CODEIR_WORKSPACE", str(workspace.root))
+    monkeypatch.setenv("CODEIR_DATA_DIR", str(workspace.data_dir))
+    get_workspace.clear()  # the cached workspace follows the environment of this test
+    yield workspace
+    get_workspace.clear()
+
+
+def audited(train: str = "csn-mini", evals: tuple[str, ...] = ("csn-eval",)) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params["dataset"] = "csn-mini"
+    at.run()
+    at.switch_page("pages/leakage.py").run()
+    at.selectbox(key="leak_train").select(train).run()
+    at.multiselect(key="leak_evals").set_value(list(evals)).run()
+    at.button(key="leak_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    return at
+
+
+def table_with(at: AppTest, column: str):
+    return next(frame.value for frame in at.dataframe if column in frame.value.columns)
+
+
+def test_counts_and_overlaps_equal_core_leakage_audit(fresh_env):
+    at = audited()
+    report = audit(open_dataset(fresh_env, "csn-mini"), open_dataset(fresh_env, "csn-eval"))
+    counts = table_with(at, "any check")
+    assert list(counts.index) == ["csn-eval"]
+    for kind in ALL_KINDS:
+        assert counts.loc["csn-eval", kind] == report.counts()[kind]
+    assert counts.loc["csn-eval", "any check"] == len(report.leaked_eval_ids()) == 10
+    overlaps = table_with(at, "train_query_id")
+    expected = report.to_frame()
+    assert len(overlaps) == len(expected)
+    assert sorted(zip(overlaps["kind"], overlaps["eval_query_id"])) == sorted(zip(expected["kind"], expected["eval_query_id"]))
+
+
+def test_write_filtered_train_set_writes_filter_train_result(fresh_env):
+    at = audited()
+    at.text_input(key="leak_filtered_name").input("csn-clean").run()
+    at.button(key="leak_write").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    train = open_dataset(fresh_env, "csn-mini")
+    expected = filter_train(train, audit(train, open_dataset(fresh_env, "csn-eval")), "csn-clean")
+    written = load_dataset(fresh_env.datasets_dir / "csn-clean")
+    assert [q.id for q in written.queries] == [q.id for q in expected.queries]
+    assert len(written.judged_queries) == 30 and len(written.documents) == len(expected.documents)
+    assert "csn-clean" in at.success[0].value.replace("\\", "")
+
+
+def test_a_taken_filtered_name_is_refused(fresh_env):
+    at = audited()
+    at.text_input(key="leak_filtered_name").input("cosqa-mini").run()
+    at.button(key="leak_write").click().run()
+    assert "already exists" in at.error[0].value
+
+
+def test_unrelated_sets_show_no_overlap_and_nothing_to_filter(fresh_env):
+    at = audited("cosqa-mini", ("csn-eval",))
+    assert table_with(at, "any check").loc["csn-eval", "any check"] == 0
+    assert at.button(key="leak_write").disabled
