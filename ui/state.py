@@ -7,6 +7,7 @@ evaluations with ``st.cache_data``.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 
 import streamlit as st
@@ -18,7 +19,7 @@ from core.metrics import DEFAULT_METRICS, Evaluation, evaluate
 from core.profiles import Profile, load_profiles, profile_from_dict, profile_to_dict
 from core.retrieval import Engine
 from core.runs import Run
-from core.workspace import Workspace
+from core.workspace import DATA_DIR_ENV, WORKSPACE_ENV, Workspace
 
 DEFAULT_SELECTED = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")
 
@@ -34,8 +35,14 @@ class Selection:
 
 
 @st.cache_resource(show_spinner=False)
-def get_workspace(root: str | None = None, data_dir: str | None = None) -> Workspace:
+def _workspace(root: str | None, data_dir: str | None) -> Workspace:
     return Workspace.open(root, data_dir)
+
+
+def get_workspace() -> Workspace:
+    """The workspace named by the environment; the cache is keyed by it, so a changed variable is followed."""
+    return _workspace(os.environ.get(WORKSPACE_ENV) or None, os.environ.get(DATA_DIR_ENV) or None)
+
 
 
 @st.cache_resource(show_spinner="Loading dataset…", max_entries=8)

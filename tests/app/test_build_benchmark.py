@@ -18,13 +18,9 @@ JSON_PACKAGE = Path(json.__file__).parent  # a real source tree present wherever
 @pytest.fixture
 def fresh_env(monkeypatch, workspace):
     """A fresh workspace per test: the page writes datasets into it."""
-    from ui.state import get_workspace
-
     monkeypatch.setenv("CODEIR_WORKSPACE", str(workspace.root))
     monkeypatch.setenv("CODEIR_DATA_DIR", str(workspace.data_dir))
-    get_workspace.clear()  # the cached workspace follows the environment of this test
     yield workspace
-    get_workspace.clear()
 
 
 def open_page() -> AppTest:

@@ -19,14 +19,10 @@ PROFILES = ("bm25-code", "bm25-plain", "dense-minilm")
 
 @pytest.fixture
 def app_env(monkeypatch, session_workspace, mini_data_dir):
-    from ui.state import get_workspace
-
     monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
     monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    get_workspace.clear()  # the cached workspace follows the environment of this test
     yield session_workspace
-    get_workspace.clear()
 
 
 @pytest.fixture(scope="module")

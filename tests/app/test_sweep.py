@@ -13,14 +13,10 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 @pytest.fixture
 def app_env(monkeypatch, session_workspace, mini_data_dir):
-    from ui.state import get_workspace
-
     monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
     monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    get_workspace.clear()  # the cached workspace follows the environment of this test
     yield session_workspace
-    get_workspace.clear()
 
 
 def open_sweep() -> AppTest:
