@@ -13,6 +13,7 @@ from core.leaderboard import (RUN_ID_COLUMN, TIME_COLUMN, best_rows, data_finger
                               profile_statuses, saved_run_label, saved_runs_table, status_table)
 from core.metrics import Evaluation, evaluate, parse_metric
 from core.retrieval import Engine
+from core.significance import markers_frame
 from core.runs import Run, list_runs, load_run, read_trec, save_run
 from ui.render import escape_markdown, metrics_bar_chart, styled_leaderboard
 from ui.state import current_selection, get_engine, get_evaluation, get_run
@@ -58,11 +59,16 @@ def _evaluate_missing(engine: Engine, names: list[str]) -> list[str]:
 
 
 # ── Significance markers ─────────────────────────────────────────────────────────────────────────
-# Placeholder for the significance helper: return a DataFrame indexed by the table's row labels with
-# one column per metric, each cell a short mark ("▲", "▼", "" ...) computed with core.significance from
-# `evaluations`; styled_leaderboard appends the marks to the shown numbers. None shows no marks.
+@st.cache_data(show_spinner="Testing significance…", max_entries=32)
+def _markers(labels: tuple[str, ...], fingerprint: tuple[int, ...], metrics: tuple[str, ...],
+             _evaluations: list[Evaluation]) -> pd.DataFrame | None:
+    return markers_frame(_evaluations, metrics, labels)
+
+
 def significance_markers(labels: list[str], evaluations: list[Evaluation], metrics: tuple[str, ...]) -> pd.DataFrame | None:
-    return None
+    """Superscript letters of the rows each row beats (paired randomization test, Holm-corrected, alpha 0.05)."""
+    fingerprint = tuple(int(pd.util.hash_pandas_object(e.per_query).sum()) for e in evaluations)
+    return _markers(tuple(labels), fingerprint, tuple(metrics), evaluations)
 
 
 sel = current_selection()
@@ -130,8 +136,10 @@ else:
                  column_config={"_index": st.column_config.TextColumn("run", pinned=True),
                                 RUN_ID_COLUMN: st.column_config.TextColumn(RUN_ID_COLUMN, width="medium"),
                                 **{key: st.column_config.Column(parse_metric(key).label()) for key in metric_columns}})
-    st.caption("**Bold**: best in its column (for ms/query, the fastest). ms/query: retrieval time per query on this "
-               "machine, index building and model loading excluded.")
+    st.caption("**Bold**: best in its column (for ms/query, the fastest). Superscript letters: the rows (a = first, "
+               "b = second, ...) this row beats significantly — paired randomization test, 10,000 permutations, Holm "
+               "correction per metric, alpha 0.05; other tests on *Significance & report*. ms/query: retrieval time per "
+               "query on this machine, index building and model loading excluded.")
     st.download_button("Download CSV", table.to_csv().encode("utf-8"), file_name=f"leaderboard-{dataset.name}.csv",
                        mime="text/csv", key="leaderboard_csv", on_click="ignore", icon=":material/download:")
 

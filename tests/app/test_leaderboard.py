@@ -103,3 +103,27 @@ def test_a_saved_run_can_be_added_to_the_table_next_to_the_profiles(app_env, csn
     assert label in table.index
     expected = evaluate(csn_engine.dataset.qrels, base, DEFAULT_METRICS).mean()
     assert table.loc[label, "ndcg@10"] == pytest.approx(expected["ndcg@10"], abs=1e-9)
+
+
+def test_significant_wins_are_marked_with_the_letters_of_the_beaten_rows(app_env, mini_data_dir, monkeypatch):
+    """On cosqa-mini dense beats BM25 (plain) significantly: dense's nDCG@10 cell carries BM25's letter."""
+    from core.metrics import Evaluation
+    from core.significance import markers_frame
+
+    at = AppTest.from_file(str(APP), default_timeout=600)
+    at.query_params["dataset"] = "cosqa-mini"
+    at.query_params["profiles"] = "bm25-plain,dense-minilm"
+    at.run()
+    at.switch_page("pages/leaderboard.py").run()
+    evaluated(at)
+    shown = b"".join(frame.proto.SerializeToString() for frame in at.dataframe)  # Styler display values travel inside
+    from core.catalog import open_dataset
+    from core.profiles import default_profiles
+    from core.retrieval import Engine
+
+    dataset = open_dataset(app_env, "cosqa-mini")
+    engine = Engine(app_env, dataset, default_profiles())
+    evaluations = [evaluate(dataset.qrels, engine.run(name), DEFAULT_METRICS) for name in ("bm25-plain", "dense-minilm")]
+    expected = markers_frame(evaluations, DEFAULT_METRICS)
+    assert expected.at["dense-minilm", "ndcg@10"] == "ᵃ"  # the data really holds a significant win
+    assert "ᵃ".encode() in shown  # ...and the page shows its superscript a
