@@ -8,7 +8,7 @@ from core.metrics import parse_metric
 from core.report import build_report, default_report_dir, report_zip
 from core.significance import CORRECTIONS, TESTS, compare_all, marked_leaderboard
 from ui.render import escape_markdown
-from ui.state import current_selection, get_engine, get_evaluation, get_run
+from ui.state import get_evaluation, get_run, page_engine
 
 EVERY_PAIR = "(every pair)"
 REPORT_KEY = "compare_report"
@@ -21,14 +21,7 @@ def _from_url(key: str, options: list[str]) -> int:
     return options.index(value) if value in options else 0
 
 
-sel = current_selection()
-if sel is None:
-    st.stop()
-try:
-    engine = get_engine(sel)
-except WorkbenchError as exc:
-    st.error(escape_markdown(str(exc)))
-    st.stop()
+sel, engine = page_engine()
 
 st.title("Significance & report")
 names = list(sel.profile_names)

@@ -11,7 +11,7 @@ from core.explore import positive_ranks, query_label, rank_summary, ranked_docum
 from core.highlight import highlight_spans
 from core.retrieval import DEFAULT_DEPTH, SearchResult
 from ui.render import code_language, escape_markdown, highlighted_markdown
-from ui.state import current_selection, get_engine
+from ui.state import page_engine
 
 PASTE, BENCHMARK = "Paste code", "Benchmark query"
 MODE_KEY, QID_KEY, TEXT_KEY = "explorer_mode", "explorer_qid", "explorer_text"
@@ -24,14 +24,7 @@ def _per_row(profiles: int) -> int:
     return profiles if profiles <= 3 else 2 if profiles == 4 else 3
 
 
-sel = current_selection()
-if sel is None:
-    st.stop()
-try:
-    engine = get_engine(sel)
-except WorkbenchError as exc:
-    st.error(escape_markdown(str(exc)))
-    st.stop()
+sel, engine = page_engine()
 dataset = engine.dataset
 
 st.title("Query explorer")

@@ -16,7 +16,7 @@ from core.retrieval import Engine
 from core.significance import markers_frame
 from core.runs import Run, list_runs, load_run, read_trec, save_run
 from ui.render import escape_markdown, metrics_bar_chart, styled_leaderboard
-from ui.state import current_selection, get_engine, get_evaluation, get_run
+from ui.state import get_evaluation, get_run, page_engine
 
 ADDED_KEY = "leaderboard_added_runs"
 PENDING_KEY = "leaderboard_pending_run"  # a run imported in the last script run, added before the widget exists
@@ -71,14 +71,7 @@ def significance_markers(labels: list[str], evaluations: list[Evaluation], metri
     return _markers(tuple(labels), fingerprint, tuple(metrics), evaluations)
 
 
-sel = current_selection()
-if sel is None:
-    st.stop()
-try:
-    engine = get_engine(sel)
-except WorkbenchError as exc:
-    st.error(escape_markdown(str(exc)))
-    st.stop()
+sel, engine = page_engine()
 
 dataset = engine.dataset
 runs_dir = engine.workspace.runs_dir

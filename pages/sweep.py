@@ -9,7 +9,7 @@ from core.metrics import parse_metric
 from core.profiles import HybridProfile, RerankProfile
 from core.sweep import DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, sweep_frame, sweep_hybrid_weight, sweep_rerank_pool
 from ui.render import escape_markdown
-from ui.state import current_selection, get_engine
+from ui.state import page_engine
 
 POOL_CHOICES = (1, 5, 10, 20, 30, 50, 75, 100, 200)
 WEIGHT_CHOICES = tuple(round(i / 20, 2) for i in range(21))
@@ -65,14 +65,7 @@ def _stored(kind: str, settings: tuple) -> list[SweepPoint] | None:
     return stored[1] if stored is not None and stored[0] == settings else None
 
 
-sel = current_selection()
-if sel is None:
-    st.stop()
-try:
-    engine = get_engine(sel)
-except WorkbenchError as exc:
-    st.error(escape_markdown(str(exc)))
-    st.stop()
+sel, engine = page_engine()
 
 st.title("Quality vs latency")
 st.caption(f"**{escape_markdown(engine.dataset.name)}** · {len(engine.dataset.judged_queries):,} judged queries. Each point "

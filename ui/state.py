@@ -150,3 +150,17 @@ def _rerun_through_app() -> None:
     if PagesManager.uses_pages_directory:
         PagesManager.uses_pages_directory = False
         st.rerun()
+
+
+def page_engine() -> tuple[Selection, Engine]:
+    """The sidebar's selection and its engine; stops the page (with the reason shown) when either cannot load."""
+    from ui.render import escape_markdown
+
+    selection = current_selection()
+    if selection is None:
+        st.stop()
+    try:
+        return selection, get_engine(selection)
+    except WorkbenchError as exc:
+        st.error(escape_markdown(str(exc)))
+        st.stop()
