@@ -6,7 +6,6 @@ import streamlit as st
 
 from core.errors import WorkbenchError
 from core.metrics import parse_metric
-from core.profiles import HybridProfile, RerankProfile
 from core.sweep import DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, sweep_frame, sweep_hybrid_weight, sweep_rerank_pool
 from ui.render import escape_markdown
 from ui.state import page_engine
@@ -74,8 +73,8 @@ st.caption(f"**{escape_markdown(engine.dataset.name)}** · {len(engine.dataset.j
 metric_keys = [parse_metric(m).key for m in sel.metrics]
 metric = st.selectbox("Metric", metric_keys, format_func=lambda key: parse_metric(key).label(), key="sweep_metric")
 label = parse_metric(metric).label()
-rerank_names = [n for n, p in engine.profiles.items() if isinstance(p, RerankProfile)]
-hybrid_names = [n for n, p in engine.profiles.items() if isinstance(p, HybridProfile) and len(p.members) == 2]
+rerank_names = [n for n, p in engine.profiles.items() if p.kind == "rerank"]
+hybrid_names = [n for n, p in engine.profiles.items() if p.kind == "hybrid" and len(p.members) == 2]
 pool_tab, weight_tab = st.tabs(["Rerank pool depth", "Hybrid weight"])
 
 with pool_tab:
