@@ -198,4 +198,8 @@ def register(subparsers) -> None:
     sweep.add_argument("--depth", type=int, default=100)
     sweep.set_defaults(func=cmd_sweep)
 
+    from core.finetune import register_finetune_cli
+
+    register_finetune_cli(subparsers)
+
     # The finetune subcommand is registered here by the fine-tuning module's helper (kept out of this file until then).

@@ -30,29 +30,28 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from core.datasets import Dataset
 from core.encoders import DEFAULT_MODEL, load_encoder, resolve_model
 from core.errors import DatasetError, ModelUnavailableError, WorkbenchError
 from core.leakage import LeakageReport, audit_many, filter_train, normalise_docstring
 from core.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile
-from core.source_benchmark import DEFAULT_EXCLUDED_DIRS, DEFAULT_SEED, Direction, CodeFunction, build_benchmark, extract_functions
+from core.source_benchmark import DEFAULT_EXCLUDED_DIRS, DEFAULT_SEED, CodeFunction, Direction, build_benchmark, extract_functions
 from core.workspace import Workspace, slug
 
 MiningMethod = Literal["bm25", "dense", "both"]
 MINING_METHODS: tuple[str, ...] = ("bm25", "dense", "both")
 INFO_FILE = "codeir-finetune.json"
+EXAMPLES_FILE = "codeir-train-examples.jsonl"  # the exact rows trained on, for audits after the fact
 DEFAULT_OUTPUT = "minilm-code-ft"
 DEFAULT_TRAIN_NAME = "finetune-train"
-# Sized for two shared CPU cores: about ten minutes of training (see docs/finetuning.md).
+# Sized for two CPU cores: about four minutes for the whole command on quiet cores, 9-25 minutes on shared ones (docs/finetuning.md).
 DEFAULT_MAX_EXAMPLES = 256
 DEFAULT_MAX_SEQ_LENGTH = 128
 MAX_JACCARD = 0.7
 MAX_COSINE = 0.95
 # Installed packages whose documented functions make the default training set: broad, well documented,
 # and none of them the standard library (the built-in benchmark evaluates on it).
-DEFAULT_PACKAGES = ("sklearn", "numpy", "networkx", "scipy", "pandas", "sympy", "matplotlib", "jinja2", "click", "werkzeug")
+DEFAULT_PACKAGES = ("sklearn", "numpy", "networkx", "scipy", "pandas", "matplotlib", "jinja2", "click", "werkzeug")
 # Test suites hold helpers and fixtures, not the documented API a user searches for.
 TRAINING_EXCLUDED_DIRS = DEFAULT_EXCLUDED_DIRS | {"test", "tests", "testing", "_vendor", "vendored", "externals"}
 _RESERVED_NAMES = frozenset({"minilm", "mpnet"})  # aliases win over workspace models in core.encoders
@@ -241,6 +240,36 @@ def _filled(examples: Sequence[TrainingExample], n_negatives: int, rng: random.R
     return out
 
 
+def _batches(examples: Sequence[TrainingExample], batch_size: int) -> list[list[TrainingExample]]:
+    """Full batches in which no row's positive or query appears anywhere else, in the order given.
+
+    A row's positive repeated as another row's negative would be scored as a negative against
+    itself (a false negative the loss cannot fix), as ``NoDuplicatesBatchSampler`` avoids in
+    sentence-transformers; the same negative mined for two rows is harmless and allowed. An example
+    that collides waits for a later batch; what cannot fill a last full batch is left out, since a
+    smaller batch has fewer in-batch negatives.
+    """
+    pending = list(examples)
+    batches = []
+    while len(pending) >= batch_size:
+        batch, positives, negatives, queries, waiting = [], set(), set(), set(), []
+        for example in pending:
+            clash = (example.positive in positives or example.positive in negatives or example.query in queries
+                     or any(text in positives or text == example.positive for text in example.negatives))
+            if len(batch) < batch_size and not clash:
+                batch.append(example)
+                positives.add(example.positive)
+                negatives.update(example.negatives)
+                queries.add(example.query)
+            else:
+                waiting.append(example)
+        if len(batch) < batch_size:
+            break
+        batches.append(batch)
+        pending = waiting
+    return batches
+
+
 def _check_training_args(examples: Sequence[TrainingExample], output_name: str, epochs: int, batch_size: int,
                          learning_rate: float, max_seq_length: int) -> None:
     if len(examples) < 2:
@@ -264,14 +293,16 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
              output_name: str = DEFAULT_OUTPUT, *, epochs: int = 1, batch_size: int = 32, learning_rate: float = 2e-5,
              max_examples: int | None = DEFAULT_MAX_EXAMPLES, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
              seed: int = 42, warmup_ratio: float = 0.1, symmetric: bool = True, progress: bool = True,
-             data: Mapping[str, object] | None = None, overwrite: bool = False) -> Path:
+             threads: int | None = None, data: Mapping[str, object] | None = None, overwrite: bool = False) -> Path:
     """Train ``base_model`` with MultipleNegativesRankingLoss and save it as ``<workspace>/models/<output_name>``.
 
     Each batch scores every query against all positives and hard negatives of the batch;
     ``symmetric`` adds the answer-to-query direction (the model then serves code -> text as well as
     text -> code). Texts are cut to ``max_seq_length`` tokens while training only: the saved model
-    keeps the base model's window, so before/after comparisons read the same input. ``data`` is
-    recorded in ``codeir-finetune.json`` (what the examples are, the leakage audit).
+    keeps the base model's window, so before/after comparisons read the same input. ``threads``
+    defaults to every core; on a machine other jobs keep busy, 1 is often faster (threads that wait
+    on each other are descheduled). ``data`` is recorded in ``codeir-finetune.json`` (what the
+    examples are, the leakage audit).
     """
     import torch
     from sentence_transformers import SentenceTransformer
@@ -294,11 +325,18 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     n_negatives = max(len(e.negatives) for e in examples)
     mined = sum(len(e.negatives[:n_negatives]) for e in examples)
     examples = _filled(examples, n_negatives, rng)
-    batches_per_epoch = max(1, len(examples) // batch_size) if len(examples) >= batch_size else 1
-    total_steps = epochs * batches_per_epoch
+    schedule = []
+    for _ in range(epochs):
+        order = examples[:]
+        rng.shuffle(order)
+        schedule += _batches(order, min(batch_size, len(examples)))
+    if not schedule:
+        raise WorkbenchError("No batch without repeated texts could be formed: give more distinct examples or a smaller batch size.")
+    total_steps = len(schedule)
+    trained = list({(e.query, e.positive): e for batch in schedule for e in batch}.values())
 
     torch.manual_seed(seed)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
     window = model.max_seq_length
@@ -310,23 +348,18 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     losses: list[float] = []
     model.train()
     with tqdm(total=total_steps, desc=f"fine-tuning {output_name}", unit="batch", file=sys.stderr, disable=not progress) as bar:
-        for _ in range(epochs):
-            order = examples[:]
-            rng.shuffle(order)
-            for step in range(batches_per_epoch):
-                # A last partial batch is dropped: fewer in-batch negatives would make an easier, noisier step.
-                batch = order[step * batch_size:(step + 1) * batch_size]
-                columns = [[e.query for e in batch], [e.positive for e in batch]]
-                columns += [[e.negatives[k] for e in batch] for k in range(n_negatives)]
-                loss = loss_fn([model.preprocess(column) for column in columns], None)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                losses.append(float(loss.detach()))
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
-                bar.update(1)
+        for batch in schedule:
+            columns = [[e.query for e in batch], [e.positive for e in batch]]
+            columns += [[e.negatives[k] for e in batch] for k in range(n_negatives)]
+            loss = loss_fn([model.preprocess(column) for column in columns], None)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            bar.update(1)
     model.eval()
     model.max_seq_length = window
     info = {
@@ -334,15 +367,15 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.perf_counter() - started, 1),
         "loss": "MultipleNegativesRankingLoss", "directions": list(directions),
         "params": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "max_examples": max_examples,
-                   "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": warmup_ratio},
-        "examples": len(examples), "negatives_per_example": n_negatives, "mined_negatives": mined,
+                   "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": warmup_ratio, "threads": torch.get_num_threads()},
+        "examples": len(examples), "examples_trained": len(trained), "negatives_per_example": n_negatives, "mined_negatives": mined,
         "random_negatives": len(examples) * n_negatives - mined, "steps": total_steps,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "loss_curve": [round(v, 4) for v in losses],
         "data": dict(data or {}),
         "versions": _versions(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
     }
-    return _save_atomically(model, target, info, workspace)
+    return _save_atomically(model, target, info, trained, workspace)
 
 
 def _versions() -> dict[str, str]:
@@ -354,13 +387,16 @@ def _versions() -> dict[str, str]:
             "transformers": transformers.__version__, "python": platform.python_version()}
 
 
-def _save_atomically(model, target: Path, info: dict, workspace: Workspace) -> Path:
+def _save_atomically(model, target: Path, info: dict, examples: Sequence[TrainingExample], workspace: Workspace) -> Path:
     """Write the model to a temporary folder, then rename it into place: a killed save leaves nothing half-written."""
     with workspace.lock(f"model-{target.name}"):
         tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         model.save(str(tmp), create_model_card=False)
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        with (tmp / EXAMPLES_FILE).open("w", encoding="utf-8") as out:
+            for example in examples:
+                out.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             target.rename(old)
@@ -395,10 +431,11 @@ def add_dense_profile(workspace: Workspace, model_name: str, profile_name: str |
 def register_finetune_cli(subparsers) -> None:
     """Add ``finetune`` to the ``python -m core`` subcommands (called from core/cli_extra.py)."""
     parser = subparsers.add_parser("finetune", help="fine-tune a bi-encoder on code/docstring pairs with mined hard negatives")
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()  # none given: the installed DEFAULT_PACKAGES
     source.add_argument("--train", metavar="NAME", help="a dataset of the catalog whose queries and positives are the pairs")
     source.add_argument("--from-tree", metavar="DIR", action="append", help="a source tree to build pairs from (repeatable)")
-    source.add_argument("--packages", metavar="A,B", help=f"installed packages to build pairs from, e.g. {','.join(DEFAULT_PACKAGES[:4])}")
+    source.add_argument("--packages", metavar="A,B", default=",".join(DEFAULT_PACKAGES),
+                        help="installed packages to build pairs from (default: %(default)s)")
     parser.add_argument("--output", required=True, metavar="NAME", help="name of the fine-tuned model (then usable as a dense model)")
     parser.add_argument("--base-model", default=DEFAULT_MODEL)
     parser.add_argument("--direction", choices=("doc2code", "code2doc"), default="doc2code", help="pairs built from trees: query side")
@@ -412,6 +449,7 @@ def register_finetune_cli(subparsers) -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-5)
     parser.add_argument("--max-seq-length", type=int, default=DEFAULT_MAX_SEQ_LENGTH)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, help="CPU threads for training (default: all cores; 1 is often faster on a busy machine)")
     parser.add_argument("--asymmetric", action="store_true", help="train the query -> answer direction only")
     parser.add_argument("--add-profile", action="store_true", help="add a dense profile for the new model to profiles.toml")
     parser.add_argument("--overwrite", action="store_true", help="replace a fine-tuned model of the same name")
@@ -447,6 +485,8 @@ def cmd_finetune(args, workspace: Workspace) -> None:
 
     started = time.perf_counter()
     training = training_data_from_args(args, workspace)
+    if not training.leakage:
+        print("warning: no eval dataset to audit against; name them with --audit-against", file=sys.stderr)
     for summary in training.leakage:
         found = ", ".join(f"{kind} {count}" for kind, count in summary.counts.items())
         print(f"leakage vs {summary.eval}: {found}; dropped {summary.dropped_train_queries} training queries")
@@ -466,7 +506,8 @@ def cmd_finetune(args, workspace: Workspace) -> None:
                                              "max_jaccard": MAX_JACCARD, "max_cosine": MAX_COSINE, "mined": mined}}
     folder = finetune(examples, workspace, args.base_model, args.output, epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.learning_rate, max_examples=args.max_examples, max_seq_length=args.max_seq_length,
-                      seed=args.seed, symmetric=not args.asymmetric, progress=not args.quiet, data=data, overwrite=args.overwrite)
+                      seed=args.seed, symmetric=not args.asymmetric, progress=not args.quiet, threads=args.threads,
+                      data=data, overwrite=args.overwrite)
     print(f"saved {args.output} to {folder} in {time.perf_counter() - started:.0f}s")
     if args.add_profile:
         print(f"added dense profile {add_dense_profile(workspace, args.output)!r} to {workspace.profiles_file}")

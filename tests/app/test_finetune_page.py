@@ -1,0 +1,76 @@
+"""The fine-tune page trains a model from an installed package, saves it, adds a profile and lists it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core.encoders import load_encoder
+from core.finetune import read_finetune_info
+from core.profiles import load_profiles
+from core.workspace import Workspace
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+
+@pytest.fixture
+def fresh_workspace(monkeypatch, tmp_path, mini_data_dir) -> Workspace:
+    """A workspace of its own: training adds a profile, which must not leak into other tests' workspace."""
+    workspace = Workspace(tmp_path / "ws")
+    monkeypatch.setenv("CODEIR_WORKSPACE", str(workspace.root))
+    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return workspace
+
+
+def open_finetune() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=900)
+    at.query_params.update({"dataset": "csn-mini", "profiles": "bm25-code"})
+    at.run()
+    at.switch_page("pages/finetune.py").run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    return at
+
+
+def test_page_lists_no_models_before_training(fresh_workspace):
+    at = open_finetune()
+    assert not at.dataframe
+    assert any("python -m core finetune" in caption.value for caption in at.caption)
+    assert at.multiselect(key="ft_audit").value == ["cosqa-mini", "csn-mini"]
+
+
+def test_training_from_the_page_saves_a_usable_model_and_a_dense_profile(fresh_workspace):
+    at = open_finetune()
+    at.multiselect(key="ft_packages").set_value(["click"])
+    at.text_input(key="ft_output").input("page-ft")
+    at.number_input(key="ft_examples").set_value(32)
+    at.number_input(key="ft_negatives").set_value(1)
+    at.number_input(key="ft_batch").set_value(8)
+    at.button(key="ft_train").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert any("page-ft" in s.value.replace("\\", "") for s in at.success)  # markdown-escaped
+
+    folder = fresh_workspace.models_dir / "page-ft"
+    info = read_finetune_info(folder)
+    assert info["base_model"] == "minilm" and info["examples"] == 32
+    assert {s["eval"] for s in info["data"]["leakage"]} == {"cosqa-mini", "csn-mini"}
+    profiles = load_profiles(fresh_workspace.profiles_file)
+    assert any(p.kind == "dense" and p.model == "page-ft" for p in profiles.values())
+    vectors = load_encoder("page-ft", fresh_workspace).encode(["open a file", "def f():\n    pass"])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+    listed = at.dataframe[0].value
+    assert list(listed["model"]) == ["page-ft"] and list(listed["examples"]) == [32]
+
+
+def test_an_alias_name_is_refused_with_a_message_and_nothing_is_saved(fresh_workspace):
+    at = open_finetune()
+    at.multiselect(key="ft_packages").set_value(["click"])
+    at.text_input(key="ft_output").input("minilm")
+    at.number_input(key="ft_examples").set_value(16)
+    at.button(key="ft_train").click().run()
+    assert not at.exception
+    assert at.error and "minilm" in at.error[0].value
+    assert not (fresh_workspace.models_dir / "minilm").exists()
