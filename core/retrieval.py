@@ -218,7 +218,7 @@ class Engine:
         return Hits(hits.rows[order], hits.scores[order])
 
     def _ranking(self, hits: Hits) -> Ranking:
-        return Ranking(tuple(self._doc_ids[hits.rows].tolist()), tuple(float(s) for s in hits.scores))
+        return Ranking(tuple(self._doc_ids[hits.rows].tolist()), tuple(np.asarray(hits.scores, dtype=np.float64).tolist()))
 
     def run(self, name: str, queries: Sequence[Query] | None = None, depth: int = DEFAULT_DEPTH) -> Run:
         """Retrieve for every (judged) benchmark query, or the given ones, and return a Run."""
