@@ -5,12 +5,14 @@ Each ratio compares two timings taken in the same process, on the same data, one
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
-from bench.common import Measure, Target, time_repeated
+from bench.common import Measure, Target, time_interleaved
 from bench.context import EVALUATED_PROFILES, BenchContext
 from core.analyzers import get_analyzer
+from core.datasets import Qrels
 from core.metrics import evaluate
 from core.retrieval import DEFAULT_DEPTH, Engine
 from core.runs import Ranking, Run
@@ -50,8 +52,6 @@ def bm25_versus_bm25s(context: BenchContext) -> list[Measure]:
             profile = engine.profile(profile_name)
             analyzer = get_analyzer(profile.analyzer)
             index = engine.lexical(profile.analyzer)
-            ours = time_repeated(lambda: _rerun(engine, profile_name), context.repeats)
-            raw = time_repeated(lambda: [index.search(q.text, DEFAULT_DEPTH) for q in queries], context.repeats)
 
             started = time.perf_counter()
             retriever = bm25s.BM25(k1=profile.k1, b=profile.b, method="lucene")
@@ -63,7 +63,10 @@ def bm25_versus_bm25s(context: BenchContext) -> list[Measure]:
                 return retriever.retrieve(tokens, k=DEFAULT_DEPTH, show_progress=False)
 
             theirs()  # numba compiles bm25s' scorer on the first call
-            other = time_repeated(theirs, context.repeats)
+            timed = time_interleaved({"engine": lambda: _rerun(engine, profile_name),
+                                      "index": lambda: [index.search(q.text, DEFAULT_DEPTH) for q in queries],
+                                      "bm25s": theirs}, context.repeats)
+            ours, raw, other = timed["engine"], timed["index"], timed["bm25s"]
             ours_qps, raw_qps, bm25s_qps = (len(queries) / t.median for t in (ours, raw, other))
             ours_ndcg = evaluate(engine.dataset.qrels, ours.result, ["ndcg@10"]).mean()["ndcg@10"]
             bm25s_run = _bm25s_run(engine, f"bm25s-{profile.analyzer}", other.result.documents, other.result.scores)
@@ -71,7 +74,8 @@ def bm25_versus_bm25s(context: BenchContext) -> list[Measure]:
             label = f"{set_name}, {profile.analyzer} analyzer"
             measures.append(Measure(
                 3, f"BM25 top-100 throughput ours/bm25s, {label}", ours_qps / bm25s_qps, "x", Target(">=", 1.0),
-                f"Engine run {ours_qps:,.0f} q/s (index alone {raw_qps:,.0f} q/s), bm25s {bm25s_qps:,.0f} q/s; {len(queries)} queries",
+                f"Engine run {ours_qps:,.0f} q/s (index alone {raw_qps:,.0f} q/s), bm25s {bm25s_qps:,.0f} q/s (numba, one thread); "
+                f"{len(queries)} queries, query tokenising included in both",
                 {"ours_seconds": ours.seconds, "index_seconds": raw.seconds, "bm25s_seconds": other.seconds,
                  "bm25s_index_build_s": bm25s_build}))
             measures.append(Measure(
@@ -97,8 +101,9 @@ def dense_versus_numpy(context: BenchContext) -> list[Measure]:
         engine = context.engine(set_name)
         index = engine.vectors("minilm")
         query_vectors = engine.query_vectors("minilm", "torch", engine.dataset.judged_queries)
-        ours = time_repeated(lambda: index.search(query_vectors, DEFAULT_DEPTH), context.repeats)
-        flat = time_repeated(lambda: numpy_flat_top_k(query_vectors, index.vectors, DEFAULT_DEPTH), context.repeats)
+        timed = time_interleaved({"ours": lambda: index.search(query_vectors, DEFAULT_DEPTH),
+                                  "numpy": lambda: numpy_flat_top_k(query_vectors, index.vectors, DEFAULT_DEPTH)}, context.repeats)
+        ours, flat = timed["ours"], timed["numpy"]
         rows, scores = flat.result
         same_order = np.all(ours.result.rows == rows, axis=1)
         # rows may only differ where scores tie: then the score sequences are still identical
@@ -118,6 +123,16 @@ def _as_dicts(run: Run, cut: int | None = None) -> dict[str, dict[str, float]]:
     return {query_id: dict(zip(ranking.doc_ids[:cut], ranking.scores[:cut])) for query_id, ranking in run.rankings.items()}
 
 
+def _rank_scored(run: Run) -> dict[str, dict[str, float]]:
+    """The run with scores replaced by len - rank: the Engine's (trec_eval's) order, with no ties left to break.
+
+    ranx orders documents of equal score its own way; trec_eval, pytrec_eval and we order them by doc
+    id, descending. Handing ranx tie-free scores compares the metric arithmetic, not tie order.
+    """
+    return {query_id: {doc_id: float(len(ranking) - rank) for rank, doc_id in enumerate(ranking.doc_ids)}
+            for query_id, ranking in run.rankings.items()}
+
+
 def _max_delta(ours: dict[str, dict[str, float]], theirs: dict[str, dict[str, float]]) -> float:
     """Largest |difference| over every (metric, query) pair; a query one side lacks counts as 0 there."""
     worst = 0.0
@@ -127,33 +142,47 @@ def _max_delta(ours: dict[str, dict[str, float]], theirs: dict[str, dict[str, fl
     return worst
 
 
+@dataclass(frozen=True)
+class _RunsOfOneSet:
+    """One set's qrels and runs, in our types and in the dict forms ranx and pytrec_eval read."""
+
+    qrels: Qrels
+    qrels_dict: dict[str, dict[str, int]]
+    runs: tuple[Run, ...]
+    run_dicts: tuple[dict, ...]       # raw scores
+    cut_dicts: tuple[dict, ...]       # raw scores, top 10 (pytrec_eval's recip_rank has no cutoff)
+    ranked_dicts: tuple[dict, ...]    # rank-derived scores, for ranx
+
+    @staticmethod
+    def of(engine: Engine) -> "_RunsOfOneSet":
+        engine.warm(EVALUATED_PROFILES)
+        runs = tuple(engine.run(name) for name in EVALUATED_PROFILES)
+        return _RunsOfOneSet(engine.dataset.qrels, {q: dict(g) for q, g in engine.dataset.qrels.judgments.items()}, runs,
+                             tuple(_as_dicts(r) for r in runs), tuple(_as_dicts(r, 10) for r in runs),
+                             tuple(_rank_scored(r) for r in runs))
+
+
 def metrics_versus_libraries(context: BenchContext) -> list[Measure]:
     """Part 6: our metrics against ranx and pytrec_eval over the four profiles' runs on both sets."""
     import pytrec_eval
     import ranx
 
-    batches = []  # (qrels dict, runs, run dicts, cut run dicts)
-    for set_name in RETRIEVAL_SETS:
-        engine = context.engine(set_name)
-        engine.warm(EVALUATED_PROFILES)
-        runs = [engine.run(name) for name in EVALUATED_PROFILES]
-        qrels = {q: dict(g) for q, g in engine.dataset.qrels.judgments.items()}
-        batches.append((engine.dataset.qrels, qrels, runs, [_as_dicts(r) for r in runs], [_as_dicts(r, 10) for r in runs]))
-    ours_keys = list(METRICS)
+    sets = [_RunsOfOneSet.of(context.engine(name)) for name in RETRIEVAL_SETS]
+    keys = list(METRICS)
 
     def ours():
         out = []
-        for qrels, _, runs, _, _ in batches:
-            for run in runs:
-                frame = evaluate(qrels, run, ours_keys).per_query
-                out.append({key: frame[key].to_dict() for key in ours_keys})
+        for one in sets:
+            for run in one.runs:
+                frame = evaluate(one.qrels, run, keys).per_query
+                out.append({key: frame[key].to_dict() for key in keys})
         return out
 
-    def with_ranx():
+    def with_ranx(tie_free: bool = True):
         out = []
-        for _, qrels, _, run_dicts, _ in batches:
-            ranx_qrels = ranx.Qrels(qrels)
-            for run_dict in run_dicts:
+        for one in sets:
+            ranx_qrels = ranx.Qrels(one.qrels_dict)
+            for run_dict in one.ranked_dicts if tie_free else one.run_dicts:
                 ranx_run = ranx.Run(run_dict)
                 ranx.evaluate(ranx_qrels, ranx_run, [names[0] for names in METRICS.values()])
                 out.append({key: dict(ranx_run.scores[names[0]]) for key, names in METRICS.items()})
@@ -161,27 +190,31 @@ def metrics_versus_libraries(context: BenchContext) -> list[Measure]:
 
     def with_pytrec_eval():
         out = []
-        for _, qrels, _, run_dicts, cut_dicts in batches:
-            measures = {names[1] for key, names in METRICS.items() if key != "mrr@10"}
-            evaluator = pytrec_eval.RelevanceEvaluator(qrels, measures)
-            reciprocal = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"})
-            for run_dict, cut_dict in zip(run_dicts, cut_dicts):
+        for one in sets:
+            evaluator = pytrec_eval.RelevanceEvaluator(one.qrels_dict, {names[1] for key, names in METRICS.items() if key != "mrr@10"})
+            reciprocal = pytrec_eval.RelevanceEvaluator(one.qrels_dict, {"recip_rank"})
+            for run_dict, cut_dict in zip(one.run_dicts, one.cut_dicts):
                 full, cut = evaluator.evaluate(run_dict), reciprocal.evaluate(cut_dict)
                 out.append({key: {q: (cut if key == "mrr@10" else full)[q][names[1]] for q in full}
                             for key, names in METRICS.items()})
         return out
 
     with_ranx()  # numba compiles ranx's metrics on the first call
-    timings = {name: time_repeated(call, context.repeats) for name, call in
-               (("ours", ours), ("ranx", with_ranx), ("pytrec_eval", with_pytrec_eval))}
-    count = sum(len(runs) for _, _, runs, _, _ in batches)
+    timings = time_interleaved({"ours": ours, "ranx": with_ranx, "pytrec_eval": with_pytrec_eval}, context.repeats)
+    count = sum(len(one.runs) for one in sets)
+    raw_ranx = max(_max_delta(a, b) for a, b in zip(timings["ours"].result, with_ranx(tie_free=False)))
     measures = []
     for library in ("ranx", "pytrec_eval"):
         delta = max(_max_delta(a, b) for a, b in zip(timings["ours"].result, timings[library].result))
+        how = "raw scores (trec_eval tie order)"
+        if library == "ranx":  # metrics read only the order: equal on tie-free scores means raw differences are tie order
+            how = (f"rank-derived scores; on raw scores max |delta| {raw_ranx:.4f}"
+                   + (", only from ranx's own order of tied scores" if delta <= 1e-9 else ""))
         measures.append(Measure(6, f"metrics max |ours - {library}|", delta, "", Target("<=", 1e-9),
-                                f"{len(METRICS)} metrics x every query x {count} runs ({', '.join(RETRIEVAL_SETS)})"))
+                                f"{len(METRICS)} metrics x every query x {count} runs; {how}", {"raw_scores_max_delta": raw_ranx}
+                                if library == "ranx" else {}))
         measures.append(Measure(6, f"metrics time ours/{library}", timings["ours"].median / timings[library].median, "x", None,
                                 f"ours {timings['ours'].median * 1000:.0f} ms, {library} {timings[library].median * 1000:.0f} ms "
-                                f"for {count} runs (library data structures built inside its timing)",
+                                f"for {count} runs ({', '.join(RETRIEVAL_SETS)}; its data structures built inside its timing)",
                                 {name: t.seconds for name, t in timings.items()}))
     return measures

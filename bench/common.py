@@ -72,6 +72,21 @@ def time_repeated(call: Callable[[], Any], repeats: int) -> Timing:
     return Timing(tuple(seconds), result)
 
 
+def time_interleaved(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, Timing]:
+    """Time several calls in turn, one of each per round, so a burst of load from other processes hits all alike.
+
+    This is how every ratio is taken: its two timings come from the same rounds of the same process.
+    """
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    results: dict[str, Any] = {}
+    for _ in range(max(1, repeats)):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            results[name] = call()
+            seconds[name].append(time.perf_counter() - started)
+    return {name: Timing(tuple(seconds[name]), results[name]) for name in calls}
+
+
 def percentile(samples: list[float], q: float) -> float:
     """The q-th percentile (0-100) by linear interpolation, as numpy's default."""
     ordered = sorted(samples)

@@ -49,15 +49,18 @@ def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext]
 
 
 def _format_value(measure: Measure) -> str:
-    if measure.value is None:
-        return "-"
     value = measure.value
-    text = f"{value:.4f}" if measure.unit in ("", "GiB") or abs(value) < 10 else f"{value:,.0f}"
-    if measure.unit in ("x",):
-        text = f"{value:.2f}x"
-    elif measure.unit:
-        text = f"{text} {measure.unit}"
-    return text
+    if value is None:
+        return "-"
+    if measure.unit == "x":
+        return f"{value:.2f}x"
+    if measure.unit in ("", "GiB"):
+        text = f"{value:.4f}"
+    elif float(value).is_integer() or abs(value) >= 10:
+        text = f"{value:,.0f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text} {measure.unit}".strip()
 
 
 def table(measures: Sequence[Measure]) -> str:
