@@ -13,15 +13,9 @@ csn-python-code2doc-nodoc) and searches the csn-python-code2doc docstrings with 
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,42 +25,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 VIEWPORT = {"width": 1400, "height": 900}
 EXPLORER_PROFILES = ("bm25-code", "dense-minilm", "hybrid-rrf")
 LEADERBOARD_PROFILES = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")
-
-
-def start_server(workspace: Path, data_dir: Path, log: Path, timeout: float = 120) -> tuple[subprocess.Popen, str]:
-    """``streamlit run app.py`` on a free loopback port, once its health check answers ok."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CODEIR_WORKSPACE": str(workspace), "CODEIR_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
-               "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return process, url
-        except OSError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_server(process)
-            raise SystemExit(f"streamlit did not start:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.5)
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def wait_for_app(page, settle_ms: int = 400) -> None:
@@ -137,12 +95,16 @@ def main(argv: list[str] | None = None) -> None:
 
     sys.path.insert(0, str(ROOT))
     from core.datasets import load_dataset
+    from ui.server import ServerStartError, start_server, stop_server
     from playwright.sync_api import sync_playwright
 
     query = load_dataset(args.data_dir / args.query_dataset).query(args.query_id).text
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as folder:
-        process, url = start_server(args.workspace.resolve(), args.data_dir.resolve(), Path(folder) / "streamlit.log")
+        try:
+            process, url = start_server(args.workspace.resolve(), args.data_dir.resolve(), Path(folder) / "streamlit.log")
+        except ServerStartError as exc:
+            raise SystemExit(str(exc)) from exc
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -6,14 +6,8 @@ fixture has already built, so the browser never waits on embeddings.
 """
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +18,7 @@ from core.catalog import open_dataset
 from core.profiles import load_profiles
 from core.retrieval import Engine
 from core.workspace import Workspace
+from ui import server
 from ui.state import DEFAULT_SELECTED
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,49 +39,15 @@ class Server:
     log: Path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.read().strip() == b"ok"
-    except OSError:
-        return False
-
-
 def start_server(workspace: Workspace, log: Path) -> tuple[subprocess.Popen, str]:
-    """Start ``streamlit run app.py`` on a free loopback port and wait until its health check says ok."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CODEIR_WORKSPACE": str(workspace.root), "CODEIR_DATA_DIR": str(workspace.data_dir),
-           "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-               "--server.fileWatcherType", "none"]  # other work editing sources must not reload modules mid-test
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while not _healthy(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_server(process)
-            pytest.fail(f"streamlit did not start on {url}:\n{log.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.5)
-    return process, url
+    """The dashboard on ``workspace`` and its data dir; a server that does not come up fails the test with its log."""
+    try:
+        return server.start_server(workspace.root, workspace.data_dir, log, timeout=STARTUP_SECONDS)
+    except server.ServerStartError as exc:
+        pytest.fail(str(exc))
 
 
-def stop_server(process: subprocess.Popen) -> None:
-    """End the server's whole process group (streamlit and anything it started)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+stop_server = server.stop_server
 
 
 @pytest.fixture(scope="session")
