@@ -14,13 +14,6 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PROFILES = ("bm25-code", "dense-minilm")
 
 
-@pytest.fixture
-def app_env(monkeypatch, session_workspace, mini_data_dir):
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def evaluations(csn_engine, csn_mini):
     return {name: evaluate(csn_mini.qrels, csn_engine.run(name), DEFAULT_METRICS) for name in PROFILES}

@@ -16,11 +16,9 @@ JSON_PACKAGE = Path(json.__file__).parent  # a real source tree present wherever
 
 
 @pytest.fixture
-def fresh_env(monkeypatch, workspace):
+def fresh_env(app_at, workspace):
     """A fresh workspace per test: the page writes datasets into it."""
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(workspace.data_dir))
-    yield workspace
+    return app_at(workspace, workspace.data_dir)
 
 
 def open_page() -> AppTest:

@@ -17,14 +17,6 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PROFILES = ("bm25-code", "bm25-plain", "dense-minilm")
 
 
-@pytest.fixture
-def app_env(monkeypatch, session_workspace, mini_data_dir):
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    yield session_workspace
-
-
 @pytest.fixture(scope="module")
 def cosqa_evaluations(session_workspace, cosqa_mini):
     """cosqa-mini, where the dense model beats BM25 significantly on 40 queries."""

@@ -13,14 +13,6 @@ from core.archives import export_zip
 APP = Path(__file__).resolve().parents[2] / "app.py"
 
 
-@pytest.fixture
-def app_env(monkeypatch, session_workspace, mini_data_dir):
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return session_workspace
-
-
 def open_datasets(dataset: str = "csn-mini") -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=300)
     at.query_params["dataset"] = dataset

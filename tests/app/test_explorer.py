@@ -11,13 +11,6 @@ PROFILES = ("bm25-code", "dense-minilm", "hybrid-rrf")
 CODE_QUERY = "def load_json(path):\n    with open(path) as handle:\n        return json.load(handle)"
 
 
-@pytest.fixture
-def app_env(monkeypatch, session_workspace, mini_data_dir):
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
-    return session_workspace
-
-
 def open_explorer(qid: str | None = None, profiles=PROFILES) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=600)
     at.query_params["dataset"] = "csn-mini"

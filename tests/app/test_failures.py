@@ -13,13 +13,6 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PROFILES = ("bm25-code", "dense-minilm")
 
 
-@pytest.fixture
-def app_env(monkeypatch, session_workspace, mini_data_dir):
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-
 @pytest.fixture(scope="module")
 def runs(csn_engine):
     return {name: csn_engine.run(name) for name in PROFILES}

@@ -16,13 +16,9 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture
-def fresh_workspace(monkeypatch, tmp_path, mini_data_dir) -> Workspace:
+def fresh_workspace(app_at, tmp_path, mini_data_dir) -> Workspace:
     """A workspace of its own: training adds a profile, which must not leak into other tests' workspace."""
-    workspace = Workspace(tmp_path / "ws")
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    return workspace
+    return app_at(Workspace(tmp_path / "ws"), mini_data_dir)
 
 
 def open_finetune() -> AppTest:

@@ -11,13 +11,6 @@ APP = Path(__file__).resolve().parents[2] / "app.py"
 PROFILES = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")
 
 
-@pytest.fixture
-def app_env(monkeypatch, session_workspace, mini_data_dir):
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
-    return session_workspace
-
-
 def open_leaderboard(profiles=PROFILES, k: str | None = None) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=600)
     at.query_params["dataset"] = "csn-mini"

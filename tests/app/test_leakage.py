@@ -14,13 +14,11 @@ APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture
-def fresh_env(monkeypatch, workspace):
+def fresh_env(app_at, workspace):
     """A fresh workspace holding csn-eval: 10 of csn-mini's queries, so exactly those leak from csn-mini."""
     train = open_dataset(workspace, "csn-mini")
     write_dataset(train.subset([q.id for q in train.judged_queries[:10]], name="csn-eval"), workspace.datasets_dir / "csn-eval")
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(workspace.data_dir))
-    yield workspace
+    return app_at(workspace, workspace.data_dir)
 
 
 def audited(train: str = "csn-mini", evals: tuple[str, ...] = ("csn-eval",)) -> AppTest:

@@ -11,14 +11,6 @@ from core.sweep import sweep_hybrid_weight, sweep_rerank_pool
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
-@pytest.fixture
-def app_env(monkeypatch, session_workspace, mini_data_dir):
-    monkeypatch.setenv("CODEIR_WORKSPACE", str(session_workspace.root))
-    monkeypatch.setenv("CODEIR_DATA_DIR", str(mini_data_dir))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    yield session_workspace
-
-
 def open_sweep() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=600)
     at.query_params.update({"dataset": "csn-mini", "profiles": "bm25-code,hybrid-rrf,rerank-fusion"})
