@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.datasets import Dataset
-from core.encoders import DEFAULT_MODEL, load_encoder, resolve_model
+from core.encoders import DEFAULT_MODEL, load_encoder, resolve_model, torch_threads
 from core.errors import DatasetError, ModelUnavailableError, WorkbenchError
 from core.leakage import LeakageReport, audit_many, filter_train, normalise_docstring
 from core.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile
@@ -219,23 +219,24 @@ def _judged_positives(dataset: Dataset):
 
 # ---- training ----------------------------------------------------------------------------------------
 
-def _random_negative(positives: Sequence[str], taken: Collection[str], rng: random.Random) -> str:
-    """Another example's positive, not among ``taken`` (the example's own positive and negatives so far)."""
-    for _ in range(100):
-        candidate = rng.choice(positives)
-        if candidate not in taken:
-            return candidate
-    raise WorkbenchError("Too few distinct examples to fill in random negatives: give more examples or ask for fewer negatives.")
+def _filled(batch: Sequence[TrainingExample], n_negatives: int, positives: Sequence[str],
+            rng: random.Random) -> list[TrainingExample]:
+    """The batch's rows with ``n_negatives`` negatives each, topped up with positives of examples *outside* the batch.
 
-
-def _filled(examples: Sequence[TrainingExample], n_negatives: int, rng: random.Random) -> list[TrainingExample]:
-    """Every example with exactly ``n_negatives`` negatives: missing ones are other examples' positives (random negatives)."""
-    positives = [e.positive for e in examples]
+    A random negative taken from inside the batch would be another row's positive, scored as a negative
+    against itself. When there is nothing outside to draw from (every example fits in one batch), the rows
+    keep as many negatives as the shortest row has: a batch's columns must be equally long.
+    """
+    inside = {e.positive for e in batch} | {e.query for e in batch}
+    outside = sorted({p for p in positives if p not in inside})
+    if len(outside) < n_negatives:
+        shortest = min(len(e.negatives) for e in batch)
+        return [replace(e, negatives=e.negatives[:shortest]) for e in batch]
     out = []
-    for example in examples:
+    for example in batch:
         negatives = list(example.negatives[:n_negatives])
-        while len(negatives) < n_negatives:
-            negatives.append(_random_negative(positives, {example.positive, *negatives}, rng))
+        spare = [p for p in outside if p not in negatives]
+        negatives += rng.sample(spare, n_negatives - len(negatives))
         out.append(replace(example, negatives=tuple(negatives)))
     return out
 
@@ -270,14 +271,26 @@ def _batches(examples: Sequence[TrainingExample], batch_size: int) -> list[list[
     return batches
 
 
-def _check_training_args(examples: Sequence[TrainingExample], output_name: str, epochs: int, batch_size: int,
-                         learning_rate: float, max_seq_length: int) -> None:
-    if len(examples) < 2:
-        raise WorkbenchError(f"Fine-tuning needs at least two training examples, got {len(examples)}.")
+def check_model_name(workspace: Workspace, output_name: str, overwrite: bool = False) -> Path:
+    """Where a model of that name would be saved; refuses alias names and, unless ``overwrite``, existing models.
+
+    Callers check before mining and auditing, so a bad name costs nothing.
+    """
     if not output_name.strip() or output_name.strip().lower() in _RESERVED_NAMES:
         raise WorkbenchError(f"{output_name!r} cannot name a fine-tuned model: pick another name, such as {DEFAULT_OUTPUT!r}.")
-    if epochs < 1 or batch_size < 2 or learning_rate <= 0 or max_seq_length < 8:
-        raise WorkbenchError("Use epochs >= 1, batch_size >= 2 (in-batch negatives need company), learning_rate > 0 and max_seq_length >= 8.")
+    target = workspace.models_dir / slug(output_name)
+    if target.exists() and not overwrite:
+        raise WorkbenchError(f"A model named {output_name!r} already exists at {target}: choose another name or overwrite it.")
+    return target
+
+
+def _check_training_args(examples: Sequence[TrainingExample], epochs: int, batch_size: int, learning_rate: float,
+                         max_seq_length: int, threads: int | None) -> None:
+    if len(examples) < 2:
+        raise WorkbenchError(f"Fine-tuning needs at least two training examples, got {len(examples)}.")
+    if epochs < 1 or batch_size < 2 or learning_rate <= 0 or max_seq_length < 8 or (threads is not None and threads < 1):
+        raise WorkbenchError("Use epochs >= 1, batch_size >= 2 (in-batch negatives need company), learning_rate > 0, "
+                             "max_seq_length >= 8 and threads >= 1.")
 
 
 def _linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -309,10 +322,8 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from tqdm import tqdm
 
-    _check_training_args(train_examples, output_name, epochs, batch_size, learning_rate, max_seq_length)
-    target = workspace.models_dir / slug(output_name)
-    if target.exists() and not overwrite:
-        raise WorkbenchError(f"A model named {output_name!r} already exists at {target}: choose another name or overwrite it.")
+    target = check_model_name(workspace, output_name, overwrite)
+    _check_training_args(train_examples, epochs, batch_size, learning_rate, max_seq_length, threads)
     source = resolve_model(base_model, workspace)
     if isinstance(source, str):
         raise ModelUnavailableError(f"Fine-tuning needs a local base model; {base_model!r} would come from the hub. "
@@ -323,20 +334,22 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     if max_examples is not None and len(examples) > max_examples:
         examples = rng.sample(examples, max_examples)
     n_negatives = max(len(e.negatives) for e in examples)
-    mined = sum(len(e.negatives[:n_negatives]) for e in examples)
-    examples = _filled(examples, n_negatives, rng)
+    mined = sum(len(e.negatives) for e in examples)
+    positives = [e.positive for e in examples]
     schedule = []
-    for _ in range(epochs):
+    for _ in range(epochs):  # batches are formed on the mined negatives, then topped up from outside each batch
         order = examples[:]
         rng.shuffle(order)
-        schedule += _batches(order, min(batch_size, len(examples)))
+        schedule += [_filled(batch, n_negatives, positives, rng) for batch in _batches(order, min(batch_size, len(examples)))]
     if not schedule:
         raise WorkbenchError("No batch without repeated texts could be formed: give more distinct examples or a smaller batch size.")
     total_steps = len(schedule)
     trained = list({(e.query, e.positive): e for batch in schedule for e in batch}.values())
+    mined_for = {(e.query, e.positive): set(e.negatives) for e in examples}
+    random_negatives = sum(n not in mined_for[(e.query, e.positive)] for batch in schedule for e in batch for n in e.negatives)
 
     torch.manual_seed(seed)
-    torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+    n_threads = threads or max(1, os.cpu_count() or 1)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
     window = model.max_seq_length
@@ -347,19 +360,20 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(total_steps, max(1, int(warmup_ratio * total_steps))))
     losses: list[float] = []
     model.train()
-    with tqdm(total=total_steps, desc=f"fine-tuning {output_name}", unit="batch", file=sys.stderr, disable=not progress) as bar:
-        for batch in schedule:
-            columns = [[e.query for e in batch], [e.positive for e in batch]]
-            columns += [[e.negatives[k] for e in batch] for k in range(n_negatives)]
-            loss = loss_fn([model.preprocess(column) for column in columns], None)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            losses.append(float(loss.detach()))
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-            bar.update(1)
+    with torch_threads(n_threads):
+        with tqdm(total=total_steps, desc=f"fine-tuning {output_name}", unit="batch", file=sys.stderr, disable=not progress) as bar:
+            for batch in schedule:
+                columns = [[e.query for e in batch], [e.positive for e in batch]]
+                columns += [[e.negatives[k] for e in batch] for k in range(len(batch[0].negatives))]
+                loss = loss_fn([model.preprocess(column) for column in columns], None)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                losses.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                bar.update(1)
     model.eval()
     model.max_seq_length = window
     info = {
@@ -367,9 +381,9 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.perf_counter() - started, 1),
         "loss": "MultipleNegativesRankingLoss", "directions": list(directions),
         "params": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "max_examples": max_examples,
-                   "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": warmup_ratio, "threads": torch.get_num_threads()},
+                   "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": warmup_ratio, "threads": n_threads},
         "examples": len(examples), "examples_trained": len(trained), "negatives_per_example": n_negatives, "mined_negatives": mined,
-        "random_negatives": len(examples) * n_negatives - mined, "steps": total_steps,
+        "random_negatives": random_negatives, "steps": total_steps,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "loss_curve": [round(v, 4) for v in losses],
         "data": dict(data or {}),
@@ -484,6 +498,7 @@ def cmd_finetune(args, workspace: Workspace) -> None:
     from core.cli import _progress_bars
 
     started = time.perf_counter()
+    check_model_name(workspace, args.output, args.overwrite)
     training = training_data_from_args(args, workspace)
     if not training.leakage:
         print("warning: no eval dataset to audit against; name them with --audit-against", file=sys.stderr)

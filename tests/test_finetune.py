@@ -137,12 +137,30 @@ def test_training_set_drops_the_pairs_an_eval_set_repeats(tmp_path, csn_mini):
 
 # ---- training ---------------------------------------------------------------------------------------------
 
-def test_missing_negatives_are_filled_with_other_examples_positives():
-    examples = [TrainingExample(f"query {i}", f"answer {i}", ("hard",) if i == 0 else ()) for i in range(5)]
-    filled = _filled(examples, 2, random.Random(1))
-    assert all(len(e.negatives) == 2 and e.positive not in e.negatives for e in filled)
+def test_missing_negatives_are_filled_with_positives_from_outside_the_batch():
+    examples = [TrainingExample(f"query {i}", f"answer {i}", ("hard",) if i == 0 else ()) for i in range(8)]
+    positives = [e.positive for e in examples]
+    batch = examples[:4]
+    filled = _filled(batch, 2, positives, random.Random(1))
+    assert all(len(e.negatives) == 2 for e in filled)
     assert filled[0].negatives[0] == "hard"
-    assert all(n.startswith("answer") for e in filled[1:] for n in e.negatives)
+    inside = {e.positive for e in batch}
+    assert all(n not in inside for e in filled for n in e.negatives)  # never another row's positive
+    assert all(n in {"answer 4", "answer 5", "answer 6", "answer 7"} for e in filled[1:] for n in e.negatives)
+
+
+def test_a_batch_holding_every_example_keeps_its_shortest_rows_negatives_instead_of_repeating_positives():
+    examples = [TrainingExample(f"query {i}", f"answer {i}", ("hard",) if i == 0 else ()) for i in range(4)]
+    filled = _filled(examples, 1, [e.positive for e in examples], random.Random(1))
+    assert [e.negatives for e in filled] == [(), (), (), ()]
+
+
+def test_batches_then_fill_work_for_fewer_examples_than_the_batch_size():
+    """Formerly a random negative was another example's positive, so one batch of every example always clashed."""
+    examples = [TrainingExample(f"query {i}", f"answer {i}", ("hard negative",) if i % 2 else ()) for i in range(20)]
+    batches = _batches(examples, 20)
+    assert batches == [examples]
+    assert [len(e.negatives) for e in _filled(batches[0], 1, [e.positive for e in examples], random.Random(0))] == [0] * 20
 
 
 def test_batches_never_repeat_a_text_so_no_positive_is_scored_as_its_own_negative():
