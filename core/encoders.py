@@ -12,7 +12,8 @@ import json
 import os
 import sys
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -119,13 +120,28 @@ def _weights_digest(folder: Path) -> str:
 _SMALL_BATCH = 8
 
 
-def _set_torch_threads(n_texts: int) -> None:
-    """One intra-op thread for a handful of texts, every core for a corpus; torch's setting is process-wide."""
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` intra-op torch threads, then restore the previous count.
+
+    torch's setting belongs to the calling thread (and seeds new ones), so it is restored: a Streamlit
+    script thread that embedded one query must not run a cross-encoder on one thread afterwards.
+    """
     import torch
 
-    wanted = 1 if n_texts <= _SMALL_BATCH else max(1, os.cpu_count() or 1)
-    if torch.get_num_threads() != wanted:
-        torch.set_num_threads(wanted)
+    previous = torch.get_num_threads()
+    if n != previous:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != previous:
+            torch.set_num_threads(previous)
+
+
+def torch_threads_for(n_texts: int):
+    """One thread for a handful of texts, every core for more."""
+    return torch_threads(1 if n_texts <= _SMALL_BATCH else max(1, os.cpu_count() or 1))
 
 
 @dataclass
@@ -174,9 +190,9 @@ class TorchEncoder:
         model = self._load()
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        _set_torch_threads(len(texts))
-        vectors = model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress,
-                               normalize_embeddings=True, convert_to_numpy=True)
+        with torch_threads_for(len(texts)):
+            vectors = model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress,
+                                   normalize_embeddings=True, convert_to_numpy=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 

@@ -51,3 +51,16 @@ def test_unknown_model_names_are_explained(name):
 def test_folder_without_config_is_not_a_model(tmp_path):
     with pytest.raises(ModelUnavailableError, match="not a model"):
         resolve_model(str(tmp_path))
+
+
+def test_encoding_leaves_the_callers_torch_thread_count_as_it_was():
+    """One query runs on one thread, a corpus on every core; neither may leak into what the thread runs next."""
+    import torch
+
+    encoder = load_encoder("minilm")
+    before = torch.get_num_threads()
+    one = encoder.encode(["def f(): pass"])
+    assert torch.get_num_threads() == before
+    many = encoder.encode(["def f(): pass"] + [f"text {i}" for i in range(20)])
+    assert torch.get_num_threads() == before
+    assert np.allclose(one[0], many[0], atol=1e-5)  # the thread count does not change the vector
