@@ -79,15 +79,21 @@ class VectorIndex:
         query_vectors = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
         if not self.uses_ann:
             return top_k(query_vectors @ self.vectors.T, k)
-        rows, scores = [], []
-        for vector in query_vectors:
+        k = min(k, len(self.vectors))
+        if k <= 0 or len(query_vectors) == 0:
+            return top_k(np.zeros((len(query_vectors), 0), np.float32), 0)
+        rows, scores = np.empty((len(query_vectors), k), np.int64), np.empty((len(query_vectors), k), np.float32)
+        for i, vector in enumerate(query_vectors):
             # naming _distance keeps lance from warning on every query
             hits = self.table.search(vector).metric("dot").limit(k * ANN_OVERSAMPLE).select(["row", "_distance"]).to_arrow()
             candidates = np.sort(hits["row"].to_numpy().astype(np.int64))  # sorted: ties then go to the lower row, as in top_k
-            best = top_k((self.vectors[candidates] @ vector)[None, :], k)
-            rows.append(candidates[best.rows[0]])
-            scores.append(best.scores[0])
-        return DenseHits(np.array(rows, dtype=np.int64), np.array(scores, dtype=np.float32))
+            if len(candidates) < k:  # the probed partitions hold fewer than k documents: search this query exactly
+                best = top_k((self.vectors @ vector)[None, :], k)
+                rows[i], scores[i] = best.rows[0], best.scores[0]
+            else:
+                best = top_k((self.vectors[candidates] @ vector)[None, :], k)
+                rows[i], scores[i] = candidates[best.rows[0]], best.scores[0]
+        return DenseHits(rows, scores)
 
 
 def _connect(workspace: Workspace):

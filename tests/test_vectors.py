@@ -61,3 +61,8 @@ def test_ann_search_re_scores_its_candidates_exactly(tmp_path):
     for rows, scores, query in zip(hits.rows, hits.scores, queries):
         assert np.allclose(scores, vectors[rows] @ query, atol=1e-5)  # exact cosines, not quantised distances
         assert np.all(np.diff(scores) <= 1e-7)  # best first
+    assert index.search(queries[:0], 10).rows.shape[0] == 0
+    whole = index.search(queries[:2], 10_000)  # more than the corpus: capped, every document ranked exactly
+    assert whole.rows.shape == (2, 4000)
+    assert all(sorted(row) == list(range(4000)) for row in whole.rows.tolist())
+    assert np.allclose(whole.scores, np.take_along_axis(queries[:2] @ vectors.T, whole.rows, axis=1), atol=1e-5)
