@@ -1,4 +1,5 @@
 """Fine-tune: train MiniLM on leakage-free code/docstring pairs with mined hard negatives, then use it as a dense model."""
+import logging
 import random
 
 import pandas as pd
@@ -7,7 +8,8 @@ import streamlit as st
 from core.catalog import list_datasets, open_dataset
 from core.errors import WorkbenchError
 from core.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS, add_dense_profile,
-                           build_training_set, finetune, mine_hard_negatives, package_roots, read_finetune_info)
+                           build_training_set, check_model_name, finetune, mine_hard_negatives, package_roots, read_finetune_info)
+from core.workspace import slug
 from ui.render import escape_markdown
 from ui.state import current_selection
 
@@ -41,10 +43,13 @@ with st.form("finetune"):
 
 if start:
     try:
+        check_model_name(workspace, output, overwrite)  # before minutes of auditing and mining, not after
+        if not audit_against:
+            st.warning("No eval set to audit against: the training pairs are not checked for leakage.")
         with st.status("Fine-tuning…", expanded=True) as status:
             st.write("Building training pairs and auditing them for leakage…")
             evals = [open_dataset(workspace, name) for name in audit_against]
-            training = build_training_set(package_roots(packages), evals, name=f"{output}-train")
+            training = build_training_set(package_roots(packages), evals, name=f"{slug(output, 60)}-train")
             for summary in training.leakage:
                 st.write(f"Leakage vs {escape_markdown(summary.eval)}: dropped {summary.dropped_train_queries} training queries.")
             queries = [q.id for q in training.dataset.judged_queries]
@@ -63,6 +68,10 @@ if start:
                    "(pick it in the sidebar).")
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
+    except Exception as exc:  # torch, disk or tokenizer failures: a short message here, the traceback in the server log
+        logging.getLogger(__name__).exception("fine-tuning failed")
+        st.error(f"Fine-tuning failed ({type(exc).__name__}): {escape_markdown(str(exc)[:500])}. Nothing was saved; "
+                 "the server log has the details.")
 
 st.subheader("Fine-tuned models in this workspace")
 rows = []

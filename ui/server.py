@@ -62,10 +62,14 @@ def start_server(workspace: Path, data_dir: Path | None, log: Path, timeout: flo
 
 def stop_server(process: subprocess.Popen) -> None:
     """End the server's whole process group (streamlit and anything it started)."""
-    if process.poll() is None:
+    if process.poll() is not None:
+        return
+    try:
         os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+    except ProcessLookupError:  # it ended between poll() and the signal
+        process.wait()
