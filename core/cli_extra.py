@@ -151,7 +151,7 @@ def _add_significance_options(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    """Add build-benchmark, audit, compare, report and sweep to the ``python -m core`` parser."""
+    """Add build-benchmark, audit, compare, report, sweep and finetune to the ``python -m core`` parser."""
     from core.leakage import DEFAULT_JACCARD
     from core.source_benchmark import DEFAULT_SEED, DIRECTIONS
 
@@ -202,4 +202,3 @@ def register(subparsers) -> None:
 
     register_finetune_cli(subparsers)
 
-    # The finetune subcommand is registered here by the fine-tuning module's helper (kept out of this file until then).
