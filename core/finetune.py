@@ -217,6 +217,25 @@ def _judged_positives(dataset: Dataset):
             yield query, positive
 
 
+def sample_and_mine(training: TrainingData, workspace: Workspace, max_examples: int | None, n_negatives: int = 3,
+                    method: MiningMethod = "bm25", skip_top: int = 0, *, seed: int = 42, model: str = DEFAULT_MODEL,
+                    progress: Callable[[str, float], None] | None = None) -> tuple[list[TrainingExample], dict[str, object]]:
+    """Up to ``max_examples`` training queries (seeded sample) with mined hard negatives, and the record of the data.
+
+    The record (sources, leakage audit, mining settings and counts) is what ``finetune`` stores in
+    ``codeir-finetune.json``; the command line and the page both go through here.
+    """
+    queries = [q.id for q in training.dataset.judged_queries]
+    to_mine = training.dataset
+    if max_examples and len(queries) > max_examples:
+        to_mine = training.dataset.subset(random.Random(seed).sample(queries, max_examples))
+    examples = mine_hard_negatives(to_mine, workspace, n_negatives, method, skip_top, model=model, progress=progress)
+    mined = sum(len(e.negatives) for e in examples)
+    data = training.describe() | {"mining": {"method": method, "negatives": n_negatives, "skip_top": skip_top,
+                                             "max_jaccard": MAX_JACCARD, "max_cosine": MAX_COSINE, "mined": mined}}
+    return examples, data
+
+
 # ---- training ----------------------------------------------------------------------------------------
 
 def _filled(batch: Sequence[TrainingExample], n_negatives: int, positives: Sequence[str],
@@ -507,18 +526,9 @@ def cmd_finetune(args, workspace: Workspace) -> None:
         print(f"leakage vs {summary.eval}: {found}; dropped {summary.dropped_train_queries} training queries")
     print(f"training set {training.dataset.name}: {len(training.dataset.judged_queries)} queries, "
           f"{len(training.dataset.documents)} documents")
-    rng = random.Random(args.seed)
-    if args.max_examples and len(training.dataset.judged_queries) > args.max_examples:
-        chosen = rng.sample([q.id for q in training.dataset.judged_queries], args.max_examples)
-        to_mine = training.dataset.subset(chosen)
-    else:
-        to_mine = training.dataset
-    examples = mine_hard_negatives(to_mine, workspace, args.negatives, args.mining, args.skip_top, model=args.base_model,
-                                   progress=None if args.quiet else _progress_bars())
-    mined = sum(len(e.negatives) for e in examples)
-    print(f"mined {mined} hard negatives for {len(examples)} examples ({args.mining})")
-    data = training.describe() | {"mining": {"method": args.mining, "negatives": args.negatives, "skip_top": args.skip_top,
-                                             "max_jaccard": MAX_JACCARD, "max_cosine": MAX_COSINE, "mined": mined}}
+    examples, data = sample_and_mine(training, workspace, args.max_examples, args.negatives, args.mining, args.skip_top,
+                                     seed=args.seed, model=args.base_model, progress=None if args.quiet else _progress_bars())
+    print(f"mined {data['mining']['mined']} hard negatives for {len(examples)} examples ({args.mining})")
     folder = finetune(examples, workspace, args.base_model, args.output, epochs=args.epochs, batch_size=args.batch_size,
                       learning_rate=args.learning_rate, max_examples=args.max_examples, max_seq_length=args.max_seq_length,
                       seed=args.seed, symmetric=not args.asymmetric, progress=not args.quiet, threads=args.threads,

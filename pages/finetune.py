@@ -1,6 +1,5 @@
 """Fine-tune: train MiniLM on leakage-free code/docstring pairs with mined hard negatives, then use it as a dense model."""
 import logging
-import random
 
 import pandas as pd
 import streamlit as st
@@ -8,7 +7,8 @@ import streamlit as st
 from core.catalog import list_datasets, open_dataset
 from core.errors import WorkbenchError
 from core.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS, add_dense_profile,
-                           build_training_set, check_model_name, finetune, mine_hard_negatives, package_roots, read_finetune_info)
+                           build_training_set, check_model_name, finetune, package_roots, read_finetune_info,
+                           sample_and_mine)
 from core.workspace import slug
 from ui.render import escape_markdown
 from ui.state import current_selection
@@ -52,16 +52,12 @@ if start:
             training = build_training_set(package_roots(packages), evals, name=f"{slug(output, 60)}-train")
             for summary in training.leakage:
                 st.write(f"Leakage vs {escape_markdown(summary.eval)}: dropped {summary.dropped_train_queries} training queries.")
-            queries = [q.id for q in training.dataset.judged_queries]
-            if len(queries) > max_examples:
-                training_subset = training.dataset.subset(random.Random(42).sample(queries, int(max_examples)))
-            else:
-                training_subset = training.dataset
-            st.write(f"Mining {negatives} hard negatives for {len(training_subset.judged_queries)} examples ({mining})…")
-            examples = mine_hard_negatives(training_subset, workspace, int(negatives), mining)
+            n_examples = min(int(max_examples), len(training.dataset.judged_queries))
+            st.write(f"Mining {negatives} hard negatives for {n_examples} examples ({mining})…")
+            examples, data = sample_and_mine(training, workspace, int(max_examples), int(negatives), mining)
             st.write("Training (see the progress in the server log)…")
             folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size), max_examples=int(max_examples),
-                              progress=False, data=training.describe(), overwrite=overwrite)
+                              progress=False, data=data, overwrite=overwrite)
             profile = add_dense_profile(workspace, output)
             status.update(label=f"Saved {output}", state="complete")
         st.success(f"Saved to {escape_markdown(str(folder))}; added the dense profile **{escape_markdown(profile)}** "

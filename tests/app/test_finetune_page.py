@@ -52,6 +52,7 @@ def test_training_from_the_page_saves_a_usable_model_and_a_dense_profile(fresh_w
     info = read_finetune_info(folder)
     assert info["base_model"] == "minilm" and info["examples"] == 32
     assert {s["eval"] for s in info["data"]["leakage"]} == {"cosqa-mini", "csn-mini"}
+    assert info["data"]["mining"]["method"] == "bm25" and info["data"]["mining"]["negatives"] == 1  # as the CLI records it
     profiles = load_profiles(fresh_workspace.profiles_file)
     assert any(p.kind == "dense" and p.model == "page-ft" for p in profiles.values())
     vectors = load_encoder("page-ft", fresh_workspace).encode(["open a file", "def f():\n    pass"])
