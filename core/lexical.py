@@ -5,9 +5,9 @@ tokens, so Tantivy and the query side see the same terms. Queries are built from
 queries, never handed to Tantivy's query parser: quotes, colons, ``AND`` or ``*`` in pasted code
 are searched as text, not parsed.
 
-Tantivy scores with BM25 at k1=1.2, b=0.75. Other k1/b values re-score Tantivy's top
-``rescore_depth`` candidates exactly with the requested parameters (documents outside that pool
-are not seen; the pool default of 1,000 covers every ranking a metric here reads).
+Tantivy scores with BM25 at k1=1.2, b=0.75 and answers single queries (the explorer). Batches of
+queries, and any other k1/b, are scored by ``core.bm25_batch`` over the term matrix written beside
+the index at build time: the same formula and length norms as Tantivy, so the same rankings.
 """
 from __future__ import annotations
 
@@ -20,12 +20,14 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import tantivy
 
 from core.analyzers import Analyzer, get_analyzer
+from core.bm25_batch import TermMatrix, TermMatrixBuilder, bm25_top_k
 from core.datasets import Dataset
 from core.errors import IndexCorruptError
 from core.workspace import Workspace, slug
@@ -33,7 +35,7 @@ from core.workspace import Workspace, slug
 TANTIVY_K1, TANTIVY_B = 1.2, 0.75
 BODY, ROW = "body", "row"
 INFO_FILE = "codeir-index.json"
-FORMAT_VERSION = 2  # 2: the info file lists every index file with its size and CRC-32
+FORMAT_VERSION = 3  # 2: the info file lists every index file with its size and CRC-32; 3: term matrix
 MAX_QUERY_TERMS = 1024  # a 1 MB paste still answers in milliseconds; the most frequent terms are kept
 
 
@@ -100,29 +102,39 @@ class LexicalIndex:
         rows = self.searcher.fast_field_values(ROW, addresses)
         return LexicalHits(np.array(rows, dtype=np.int64), np.array(scores, dtype=np.float32))
 
-    def search_bm25(self, text: str, k: int, k1: float, b: float, documents: Sequence[str], rescore_depth: int = 1000) -> LexicalHits:
-        """BM25 with any k1/b: Tantivy's candidates re-scored exactly (see module docstring)."""
-        terms = self.query_terms(text)
-        if math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B):
-            return self.search_terms(terms, k)
-        pool = self.search_terms(terms, max(k, rescore_depth))
-        if len(pool.rows) == 0:
-            return pool
-        scores = self._bm25_scores(terms, pool.rows, k1, b, documents)
-        order = np.lexsort((pool.rows, -scores))[:k]
-        return LexicalHits(pool.rows[order], scores[order].astype(np.float32))
+    @cached_property
+    def term_matrix(self) -> TermMatrix:
+        """The term-frequency matrix for batch scoring, read on first use (the explorer never needs it)."""
+        try:
+            matrix = TermMatrix.load(self.path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexCorruptError(f"Term matrix of the lexical index at {self.path} cannot be read ({exc}).") from exc
+        if matrix.num_docs != self.num_docs:
+            raise IndexCorruptError(f"Term matrix at {self.path} holds {matrix.num_docs} documents, expected {self.num_docs}.")
+        return matrix
 
-    def _bm25_scores(self, terms: Counter[str], rows: np.ndarray, k1: float, b: float, documents: Sequence[str]) -> np.ndarray:
-        n = self.num_docs
-        idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5)) for t in terms
-               if (df := self.searcher.doc_freq(BODY, t)) > 0}
-        scores = np.zeros(len(rows), dtype=np.float64)
-        norm = k1 * (1 - b + b * self.doc_lengths[rows] / max(self.avg_doc_length, 1e-9))
-        for i, row in enumerate(rows):
-            counts = self.analyzer.term_counts(documents[row])
-            scores[i] = sum(q * idf[t] * counts[t] * (k1 + 1) / (counts[t] + norm[i])
-                            for t, q in terms.items() if t in idf and counts[t])
-        return scores
+    def search_many(self, texts: Sequence[str], k: int, k1: float = TANTIVY_K1, b: float = TANTIVY_B,
+                    tiebreak: np.ndarray | None = None, length_norm: str = "tantivy") -> list[LexicalHits]:
+        """Top-k per query text at BM25(k1, b): one query at Tantivy's defaults asks Tantivy, anything else the batch scorer.
+
+        Hits come best first, equal scores ordered by ``tiebreak`` (a rank per row, lower first;
+        default: row order), whichever path answered.
+        """
+        if len(texts) == 1 and math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B) and length_norm == "tantivy":
+            hits = self.search(texts[0], k)
+            ties = tiebreak[hits.rows] if tiebreak is not None else hits.rows
+            order = np.lexsort((ties, -hits.scores))
+            return [LexicalHits(hits.rows[order], hits.scores[order])]
+        found = bm25_top_k(self.term_matrix, [self.query_terms(text) for text in texts], k, k1, b, tiebreak, length_norm)
+        hits = []
+        for i in range(len(texts)):
+            rows, scores = found.query(i)
+            hits.append(LexicalHits(rows, scores))
+        return hits
+
+    def search_bm25(self, text: str, k: int, k1: float, b: float, length_norm: str = "tantivy") -> LexicalHits:
+        """One query at any k1/b and length norm (Tantivy itself at its defaults)."""
+        return self.search_many([text], k, k1, b, length_norm=length_norm)[0]
 
 
 def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Callable[[float], None] | None) -> np.ndarray:
@@ -130,10 +142,12 @@ def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Cal
     index = tantivy.Index(_schema(), path=str(path))
     writer = index.writer(heap_size=128_000_000, num_threads=1)
     lengths = np.zeros(len(dataset.documents), dtype=np.int32)
+    matrix = TermMatrixBuilder()
     step = max(1, len(dataset.documents) // 50)
     for row, doc in enumerate(dataset.documents):
         tokens = analyzer.tokenize(doc.full_text)
         lengths[row] = len(tokens)
+        matrix.add(tokens)
         document = tantivy.Document()
         document.add_unsigned(ROW, row)
         document.add_text(BODY, " ".join(tokens))
@@ -143,6 +157,7 @@ def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Cal
     writer.commit()
     writer.wait_merging_threads()
     np.save(path / "doc_lengths.npy", lengths)
+    matrix.build().save(path)
     return lengths
 
 

@@ -8,6 +8,7 @@ Defaults live in code (``default_profiles``); a user's own profiles live in the 
     analyzer = "code"
     k1 = 0.9
     b = 0.4
+    length_norm = "exact"   # or "tantivy" (the default): document lengths through Tantivy's one-byte norm
 """
 from __future__ import annotations
 
@@ -27,21 +28,29 @@ RERANKERS = ("fusion", "bi-encoder", "cross-encoder")
 
 @dataclass(frozen=True)
 class Bm25Profile:
-    """BM25 over a Tantivy index built with the named analyzer."""
+    """BM25 over a Tantivy index built with the named analyzer.
+
+    ``length_norm`` "tantivy" scores document lengths as Tantivy and Lucene store them (one byte,
+    exact up to 40 tokens); "exact" uses true lengths, as bm25s and rank_bm25 do.
+    """
 
     name: str
     analyzer: str = "code"
     k1: float = 1.2
     b: float = 0.75
+    length_norm: str = "tantivy"
     kind: ClassVar[str] = "bm25"
 
     def validate(self) -> None:
         from core.analyzers import ANALYZERS
+        from core.bm25_batch import LENGTH_NORM_KINDS
 
         if self.analyzer not in ANALYZERS:
             raise ProfileError(f"{self.name}: analyzer must be one of {', '.join(ANALYZERS)}, not {self.analyzer!r}.")
         if not (0 <= self.k1 <= 10) or not (0 <= self.b <= 1):
             raise ProfileError(f"{self.name}: k1 must lie in [0, 10] and b in [0, 1].")
+        if self.length_norm not in LENGTH_NORM_KINDS:
+            raise ProfileError(f"{self.name}: length_norm must be one of {', '.join(LENGTH_NORM_KINDS)}, not {self.length_norm!r}.")
 
 
 @dataclass(frozen=True)

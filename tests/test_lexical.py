@@ -1,4 +1,4 @@
-"""The Tantivy BM25 index: build, reuse, query safety, k1/b re-scoring."""
+"""The Tantivy BM25 index: build, reuse, query safety, other k1/b values."""
 import numpy as np
 import pytest
 
@@ -42,13 +42,13 @@ def test_camel_case_query_finds_snake_case_document(workspace):
     assert len(plain_index.search("readConfigFile", 2).rows) == 0
 
 
-def test_default_k1_b_is_tantivy_and_other_values_rescore_exactly(workspace, csn_mini):
+def test_default_k1_b_is_tantivy_and_other_values_score_every_document(workspace, csn_mini):
     index, _ = open_lexical_index(workspace, csn_mini, "code")
     texts = [d.full_text for d in csn_mini.documents]
     query = csn_mini.queries[0].text
-    default = index.search_bm25(query, 10, 1.2, 0.75, texts)
+    default = index.search_bm25(query, 10, 1.2, 0.75)
     assert np.array_equal(default.rows, index.search(query, 10).rows)
-    no_length_norm = index.search_bm25(query, 10, 1.2, 0.0, texts)
+    no_length_norm = index.search_bm25(query, 10, 1.2, 0.0)
     # with b=0 the score of a document no longer depends on its length: recompute one by hand
     from collections import Counter
     import math
@@ -59,6 +59,11 @@ def test_default_k1_b_is_tantivy_and_other_values_rescore_exactly(workspace, csn
     expected = sum(q * math.log(1 + (n - df + 0.5) / (df + 0.5)) * counts[t] * 2.2 / (counts[t] + 1.2)
                    for t, q in terms.items() if counts[t] and (df := index.searcher.doc_freq("body", t)))
     assert no_length_norm.scores[0] == pytest.approx(expected, rel=1e-5)
+    # and the best document at b=0 is the best of all of them, not of a candidate pool
+    every = [sum(q * math.log(1 + (n - df + 0.5) / (df + 0.5)) * c[t] * 2.2 / (c[t] + 1.2)
+                 for t, q in terms.items() if c[t] and (df := index.searcher.doc_freq("body", t)))
+             for c in (Counter(index.analyzer.tokenize(text)) for text in texts)]
+    assert no_length_norm.scores[0] == pytest.approx(max(every), rel=1e-5)
 
 
 def test_huge_query_is_capped_and_still_answers(workspace, csn_mini):
