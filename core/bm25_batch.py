@@ -162,6 +162,13 @@ def _ranks_below(score_a, tie_a, score_b, tie_b):
     return score_a < score_b or (score_a == score_b and tie_a > tie_b)
 
 
+@njit(cache=True, inline="always")
+def _swap(heap_scores, heap_rows, heap_ties, i, j):
+    heap_scores[i], heap_scores[j] = heap_scores[j], heap_scores[i]
+    heap_rows[i], heap_rows[j] = heap_rows[j], heap_rows[i]
+    heap_ties[i], heap_ties[j] = heap_ties[j], heap_ties[i]
+
+
 @njit(cache=True)
 def _sift_down(heap_scores, heap_rows, heap_ties, position, size):
     while True:
@@ -173,9 +180,7 @@ def _sift_down(heap_scores, heap_rows, heap_ties, position, size):
             child = right
         if not _ranks_below(heap_scores[child], heap_ties[child], heap_scores[position], heap_ties[position]):
             return
-        heap_scores[position], heap_scores[child] = heap_scores[child], heap_scores[position]
-        heap_rows[position], heap_rows[child] = heap_rows[child], heap_rows[position]
-        heap_ties[position], heap_ties[child] = heap_ties[child], heap_ties[position]
+        _swap(heap_scores, heap_rows, heap_ties, position, child)
         position = child
 
 
@@ -217,9 +222,7 @@ def _top_k(query_indptr, query_terms, query_boosts, indptr, rows, frequencies, t
                     parent = (position - 1) // 2
                     if not _ranks_below(heap_scores[position], heap_ties[position], heap_scores[parent], heap_ties[parent]):
                         break
-                    heap_scores[position], heap_scores[parent] = heap_scores[parent], heap_scores[position]
-                    heap_rows[position], heap_rows[parent] = heap_rows[parent], heap_rows[position]
-                    heap_ties[position], heap_ties[parent] = heap_ties[parent], heap_ties[position]
+                    _swap(heap_scores, heap_rows, heap_ties, position, parent)
                     position = parent
             elif k > 0 and _ranks_below(heap_scores[0], heap_ties[0], score, tie):
                 heap_scores[0], heap_rows[0], heap_ties[0] = score, row, tie

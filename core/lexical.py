@@ -6,8 +6,9 @@ queries, never handed to Tantivy's query parser: quotes, colons, ``AND`` or ``*`
 are searched as text, not parsed.
 
 Tantivy scores with BM25 at k1=1.2, b=0.75 and answers single queries (the explorer). Batches of
-queries, and any other k1/b, are scored by ``core.bm25_batch`` over the term matrix written beside
-the index at build time: the same formula and length norms as Tantivy, so the same rankings.
+queries over corpora up to ``BATCH_SCORER_MAX_DOCS``, and any other k1/b, are scored by
+``core.bm25_batch`` over the term matrix written beside the index at build time: the same formula and
+length norms as Tantivy, so the same rankings.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ BODY, ROW = "body", "row"
 INFO_FILE = "codeir-index.json"
 FORMAT_VERSION = 3  # 2: the info file lists every index file with its size and CRC-32; 3: term matrix
 MAX_QUERY_TERMS = 1024  # a 1 MB paste still answers in milliseconds; the most frequent terms are kept
+# Above this many documents Tantivy's pruning (block-max WAND) beats scoring every posting: at 100k documents the
+# two tie, at 1M Tantivy is ~4x faster per query (docs/benchmarks.md, part 8), so large corpora ask Tantivy per query.
+BATCH_SCORER_MAX_DOCS = 100_000
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class LexicalIndex:
         self.schema = self.index.schema
         self.searcher = self.index.searcher()
         self.num_docs = self.searcher.num_docs
-        self.avg_doc_length = float(doc_lengths.mean()) if len(doc_lengths) else 0.0
+        self.batch_max_docs = BATCH_SCORER_MAX_DOCS
 
     def query_terms(self, text: str) -> Counter[str]:
         """Query terms with their counts, capped at the most frequent MAX_QUERY_TERMS."""
@@ -115,22 +119,27 @@ class LexicalIndex:
 
     def search_many(self, texts: Sequence[str], k: int, k1: float = TANTIVY_K1, b: float = TANTIVY_B,
                     tiebreak: np.ndarray | None = None, length_norm: str = "tantivy") -> list[LexicalHits]:
-        """Top-k per query text at BM25(k1, b): one query at Tantivy's defaults asks Tantivy, anything else the batch scorer.
+        """Top-k per query text at BM25(k1, b), best first, equal scores ordered by ``tiebreak`` (a rank per row,
+        lower first; default: row order).
 
-        Hits come best first, equal scores ordered by ``tiebreak`` (a rank per row, lower first;
-        default: row order), whichever path answered.
+        At Tantivy's own k1/b and length norms, one query, or any number over a corpus larger than
+        ``batch_max_docs``, is answered by Tantivy; everything else by the batch scorer. Both rank alike.
         """
-        if len(texts) == 1 and math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B) and length_norm == "tantivy":
-            hits = self.search(texts[0], k)
-            ties = tiebreak[hits.rows] if tiebreak is not None else hits.rows
-            order = np.lexsort((ties, -hits.scores))
-            return [LexicalHits(hits.rows[order], hits.scores[order])]
+        tantivy_scoring = math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B) and length_norm == "tantivy"
+        if tantivy_scoring and (len(texts) == 1 or self.num_docs > self.batch_max_docs):
+            return [self._tie_ordered(self.search(text, k), tiebreak) for text in texts]
         found = bm25_top_k(self.term_matrix, [self.query_terms(text) for text in texts], k, k1, b, tiebreak, length_norm)
         hits = []
         for i in range(len(texts)):
             rows, scores = found.query(i)
             hits.append(LexicalHits(rows, scores))
         return hits
+
+    @staticmethod
+    def _tie_ordered(hits: LexicalHits, tiebreak: np.ndarray | None) -> LexicalHits:
+        ties = tiebreak[hits.rows] if tiebreak is not None else hits.rows
+        order = np.lexsort((ties, -hits.scores))
+        return LexicalHits(hits.rows[order], hits.scores[order])
 
     def search_bm25(self, text: str, k: int, k1: float, b: float, length_norm: str = "tantivy") -> LexicalHits:
         """One query at any k1/b and length norm (Tantivy itself at its defaults)."""
