@@ -1,4 +1,4 @@
-"""Quality against latency: one profile parameter swept over a range, each point run and evaluated.
+"""Quality against latency: one profile parameter (rerank pool, hybrid weight, BM25 k1 or b) swept, each point run and evaluated.
 
 Each point is the base profile with one parameter changed (``dataclasses.replace``) under a name of
 its own, since an Engine caches results by profile name. The points run on a copy of the engine
@@ -17,11 +17,12 @@ import pandas as pd
 
 from core.errors import ProfileError
 from core.metrics import evaluate, parse_metric
-from core.profiles import HybridProfile, Profile, RerankProfile, check_references, profile_to_dict
+from core.profiles import Bm25Profile, HybridProfile, Profile, RerankProfile, check_references, profile_to_dict
 from core.retrieval import DEFAULT_DEPTH, Engine
 
 DEFAULT_POOL_DEPTHS = (5, 10, 20, 50, 100)
 DEFAULT_WEIGHTS = tuple(float(w) for w in np.round(np.linspace(0, 1, 11), 10))
+DEFAULT_BM25_VALUES = {"k1": (0.3, 0.6, 0.9, 1.2, 1.5, 2.0), "b": (0.0, 0.25, 0.5, 0.75, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,18 @@ def sweep_hybrid_weight(engine: Engine, base: HybridProfile, weights: Sequence[f
             raise ProfileError(f"Weight {weight} is outside [0, 1]: the first member gets w and the second 1 - w.")
         variants.append((weight, replace(base, name=point_name(base, "weight", weight), weights=(weight, round(1.0 - weight, 10)))))
     return run_points(engine, "weight", variants, metric, depth)
+
+
+def sweep_bm25(engine: Engine, base: Bm25Profile, param: str, values: Sequence[float] | None = None,
+               metric: str = "ndcg@10", depth: int = DEFAULT_DEPTH) -> list[SweepPoint]:
+    """The BM25 profile with k1 or b set to each value (the batch scorer scores every document at any k1/b)."""
+    if not isinstance(base, Bm25Profile):
+        raise ProfileError(f"{base.name!r} is a {base.kind} profile: the k1/b sweep needs a bm25 profile.")
+    if param not in DEFAULT_BM25_VALUES:
+        raise ProfileError(f"A BM25 sweep varies k1 or b, not {param!r}.")
+    values = [round(float(v), 10) for v in (DEFAULT_BM25_VALUES[param] if values is None else values)]
+    variants = [(v, replace(base, name=point_name(base, param, v), **{param: v})) for v in values]
+    return run_points(engine, param, variants, metric, depth)
 
 
 def sweep_frame(points: Sequence[SweepPoint]) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Quality vs latency: a rerank pool depth or a hybrid weight swept, each point's metric against its ms/query."""
+"""Quality vs latency: a rerank pool depth, a hybrid weight or BM25's k1/b swept, each point's metric against its ms/query."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
@@ -6,12 +6,15 @@ import streamlit as st
 
 from core.errors import WorkbenchError
 from core.metrics import parse_metric
-from core.sweep import DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, sweep_frame, sweep_hybrid_weight, sweep_rerank_pool
+from core.sweep import (DEFAULT_BM25_VALUES, DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, sweep_bm25, sweep_frame,
+                        sweep_hybrid_weight, sweep_rerank_pool)
 from ui.render import escape_markdown
 from ui.state import page_engine
 
 POOL_CHOICES = (1, 5, 10, 20, 30, 50, 75, 100, 200)
 WEIGHT_CHOICES = tuple(round(i / 20, 2) for i in range(21))
+BM25_CHOICES = {"k1": (0.0, 0.3, 0.5, 0.6, 0.8, 0.9, 1.0, 1.2, 1.5, 2.0, 3.0),
+                "b": (0.0, 0.1, 0.25, 0.4, 0.5, 0.6, 0.75, 0.9, 1.0)}
 RESULTS_KEY = "sweep_results"
 
 
@@ -75,7 +78,8 @@ metric = st.selectbox("Metric", metric_keys, format_func=lambda key: parse_metri
 label = parse_metric(metric).label()
 rerank_names = [n for n, p in engine.profiles.items() if p.kind == "rerank"]
 hybrid_names = [n for n, p in engine.profiles.items() if p.kind == "hybrid" and len(p.members) == 2]
-pool_tab, weight_tab = st.tabs(["Rerank pool depth", "Hybrid weight"])
+bm25_names = [n for n, p in engine.profiles.items() if p.kind == "bm25"]
+pool_tab, weight_tab, bm25_tab = st.tabs(["Rerank pool depth", "Hybrid weight", "BM25 k1 / b"])
 
 with pool_tab:
     if not rerank_names:
@@ -113,3 +117,24 @@ with weight_tab:
             points = _run("weight", settings, sweep_hybrid_weight, engine, base, sorted(weights), metric)
         if points:
             _show(points, label, f"weight of {first}", lambda v: f"w={v:g}", "sweep_weight")
+
+with bm25_tab:
+    if not bm25_names:
+        st.info("No bm25 profile: add one to profiles.toml to sweep k1 or b.")
+    else:
+        preferred = [n for n in sel.profile_names if n in bm25_names]
+        base_name = st.selectbox("BM25 profile", bm25_names, key="sweep_bm25_profile",
+                                 index=bm25_names.index(preferred[0]) if preferred else 0)
+        base = engine.profile(base_name)
+        param = st.radio("Parameter", ("k1", "b"), horizontal=True, key="sweep_bm25_param")
+        held = "b" if param == "k1" else "k1"
+        st.caption(f"Analyzer {escape_markdown(base.analyzer)}, {held} held at {getattr(base, held):g}, "
+                   f"{escape_markdown(base.length_norm)} length norms; every document is scored at each value.")
+        values = st.multiselect(f"Values of {param}", BM25_CHOICES[param], default=list(DEFAULT_BM25_VALUES[param]),
+                                key=f"sweep_bm25_{param}_values")
+        settings = (engine.dataset.name, base, param, tuple(sorted(values)), metric)
+        points = _stored("bm25", settings)
+        if st.button("Run BM25 sweep", key="sweep_bm25_run", type="primary", disabled=not values):
+            points = _run("bm25", settings, sweep_bm25, engine, base, param, sorted(values), metric)
+        if points:
+            _show(points, label, param, lambda v, p=param: f"{p}={v:g}", "sweep_bm25")

@@ -8,7 +8,8 @@ import pytest
 from core.errors import ProfileError
 from core.metrics import evaluate
 from core.profiles import HybridProfile
-from core.sweep import point_name, sweep_frame, sweep_hybrid_weight, sweep_rerank_pool
+from core.profiles import Bm25Profile
+from core.sweep import point_name, sweep_bm25, sweep_frame, sweep_hybrid_weight, sweep_rerank_pool
 
 
 def direct_score(engine, name: str, metric: str = "ndcg@10") -> float:
@@ -71,3 +72,24 @@ def test_sweep_frame_has_one_row_per_point(csn_engine):
 
 def test_an_empty_sweep_runs_nothing(csn_engine):
     assert sweep_rerank_pool(csn_engine, csn_engine.profile("rerank-fusion"), pool_depths=()) == []
+
+
+def test_bm25_sweep_points_equal_profiles_run_directly(csn_engine):
+    base = csn_engine.profile("bm25-code")  # k1 1.2, b 0.75
+    points = sweep_bm25(csn_engine, base, "b", (0.0, 0.75), "ndcg@10")
+    assert [p.value for p in points] == [0.0, 0.75] and all(p.param == "b" for p in points)
+    assert points[1].metric_value == pytest.approx(direct_score(csn_engine, "bm25-code"), abs=1e-12)
+    no_norm = replace(base, name="bm25-code-b0", b=0.0)
+    engine = replace(csn_engine, profiles={**csn_engine.profiles, no_norm.name: no_norm})
+    assert points[0].metric_value == pytest.approx(direct_score(engine, no_norm.name), abs=1e-12)
+    assert points[0].metric_value != points[1].metric_value
+    assert [p.value for p in sweep_bm25(csn_engine, base, "k1", None)] == [0.3, 0.6, 0.9, 1.2, 1.5, 2.0]
+
+
+def test_bm25_sweep_refuses_other_parameters_and_values_out_of_range(csn_engine):
+    with pytest.raises(ProfileError, match="k1 or b"):
+        sweep_bm25(csn_engine, csn_engine.profile("bm25-code"), "analyzer", (1,))
+    with pytest.raises(ProfileError, match="k1 must lie"):
+        sweep_bm25(csn_engine, Bm25Profile("bm25-x"), "k1", (11.0,))
+    with pytest.raises(ProfileError, match="bm25 profile"):
+        sweep_bm25(csn_engine, csn_engine.profile("dense-minilm"), "k1", (1.0,))

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.sweep import sweep_hybrid_weight, sweep_rerank_pool
+from core.sweep import sweep_bm25, sweep_hybrid_weight, sweep_rerank_pool
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -53,6 +53,19 @@ def test_weight_sweep_on_the_weighted_hybrid(app_env, csn_engine):
     expected = sweep_hybrid_weight(csn_engine, csn_engine.profile("hybrid-weighted"), (0.0, 0.3, 1.0), "hit@10")
     assert list(shown["weight of bm25-code"]) == [0.0, 0.3, 1.0]
     assert list(shown["Hit@10"]) == pytest.approx([p.metric_value for p in expected], abs=1e-12)
+
+
+def test_bm25_sweep_of_b(app_env, csn_engine):
+    at = open_sweep()
+    assert at.selectbox(key="sweep_bm25_profile").value == "bm25-code"
+    at.radio(key="sweep_bm25_param").set_value("b").run()
+    at.multiselect(key="sweep_bm25_b_values").set_value([0.75, 0.0]).run()
+    at.button(key="sweep_bm25_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    shown = table(at, "b")
+    expected = sweep_bm25(csn_engine, csn_engine.profile("bm25-code"), "b", (0.0, 0.75), "ndcg@10")
+    assert list(shown["b"]) == [0.0, 0.75]
+    assert list(shown["nDCG@10"]) == pytest.approx([p.metric_value for p in expected], abs=1e-12)
 
 
 def test_points_stay_after_an_unrelated_rerun_and_go_when_settings_change(app_env):
