@@ -10,9 +10,10 @@ Tantivy indexed), the way bm25s scores, but with Tantivy's BM25 rather than its 
   40 tokens, then coarser steps), the average length is the exact token total over N;
 * float32 arithmetic, as Tantivy's ``Score``.
 
-Rankings therefore equal Tantivy's at k1=1.2, b=0.75 (scores agree to float32 rounding, since the
-two sum a document's term scores in different orders; ``tests/test_bm25_batch.py`` checks both
-bundled sets), and other k1/b values get the same formula over every document. ``length_norm="exact"``
+Rankings therefore equal Tantivy's at k1=1.2, b=0.75, up to float32 rounding (the two may sum a
+document's term scores in another order) and the choice among documents tied at the cut;
+``tests/test_bm25_batch.py`` checks every query of both bundled sets. Other k1/b values get the same
+formula over every document. ``length_norm="exact"``
 uses true lengths instead (as bm25s and rank_bm25 do), to see what the one-byte norm costs.
 """
 from __future__ import annotations
@@ -77,35 +78,49 @@ class TermMatrix:
         with np.load(folder / MATRIX_FILE) as arrays:
             parts = {name: arrays[name] for name in ("indptr", "rows", "frequencies", "lengths")}
         terms = json.loads((folder / TERMS_FILE).read_text(encoding="utf-8"))
-        if len(terms) + 1 != len(parts["indptr"]) or len(parts["rows"]) != len(parts["frequencies"]):
+        indptr, rows, frequencies, lengths = (parts[name] for name in ("indptr", "rows", "frequencies", "lengths"))
+        # the numba scorer does not check bounds: anything that could send it outside an array is refused here
+        consistent = (len(terms) + 1 == len(indptr) and indptr[0] == 0 and indptr[-1] == len(rows) == len(frequencies)
+                      and bool(np.all(np.diff(indptr) >= 0)) and bool(np.all(frequencies > 0))
+                      and (len(rows) == 0 or (int(rows.min()) >= 0 and int(rows.max()) < len(lengths))))
+        if not consistent:
             raise ValueError(f"term matrix in {folder} is inconsistent")
         return cls({term: i for i, term in enumerate(terms)}, **parts)
 
 
 class TermMatrixBuilder:
-    """Collects each document's tokens once (while the Tantivy index is written) and builds the matrix."""
+    """Collects each document's term counts once (while the Tantivy index is written) and builds the matrix.
+
+    Memory is kept to the matrix itself: three int32 per (document, distinct term) pair while collecting,
+    one counting sort to build, never one entry per token.
+    """
 
     def __init__(self) -> None:
         self.vocabulary: dict[str, int] = {}
-        self._term_ids = array("q")
+        self._term_ids = array("i")
+        self._counts = array("i")
+        self._distinct = array("i")  # distinct terms per document, to rebuild the document of each pair
         self._lengths = array("q")
 
     def add(self, tokens: Sequence[str]) -> None:
         vocabulary = self.vocabulary
-        self._term_ids.extend([vocabulary.setdefault(token, len(vocabulary)) for token in tokens])
+        counts = Counter(tokens)
+        self._term_ids.extend([vocabulary.setdefault(token, len(vocabulary)) for token in counts])
+        self._counts.extend(counts.values())
+        self._distinct.append(len(counts))
         self._lengths.append(len(tokens))
 
     def build(self) -> TermMatrix:
-        lengths = np.frombuffer(self._lengths, dtype=np.int64).copy()
+        lengths = np.frombuffer(self._lengths, dtype=np.int64).copy() if self._lengths else np.empty(0, np.int64)
         n_docs, n_terms = len(lengths), len(self.vocabulary)
-        term_ids = np.frombuffer(self._term_ids, dtype=np.int64)
-        keys = term_ids * max(n_docs, 1) + np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
-        pairs, counts = np.unique(keys, return_counts=True)  # sorted by term, then by document
-        terms = pairs // max(n_docs, 1)
+        term_ids = np.frombuffer(self._term_ids, dtype=np.int32) if self._term_ids else np.empty(0, np.int32)
+        counts = np.frombuffer(self._counts, dtype=np.int32) if self._counts else np.empty(0, np.int32)
+        distinct = np.frombuffer(self._distinct, dtype=np.int32) if self._distinct else np.empty(0, np.int32)
+        order = np.argsort(term_ids, kind="stable")  # by term; documents stay ascending within a term
         indptr = np.zeros(n_terms + 1, dtype=np.int64)
-        np.cumsum(np.bincount(terms, minlength=n_terms), out=indptr[1:])
-        return TermMatrix(dict(self.vocabulary), indptr, (pairs % max(n_docs, 1)).astype(np.int32),
-                          counts.astype(np.float32), lengths)
+        np.cumsum(np.bincount(term_ids, minlength=n_terms), out=indptr[1:])
+        rows = np.repeat(np.arange(n_docs, dtype=np.int32), distinct)[order]
+        return TermMatrix(dict(self.vocabulary), indptr, rows, counts[order].astype(np.float32), lengths)
 
 
 @dataclass(frozen=True)
@@ -131,6 +146,8 @@ def bm25_top_k(matrix: TermMatrix, queries: Sequence[Counter[str]], k: int, k1: 
     """
     if length_norm not in LENGTH_NORM_KINDS:
         raise ValueError(f"length_norm must be one of {', '.join(LENGTH_NORM_KINDS)}, not {length_norm!r}")
+    if not (k1 >= 0 and 0 <= b <= 1):  # the scorer relies on every term score being > 0
+        raise ValueError(f"k1 must be >= 0 and b in [0, 1], got k1={k1}, b={b}")
     k = max(0, min(int(k), matrix.num_docs))
     query_indptr, query_terms, query_boosts = [0], [], []
     for terms in queries:
@@ -207,7 +224,7 @@ def _top_k(query_indptr, query_terms, query_boosts, indptr, rows, frequencies, t
                     touched[n_touched] = row
                     n_touched += 1
                 frequency = frequencies[p]
-                scores[row] += weight * frequency / (frequency + norms[row])
+                scores[row] += weight * (frequency / (frequency + norms[row]))  # Tantivy's order of operations
         size = 0
         for i in range(n_touched):
             row = touched[i]

@@ -5,10 +5,12 @@ tokens, so Tantivy and the query side see the same terms. Queries are built from
 queries, never handed to Tantivy's query parser: quotes, colons, ``AND`` or ``*`` in pasted code
 are searched as text, not parsed.
 
-Tantivy scores with BM25 at k1=1.2, b=0.75 and answers single queries (the explorer). Batches of
-queries over corpora up to ``BATCH_SCORER_MAX_DOCS``, and any other k1/b, are scored by
-``core.bm25_batch`` over the term matrix written beside the index at build time: the same formula and
-length norms as Tantivy, so the same rankings.
+Which scorer answers depends on the corpus, never on how many queries are asked, so a query pasted
+into the explorer is ranked exactly as the same query in a run: up to ``BATCH_SCORER_MAX_DOCS``
+documents, ``core.bm25_batch`` scores over the term matrix written beside the Tantivy index at build
+time (Tantivy's formula and length norms, tested equal to Tantivy's rankings); above that, Tantivy
+answers at its own k1=1.2, b=0.75, where its pruning is faster. Other k1/b values, or exact lengths,
+always use the batch scorer.
 """
 from __future__ import annotations
 
@@ -65,10 +67,9 @@ def index_path(workspace: Workspace, dataset: Dataset, analyzer: str) -> Path:
 class LexicalIndex:
     """An open Tantivy index for one (dataset, analyzer); search is read-only and thread-safe."""
 
-    def __init__(self, path: Path, analyzer: Analyzer, doc_lengths: np.ndarray):
+    def __init__(self, path: Path, analyzer: Analyzer):
         self.path = path
         self.analyzer = analyzer
-        self.doc_lengths = doc_lengths
         self.index = tantivy.Index.open(str(path))
         self.schema = self.index.schema
         self.searcher = self.index.searcher()
@@ -108,7 +109,7 @@ class LexicalIndex:
 
     @cached_property
     def term_matrix(self) -> TermMatrix:
-        """The term-frequency matrix for batch scoring, read on first use (the explorer never needs it)."""
+        """The term-frequency matrix for the batch scorer (read on open up to ``batch_max_docs``, else on first use)."""
         try:
             matrix = TermMatrix.load(self.path)
         except (OSError, ValueError, KeyError) as exc:
@@ -119,43 +120,29 @@ class LexicalIndex:
 
     def search_many(self, texts: Sequence[str], k: int, k1: float = TANTIVY_K1, b: float = TANTIVY_B,
                     tiebreak: np.ndarray | None = None, length_norm: str = "tantivy") -> list[LexicalHits]:
-        """Top-k per query text at BM25(k1, b), best first, equal scores ordered by ``tiebreak`` (a rank per row,
-        lower first; default: row order).
+        """Top-k per query text at BM25(k1, b), best first; see the module docstring for which scorer answers.
 
-        At Tantivy's own k1/b and length norms, one query, or any number over a corpus larger than
-        ``batch_max_docs``, is answered by Tantivy; everything else by the batch scorer. Both rank alike.
+        ``tiebreak`` orders equal scores in the batch scorer (a rank per row, lower first; default: row order).
         """
         tantivy_scoring = math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B) and length_norm == "tantivy"
-        if tantivy_scoring and (len(texts) == 1 or self.num_docs > self.batch_max_docs):
-            return [self._tie_ordered(self.search(text, k), tiebreak) for text in texts]
+        if tantivy_scoring and self.num_docs > self.batch_max_docs:
+            return [self.search(text, k) for text in texts]
         found = bm25_top_k(self.term_matrix, [self.query_terms(text) for text in texts], k, k1, b, tiebreak, length_norm)
-        hits = []
-        for i in range(len(texts)):
-            rows, scores = found.query(i)
-            hits.append(LexicalHits(rows, scores))
-        return hits
-
-    @staticmethod
-    def _tie_ordered(hits: LexicalHits, tiebreak: np.ndarray | None) -> LexicalHits:
-        ties = tiebreak[hits.rows] if tiebreak is not None else hits.rows
-        order = np.lexsort((ties, -hits.scores))
-        return LexicalHits(hits.rows[order], hits.scores[order])
+        return [LexicalHits(*found.query(i)) for i in range(len(texts))]
 
     def search_bm25(self, text: str, k: int, k1: float, b: float, length_norm: str = "tantivy") -> LexicalHits:
-        """One query at any k1/b and length norm (Tantivy itself at its defaults)."""
+        """One query at any k1/b and length norm."""
         return self.search_many([text], k, k1, b, length_norm=length_norm)[0]
 
 
-def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Callable[[float], None] | None) -> np.ndarray:
+def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Callable[[float], None] | None) -> None:
     path.mkdir(parents=True)
     index = tantivy.Index(_schema(), path=str(path))
     writer = index.writer(heap_size=128_000_000, num_threads=1)
-    lengths = np.zeros(len(dataset.documents), dtype=np.int32)
     matrix = TermMatrixBuilder()
     step = max(1, len(dataset.documents) // 50)
     for row, doc in enumerate(dataset.documents):
         tokens = analyzer.tokenize(doc.full_text)
-        lengths[row] = len(tokens)
         matrix.add(tokens)
         document = tantivy.Document()
         document.add_unsigned(ROW, row)
@@ -165,9 +152,7 @@ def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Cal
             progress(row / len(dataset.documents))
     writer.commit()
     writer.wait_merging_threads()
-    np.save(path / "doc_lengths.npy", lengths)
     matrix.build().save(path)
-    return lengths
 
 
 def _file_checksums(path: Path) -> dict[str, list]:
@@ -204,11 +189,12 @@ def _open_checked(path: Path, analyzer: Analyzer, dataset: Dataset) -> LexicalIn
     try:
         if info.get("files") != _file_checksums(path):
             raise IndexCorruptError(f"Lexical index at {path} has missing or damaged files.")
-        lengths = np.load(path / "doc_lengths.npy")
-        index = LexicalIndex(path, analyzer, lengths)
-        if index.num_docs != len(dataset.documents) or len(lengths) != index.num_docs:
+        index = LexicalIndex(path, analyzer)
+        if index.num_docs != len(dataset.documents):
             raise IndexCorruptError(f"Lexical index at {path} holds {index.num_docs} documents, expected {len(dataset.documents)}.")
         index.search("probe", 1)  # reads the term dictionary and postings of one segment at least
+        if index.num_docs <= index.batch_max_docs:
+            index.term_matrix  # the scorer that will answer this corpus: read and checked now, not mid-search
     except IndexCorruptError:
         raise
     except Exception as exc:  # tantivy raises ValueError/OSError on damaged segments

@@ -146,7 +146,6 @@ LEXICAL_DAMAGE = {
     "garbage in codeir-index.json": lambda folder: (folder / INFO_FILE).write_bytes(b"\x00garbage{{{" * 10),
     "codeir-index.json names another corpus": lambda folder: (folder / INFO_FILE).write_text(
         (folder / INFO_FILE).read_text().replace('"corpus_hash": "', '"corpus_hash": "0')),
-    "doc lengths truncated": lambda folder: (folder / "doc_lengths.npy").write_bytes((folder / "doc_lengths.npy").read_bytes()[:64]),
     "index folder emptied": lambda folder: [p.unlink() for p in folder.iterdir()],
     "term matrix bytes flipped": lambda folder: flip_bytes(folder / "term_matrix.npz", at=0.6),
     "term list deleted": lambda folder: (folder / "terms.json").unlink(),
