@@ -120,13 +120,19 @@ class LexicalIndex:
 
     def search_many(self, texts: Sequence[str], k: int, k1: float = TANTIVY_K1, b: float = TANTIVY_B,
                     tiebreak: np.ndarray | None = None, length_norm: str = "tantivy") -> list[LexicalHits]:
-        """Top-k per query text at BM25(k1, b), best first; see the module docstring for which scorer answers.
+        """Top-k per query text at BM25(k1, b); see the module docstring for which scorer answers.
 
-        ``tiebreak`` orders equal scores in the batch scorer (a rank per row, lower first; default: row order).
+        Hits come best first, equal scores ordered by ``tiebreak`` (a rank per row, lower first; default: row order).
         """
         tantivy_scoring = math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B) and length_norm == "tantivy"
         if tantivy_scoring and self.num_docs > self.batch_max_docs:
-            return [self.search(text, k) for text in texts]
+            ordered = []
+            for text in texts:
+                hits = self.search(text, k)
+                ties = hits.rows if tiebreak is None else tiebreak[hits.rows]
+                order = np.lexsort((ties, -hits.scores))
+                ordered.append(LexicalHits(hits.rows[order], hits.scores[order]))
+            return ordered
         found = bm25_top_k(self.term_matrix, [self.query_terms(text) for text in texts], k, k1, b, tiebreak, length_norm)
         return [LexicalHits(*found.query(i)) for i in range(len(texts))]
 

@@ -154,7 +154,7 @@ class Engine:
             index = self.lexical(profile.analyzer)
             started = time.perf_counter()  # building the index is not retrieval time
             found = index.search_many([q.text for q in queries], depth, profile.k1, profile.b, self._tiebreak, profile.length_norm)
-            hits = [Hits(f.rows, f.scores.astype(np.float64)) for f in found]
+            hits = [Hits(f.rows, f.scores.astype(np.float64)) for f in found]  # already in trec order (self._tiebreak)
         elif isinstance(profile, DenseProfile):
             index = self.vectors(profile.model, profile.backend)
             started = time.perf_counter()
@@ -180,7 +180,8 @@ class Engine:
             started = hits.pop()  # _rerank returns its own start time last, after any index building
         else:  # pragma: no cover - profile_from_dict only builds the four kinds
             raise ProfileError(f"Unsupported profile kind {type(profile).__name__}.")
-        hits = [self._trec_order(h) for h in hits]
+        if not isinstance(profile, Bm25Profile):
+            hits = [self._trec_order(h) for h in hits]
         result = _Retrieved(hits, member_seconds + time.perf_counter() - started)
         self._results[key] = result
         return result

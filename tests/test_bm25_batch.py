@@ -59,6 +59,8 @@ def test_large_corpora_ask_tantivy_per_query_and_rank_alike(workspace, csn_mini)
     for ours, tantivy in zip(batch, per_query):
         assert_same_ranking(ours.rows, ours.scores, tantivy.rows, tantivy.scores)
         assert np.all(np.diff(tantivy.scores) <= 0)
+        tied = np.diff(tantivy.scores) == 0  # equal scores come in tiebreak order, as the engine's trec order needs
+        assert np.all(np.diff(tiebreak[tantivy.rows])[tied] > 0)
     other_k1 = index.search_many(texts[:3], 10, k1=0.9)  # only the batch scorer knows other k1 values
     assert all(len(h.rows) == 10 for h in other_k1)
 
