@@ -200,7 +200,9 @@ def _open_checked(path: Path, analyzer: Analyzer, dataset: Dataset) -> LexicalIn
             raise IndexCorruptError(f"Lexical index at {path} holds {index.num_docs} documents, expected {len(dataset.documents)}.")
         index.search("probe", 1)  # reads the term dictionary and postings of one segment at least
         if index.num_docs <= index.batch_max_docs:
-            index.term_matrix  # the scorer that will answer this corpus: read and checked now, not mid-search
+            # the scorer that answers this corpus: its matrix read and checked, its compiled code loaded (numba's
+            # cache takes ~0.7 s the first time in a process), now rather than on a user's first query
+            index.search_many(["probe"], 1)
     except IndexCorruptError:
         raise
     except Exception as exc:  # tantivy raises ValueError/OSError on damaged segments
