@@ -67,6 +67,20 @@ def _stored(kind: str, settings: tuple) -> list[SweepPoint] | None:
     return stored[1] if stored is not None and stored[0] == settings else None
 
 
+def _points(kind: str, settings: tuple, button: str, enabled: bool, sweep, *args) -> list[SweepPoint] | None:
+    """The points kept for these settings, or new ones when the run button is pressed."""
+    points = _stored(kind, settings)
+    if st.button(button, key=f"sweep_{kind}_run", type="primary", disabled=not enabled):
+        points = _run(kind, settings, sweep, *args)
+    return points
+
+
+def _base_profile(label: str, names: list[str], key: str, chosen: list[str]):
+    """A choice among the profiles this sweep applies to, opening on the first one chosen in the sidebar."""
+    preferred = [n for n in chosen if n in names]
+    return st.selectbox(label, names, key=key, index=names.index(preferred[0]) if preferred else 0)
+
+
 sel, engine = page_engine()
 
 st.title("Quality vs latency")
@@ -85,17 +99,12 @@ with pool_tab:
     if not rerank_names:
         st.info("No rerank profile: add one to profiles.toml to sweep its pool depth.")
     else:
-        preferred = [n for n in sel.profile_names if n in rerank_names]
-        base_name = st.selectbox("Rerank profile", rerank_names, key="sweep_pool_profile",
-                                 index=rerank_names.index(preferred[0]) if preferred else 0)
-        base = engine.profile(base_name)
+        base = engine.profile(_base_profile("Rerank profile", rerank_names, "sweep_pool_profile", sel.profile_names))
         st.caption(f"First stage **{escape_markdown(base.first_stage)}**, reranker {escape_markdown(base.reranker)}; "
                    f"its pool depth is {base.pool_depth}.")
         depths = st.multiselect("Pool depths", POOL_CHOICES, default=list(DEFAULT_POOL_DEPTHS), key="sweep_pool_depths")
         settings = (engine.dataset.name, base, tuple(sorted(depths)), metric)
-        points = _stored("pool", settings)
-        if st.button("Run pool sweep", key="sweep_pool_run", type="primary", disabled=not depths):
-            points = _run("pool", settings, sweep_rerank_pool, engine, base, sorted(depths), metric)
+        points = _points("pool", settings, "Run pool sweep", bool(depths), sweep_rerank_pool, engine, base, sorted(depths), metric)
         if points:
             _show(points, label, "pool depth", lambda v: f"pool {v}", "sweep_pool")
 
@@ -103,18 +112,14 @@ with weight_tab:
     if not hybrid_names:
         st.info("No two-member hybrid profile: add one to profiles.toml to sweep its weight.")
     else:
-        preferred = [n for n in sel.profile_names if n in hybrid_names]
-        base_name = st.selectbox("Hybrid profile", hybrid_names, key="sweep_weight_profile",
-                                 index=hybrid_names.index(preferred[0]) if preferred else 0)
-        base = engine.profile(base_name)
+        base = engine.profile(_base_profile("Hybrid profile", hybrid_names, "sweep_weight_profile", sel.profile_names))
         first, second = base.members
         st.caption(f"{escape_markdown(base.method)} fusion; weight w goes to **{escape_markdown(first)}**, "
                    f"1 - w to **{escape_markdown(second)}**.")
         weights = st.multiselect("Weights w", WEIGHT_CHOICES, default=[round(w, 2) for w in DEFAULT_WEIGHTS], key="sweep_weights")
         settings = (engine.dataset.name, base, tuple(sorted(weights)), metric)
-        points = _stored("weight", settings)
-        if st.button("Run weight sweep", key="sweep_weight_run", type="primary", disabled=not weights):
-            points = _run("weight", settings, sweep_hybrid_weight, engine, base, sorted(weights), metric)
+        points = _points("weight", settings, "Run weight sweep", bool(weights), sweep_hybrid_weight, engine, base,
+                         sorted(weights), metric)
         if points:
             _show(points, label, f"weight of {first}", lambda v: f"w={v:g}", "sweep_weight")
 
@@ -122,10 +127,7 @@ with bm25_tab:
     if not bm25_names:
         st.info("No bm25 profile: add one to profiles.toml to sweep k1 or b.")
     else:
-        preferred = [n for n in sel.profile_names if n in bm25_names]
-        base_name = st.selectbox("BM25 profile", bm25_names, key="sweep_bm25_profile",
-                                 index=bm25_names.index(preferred[0]) if preferred else 0)
-        base = engine.profile(base_name)
+        base = engine.profile(_base_profile("BM25 profile", bm25_names, "sweep_bm25_profile", sel.profile_names))
         param = st.radio("Parameter", ("k1", "b"), horizontal=True, key="sweep_bm25_param")
         held = "b" if param == "k1" else "k1"
         st.caption(f"Analyzer {escape_markdown(base.analyzer)}, {held} held at {getattr(base, held):g}, "
@@ -133,8 +135,6 @@ with bm25_tab:
         values = st.multiselect(f"Values of {param}", BM25_CHOICES[param], default=list(DEFAULT_BM25_VALUES[param]),
                                 key=f"sweep_bm25_{param}_values")
         settings = (engine.dataset.name, base, param, tuple(sorted(values)), metric)
-        points = _stored("bm25", settings)
-        if st.button("Run BM25 sweep", key="sweep_bm25_run", type="primary", disabled=not values):
-            points = _run("bm25", settings, sweep_bm25, engine, base, param, sorted(values), metric)
+        points = _points("bm25", settings, "Run BM25 sweep", bool(values), sweep_bm25, engine, base, param, sorted(values), metric)
         if points:
             _show(points, label, param, lambda v, p=param: f"{p}={v:g}", "sweep_bm25")
