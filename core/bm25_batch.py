@@ -22,7 +22,7 @@ import json
 from array import array
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -60,10 +60,25 @@ class TermMatrix:
     rows: np.ndarray  # int32, ascending within a term
     frequencies: np.ndarray  # float32, term count in that document
     lengths: np.ndarray  # int64 tokens per document, as indexed
+    _weights: dict = field(default_factory=dict, compare=False, repr=False)  # (k1, b, length_norm) -> weights, norms
 
     @property
     def num_docs(self) -> int:
         return len(self.lengths)
+
+    def bm25_weights(self, k1: float, b: float, length_norm: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-term idf * (k1 + 1) and per-document length norm, float32 as Tantivy; computed once per setting."""
+        key = (float(k1), float(b), length_norm)
+        if key not in self._weights:
+            f32 = np.float32
+            n_docs = f32(max(self.num_docs, 1))
+            df = self.document_frequencies().astype(f32)
+            idf = np.log(f32(1) + (n_docs - df + f32(0.5)) / (df + f32(0.5)))
+            average = f32(self.lengths.sum()) / n_docs
+            lengths = quantized_lengths(self.lengths) if length_norm == "tantivy" else self.lengths
+            self._weights[key] = ((idf * f32(1 + k1)).astype(f32),
+                                  (f32(k1) * (f32(1) - f32(b) + f32(b) * lengths.astype(f32) / average)).astype(f32))
+        return self._weights[key]
 
     def document_frequencies(self) -> np.ndarray:
         return np.diff(self.indptr)
@@ -157,18 +172,11 @@ def bm25_top_k(matrix: TermMatrix, queries: Sequence[Counter[str]], k: int, k1: 
                 query_terms.append(term_id)
                 query_boosts.append(count)
         query_indptr.append(len(query_terms))
-    f32 = np.float32
-    n_docs = f32(max(matrix.num_docs, 1))
-    df = matrix.document_frequencies().astype(f32)
-    idf = np.log(f32(1) + (n_docs - df + f32(0.5)) / (df + f32(0.5)))
-    term_weights = (idf * f32(1 + k1)).astype(f32)
-    average = f32(matrix.lengths.sum()) / n_docs
-    lengths = quantized_lengths(matrix.lengths) if length_norm == "tantivy" else matrix.lengths
-    norms = (f32(k1) * (f32(1) - f32(b) + f32(b) * lengths.astype(f32) / average)).astype(f32)
+    term_weights, norms = matrix.bm25_weights(k1, b, length_norm)
     if tiebreak is None:
         tiebreak = np.arange(matrix.num_docs, dtype=np.int64)
     rows, scores, counts = _top_k(np.asarray(query_indptr, np.int64), np.asarray(query_terms, np.int64),
-                                  np.asarray(query_boosts, f32), matrix.indptr, matrix.rows, matrix.frequencies,
+                                  np.asarray(query_boosts, np.float32), matrix.indptr, matrix.rows, matrix.frequencies,
                                   term_weights, norms, np.asarray(tiebreak, np.int64), k)
     return BatchHits(rows, scores, counts)
 
