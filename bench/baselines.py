@@ -11,11 +11,11 @@ import numpy as np
 
 from bench.common import Measure, Target, time_interleaved
 from bench.context import EVALUATED_PROFILES, BenchContext
-from core.analyzers import get_analyzer
-from core.datasets import Qrels
-from core.metrics import evaluate
-from core.retrieval import DEFAULT_DEPTH, Engine
-from core.runs import Ranking, Run
+from core.index.analyzers import get_analyzer
+from core.data.datasets import Qrels
+from core.evaluation.metrics import evaluate
+from core.retrieval.engine import DEFAULT_DEPTH, Engine
+from core.retrieval.runs import Ranking, Run
 
 RETRIEVAL_SETS = ("cosqa", "csn-python-code2doc")
 BM25_PROFILES = ("bm25-code", "bm25-plain")

@@ -10,11 +10,11 @@ import numpy as np
 
 from bench.common import Measure, Target, time_repeated
 from bench.context import ONNX_PROFILE, SETS, BenchContext, corpus_subset
-from core.encoders import load_encoder
+from core.index.encoders import load_encoder
 from core.errors import WorkbenchError
-from core.lexical import open_lexical_index
-from core.metrics import evaluate
-from core.vectors import open_vector_index
+from core.index.lexical import open_lexical_index
+from core.evaluation.metrics import evaluate
+from core.index.vectors import open_vector_index
 from core.workspace import Workspace
 
 BACKEND_SETS = ("cosqa", "csn-python-code2doc")

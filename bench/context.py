@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.datasets import Dataset, Qrels, load_dataset
+from core.data.datasets import Dataset, Qrels, load_dataset
 from core.errors import DatasetError
-from core.profiles import DenseProfile, Profile, default_profiles
-from core.retrieval import Engine
+from core.retrieval.profiles import DenseProfile, Profile, default_profiles
+from core.retrieval.engine import Engine
 from core.workspace import Workspace
 
 SETS = ("cosqa", "csn-python-code2doc", "csn-python-code2doc-nodoc")

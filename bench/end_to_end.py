@@ -8,8 +8,8 @@ import time
 
 from bench.common import Measure, Target, percentile, time_repeated
 from bench.context import EVALUATED_PROFILES, BenchContext, bench_profiles
-from core.metrics import DEFAULT_METRICS, evaluate
-from core.retrieval import Engine
+from core.evaluation.metrics import DEFAULT_METRICS, evaluate
+from core.retrieval.engine import Engine
 
 EVAL_SET = "cosqa"
 SNIPPET_SET = "csn-python-code2doc"  # its queries are whole Python functions: real code to paste

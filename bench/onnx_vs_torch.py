@@ -24,8 +24,8 @@ if str(ROOT) not in sys.path:  # run as a script from the repository root
 import numpy as np  # noqa: E402
 
 from bench.common import load_average, machine, time_repeated  # noqa: E402
-from core.datasets import load_dataset  # noqa: E402
-from core.encoders import load_encoder  # noqa: E402
+from core.data.datasets import load_dataset  # noqa: E402
+from core.index.encoders import load_encoder  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 WARM_UP_TEXTS = 128

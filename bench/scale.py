@@ -100,10 +100,10 @@ def run_size(size: int, inputs: Path, workdir: Path, repeats: int) -> dict:
     """Build and query BM25 and vector indexes over ``size`` synthetic documents; figures as a dict."""
     import lancedb
 
-    from core.datasets import Dataset, Document, Qrels
-    from core.bm25_batch import bm25_top_k
-    from core.lexical import open_lexical_index
-    from core.vectors import ANN_INDEX_TYPE, VectorIndex, _batches, _read_checked, _vectors_table, top_k
+    from core.data.datasets import Dataset, Document, Qrels
+    from core.index.bm25_batch import bm25_top_k
+    from core.index.lexical import open_lexical_index
+    from core.index.vectors import ANN_INDEX_TYPE, VectorIndex, record_batches, read_checked_table, vectors_to_arrow, top_k
     from core.workspace import Workspace
 
     base_texts = json.loads((inputs / "base_texts.json").read_text())
@@ -144,17 +144,17 @@ def run_size(size: int, inputs: Path, workdir: Path, repeats: int) -> dict:
     db = lancedb.connect(str(workspace.vectors_dir))
     name = f"synthetic_{size}"
     started = time.perf_counter()  # the product's write path: one Arrow table (with its checksum), streamed to create_table
-    table = db.create_table(name, _batches(_vectors_table([f"d{row}" for row in range(size)], vectors, expected)), mode="overwrite")
+    table = db.create_table(name, record_batches(vectors_to_arrow([f"d{row}" for row in range(size)], vectors, expected)), mode="overwrite")
     figures["vector_write_s"] = time.perf_counter() - started
     del vectors
     _memory(memory, "vectors written")
     started = time.perf_counter()
-    table.create_index(metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)  # as core.vectors does
+    table.create_index(metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)  # as core.index.vectors does
     figures["ann_build_s"] = time.perf_counter() - started
     _memory(memory, "ANN index built")
 
     started = time.perf_counter()
-    table, vectors, _ = _read_checked(db, name, expected)  # what the product does on opening a vector index
+    table, vectors, _ = read_checked_table(db, name, expected)  # what the product does on opening a vector index
     figures["vector_open_s"] = time.perf_counter() - started
     _memory(memory, "vectors opened (product read)")
 
@@ -183,7 +183,7 @@ def run_size(size: int, inputs: Path, workdir: Path, repeats: int) -> dict:
 
 
 def _measures(figures: dict) -> list[Measure]:
-    from core.vectors import ANN_INDEX_TYPE, ANN_OVERSAMPLE
+    from core.index.vectors import ANN_INDEX_TYPE, ANN_OVERSAMPLE
 
     size = figures["size"]
     label = f"{size:,} docs"
@@ -198,15 +198,15 @@ def _measures(figures: dict) -> list[Measure]:
         Measure(8, f"scale {label}: BM25 run throughput (top-100)", figures["queries"] / percentile(figures["bm25_run_s"], 50), "q/s", None,
                 f"LexicalIndex.search_many over all {figures['queries']} queries (the evaluation path): {figures['bm25_run_path']}"),
         Measure(8, f"scale {label}: BM25 batch scorer throughput (top-100)", figures["queries"] / percentile(figures["bm25_batch_s"], 50), "q/s", None,
-                f"core.bm25_batch on the same queries, tokenised beforehand (what runs at other k1/b); reading the term matrix "
+                f"core.index.bm25_batch on the same queries, tokenised beforehand (what runs at other k1/b); reading the term matrix "
                 f"and loading the scorer took {figures['bm25_batch_open_s']:.1f} s"),
         Measure(8, f"scale {label}: vector table write", figures["vector_write_s"], "s", None,
-                f"core.vectors' write path; generating the synthetic vectors took {figures['generate_vectors_s']:.1f} s more"),
-        Measure(8, f"scale {label}: ANN index build ({ANN_INDEX_TYPE})", figures["ann_build_s"], "s", None, "LanceDB defaults, as core.vectors builds it"),
-        Measure(8, f"scale {label}: open vectors into memory", figures["vector_open_s"], "s", None, "core.vectors reads the table on open"),
+                f"core.index.vectors' write path; generating the synthetic vectors took {figures['generate_vectors_s']:.1f} s more"),
+        Measure(8, f"scale {label}: ANN index build ({ANN_INDEX_TYPE})", figures["ann_build_s"], "s", None, "LanceDB defaults, as core.index.vectors builds it"),
+        Measure(8, f"scale {label}: open vectors into memory", figures["vector_open_s"], "s", None, "core.index.vectors reads the table on open"),
         Measure(8, f"scale {label}: ANN query p50 (top-100)", ann_p50, "ms", None,
                 f"p95 {percentile(figures['ann_query_s'], 95) * 1000:.1f} ms; exact flat p50 {exact_p50:.1f} ms "
-                f"(the product searches exactly up to core.vectors.ANN_THRESHOLD docs)"),
+                f"(the product searches exactly up to core.index.vectors.ANN_THRESHOLD docs)"),
         Measure(8, f"scale {label}: exact flat query p50 (top-100)", exact_p50, "ms", None, "one query vector x all docs"),
         Measure(8, f"scale {label}: ANN recall@10 vs exact", figures["ann_recall_at_10"], "", None,
                 f"recall@100 {figures['ann_recall_at_100']:.3f} (product path: lance's default nprobes, "

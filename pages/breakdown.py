@@ -6,7 +6,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core.compare import (
+from core.evaluation.compare import (
     BASE_COLUMNS,
     filter_queries,
     interesting_queries,
@@ -19,7 +19,7 @@ from core.compare import (
     win_tie_loss,
 )
 from core.errors import WorkbenchError
-from core.metrics import parse_metric
+from core.evaluation.metrics import parse_metric
 from ui.render import escape_markdown
 from ui.state import current_selection, get_engine, get_evaluation, get_run
 

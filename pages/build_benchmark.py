@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.catalog import list_datasets
-from core.datasets import validate_name
+from core.data.catalog import list_datasets
+from core.data.datasets import validate_name
 from core.errors import WorkbenchError
-from core.source_benchmark import DEFAULT_SEED, DIRECTIONS, LANGUAGES, build_from_tree, check_source_root
-from core.stats import dataset_stats, language_counts, length_summary, length_table, query_rows
+from core.data.source_benchmark import DEFAULT_SEED, DIRECTIONS, LANGUAGES, build_from_tree, check_source_root
+from core.evaluation.stats import dataset_stats, language_counts, length_summary, length_table, query_rows
 from ui.render import escape_markdown
 from ui.state import current_selection
 

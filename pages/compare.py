@@ -4,9 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import WorkbenchError
-from core.metrics import parse_metric
-from core.report import build_report, default_report_dir, report_zip
-from core.significance import CORRECTIONS, TESTS, compare_all, marked_leaderboard
+from core.evaluation.metrics import parse_metric
+from core.evaluation.report import build_report, default_report_dir, report_zip
+from core.evaluation.significance import CORRECTIONS, TESTS, compare_all, marked_leaderboard
 from ui.render import escape_markdown
 from ui.state import get_evaluation, get_run, page_engine
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.archives import export_zip, import_zip_bytes
-from core.catalog import list_datasets
-from core.datasets import Dataset, is_beir_folder
+from core.data.archives import export_zip, import_zip_bytes
+from core.data.catalog import list_datasets
+from core.data.datasets import Dataset, is_beir_folder
 from core.errors import DatasetError, WorkbenchError
-from core.hub import NANOCODESEARCHNET_REPO, NANOCODESEARCHNET_SUBSETS, NANOCOIR_REPO, NANOCOIR_SUBSETS, download_nano_dataset
-from core.stats import (catalog_table, dataset_stats, document_rows, filter_rows, language_counts, length_summary,
+from core.data.hub import NANOCODESEARCHNET_REPO, NANOCODESEARCHNET_SUBSETS, NANOCOIR_REPO, NANOCOIR_SUBSETS, download_nano_dataset
+from core.evaluation.stats import (catalog_table, dataset_stats, document_rows, filter_rows, language_counts, length_summary,
                         length_table, page_count, page_of, problems_table, query_rows)
-from core.stdlib_benchmark import ensure_stdlib_benchmark
+from core.data.stdlib_benchmark import ensure_stdlib_benchmark
 from core.workspace import BUILTIN_DATASET
 from ui.render import escape_markdown, length_histogram
 from ui.state import current_selection, get_dataset

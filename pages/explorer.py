@@ -7,9 +7,9 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import QueryError, WorkbenchError
-from core.explore import positive_ranks, query_label, rank_summary, ranked_documents, search_benchmark_query
-from core.highlight import highlight_spans
-from core.retrieval import DEFAULT_DEPTH, SearchResult
+from core.retrieval.explore import positive_ranks, query_label, rank_summary, ranked_documents, search_benchmark_query
+from core.retrieval.highlight import highlight_spans
+from core.retrieval.engine import DEFAULT_DEPTH, SearchResult
 from ui.render import code_language, escape_markdown, highlighted_markdown
 from ui.state import page_engine
 

@@ -2,8 +2,8 @@
 import streamlit as st
 
 from core.errors import WorkbenchError
-from core.failures import explain_failure, find_failures
-from core.tags import REASONS, load_tags, remove_tag, save_tag, tags_frame
+from core.evaluation.failures import explain_failure, find_failures
+from core.evaluation.tags import REASONS, load_tags, remove_tag, save_tag, tags_frame
 from ui.render import escape_markdown
 from ui.state import current_selection, get_engine, get_run
 

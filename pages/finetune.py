@@ -4,9 +4,9 @@ import logging
 import pandas as pd
 import streamlit as st
 
-from core.catalog import list_datasets, open_dataset
+from core.data.catalog import list_datasets, open_dataset
 from core.errors import WorkbenchError
-from core.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS, add_dense_profile,
+from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS, add_dense_profile,
                            build_training_set, check_model_name, finetune, package_roots, read_finetune_info,
                            sample_and_mine)
 from core.workspace import slug

@@ -7,14 +7,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.datasets import Dataset
+from core.data.datasets import Dataset
 from core.errors import WorkbenchError
-from core.leaderboard import (RUN_ID_COLUMN, TIME_COLUMN, best_rows, data_fingerprint, language_table, leaderboard_table,
+from core.evaluation.leaderboard import (RUN_ID_COLUMN, TIME_COLUMN, best_rows, data_fingerprint, language_table, leaderboard_table,
                               profile_statuses, saved_run_label, saved_runs_table, status_table)
-from core.metrics import Evaluation, evaluate, parse_metric
-from core.retrieval import Engine
-from core.significance import markers_frame
-from core.runs import Run, list_runs, load_run, read_trec, save_run
+from core.evaluation.metrics import Evaluation, evaluate, parse_metric
+from core.retrieval.engine import Engine
+from core.evaluation.significance import markers_frame
+from core.retrieval.runs import Run, list_runs, load_run, read_trec, save_run
 from ui.render import escape_markdown, metrics_bar_chart, styled_leaderboard
 from ui.state import get_evaluation, get_run, page_engine
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.catalog import list_datasets
-from core.datasets import validate_name, write_dataset
+from core.data.catalog import list_datasets
+from core.data.datasets import validate_name, write_dataset
 from core.errors import WorkbenchError
-from core.leakage import ALL_KINDS, DEFAULT_JACCARD, audit_many, filter_train
+from core.training.leakage import ALL_KINDS, DEFAULT_JACCARD, audit_many, filter_train
 from ui.render import escape_markdown
 from ui.state import current_selection, get_dataset
 

@@ -5,8 +5,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.errors import WorkbenchError
-from core.metrics import parse_metric
-from core.sweep import (DEFAULT_BM25_VALUES, DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, sweep_bm25, sweep_frame,
+from core.evaluation.metrics import parse_metric
+from core.evaluation.sweep import (DEFAULT_BM25_VALUES, DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, sweep_bm25, sweep_frame,
                         sweep_hybrid_weight, sweep_rerank_pool)
 from ui.render import escape_markdown
 from ui.state import page_engine

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
-    from core.datasets import load_dataset
+    from core.data.datasets import load_dataset
     from ui.server import ServerStartError, start_server, stop_server
     from playwright.sync_api import sync_playwright
 

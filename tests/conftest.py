@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from core.datasets import Dataset, Qrels, load_dataset, write_dataset
+from core.data.datasets import Dataset, Qrels, load_dataset, write_dataset
 from core.workspace import Workspace
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -65,22 +65,22 @@ def workspace(tmp_path, mini_data_dir) -> Workspace:
 
 @pytest.fixture(scope="session")
 def csn_mini(session_workspace) -> Dataset:
-    from core.catalog import open_dataset
+    from core.data.catalog import open_dataset
 
     return open_dataset(session_workspace, "csn-mini")
 
 
 @pytest.fixture(scope="session")
 def cosqa_mini(session_workspace) -> Dataset:
-    from core.catalog import open_dataset
+    from core.data.catalog import open_dataset
 
     return open_dataset(session_workspace, "cosqa-mini")
 
 
 @pytest.fixture(scope="session")
 def csn_engine(session_workspace, csn_mini):
-    from core.profiles import default_profiles
-    from core.retrieval import Engine
+    from core.retrieval.profiles import default_profiles
+    from core.retrieval.engine import Engine
 
     engine = Engine(session_workspace, csn_mini, default_profiles())
     engine.warm(list(engine.profiles))

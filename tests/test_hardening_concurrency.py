@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from core.datasets import Dataset, write_dataset
-from core.lexical import index_path
-from core.profiles import default_profiles
-from core.retrieval import Engine
+from core.data.datasets import Dataset, write_dataset
+from core.index.lexical import index_path
+from core.retrieval.profiles import default_profiles
+from core.retrieval.engine import Engine
 from core.workspace import Workspace
 from tests.test_hardening_queries import HOSTILE_INPUTS
 from tests.test_hardening_stores import ROOT, cli_command, cli_env, copies, rankings

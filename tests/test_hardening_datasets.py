@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from core.archives import DEFAULT_MAX_UPLOAD_BYTES, import_zip, import_zip_bytes
-from core.datasets import Dataset, load_dataset, write_dataset
+from core.data.archives import DEFAULT_MAX_UPLOAD_BYTES, import_zip, import_zip_bytes
+from core.data.datasets import Dataset, load_dataset, write_dataset
 from core.errors import DatasetError, UnsafeArchiveError
-from core.lexical import open_lexical_index
+from core.index.lexical import open_lexical_index
 from core.workspace import Workspace
 
 CORPUS, QUERIES, QRELS = "corpus.jsonl", "queries.jsonl", "qrels/test.tsv"

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.datasets import Dataset, Document, Qrels, Query
+from core.data.datasets import Dataset, Document, Qrels, Query
 from core.errors import QueryError
-from core.profiles import Bm25Profile, default_profiles
-from core.retrieval import MAX_QUERY_CHARS, Engine, SearchResult, clean_query_text
+from core.retrieval.profiles import Bm25Profile, default_profiles
+from core.retrieval.engine import MAX_QUERY_CHARS, Engine, SearchResult, clean_query_text
 
 SYNTAX_CHARACTERS = ["+", "-", "&&", "||", "!", "(", ")", "{", "}", "[", "]", "^", '"', "~", "*", "?", ":", "\\", "/",
                      "AND", "OR", "NOT", "TO"]

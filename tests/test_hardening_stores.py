@@ -20,14 +20,14 @@ import lancedb
 import numpy as np
 import pytest
 
-from core.datasets import Dataset, write_dataset
-from core.encoders import Encoder, load_encoder
+from core.data.datasets import Dataset, write_dataset
+from core.index.encoders import Encoder, load_encoder
 from core.errors import IndexCorruptError
-from core.analyzers import get_analyzer
-from core.lexical import INFO_FILE, _open_checked, index_path, open_lexical_index
-from core.profiles import Bm25Profile, DenseProfile, default_profiles
-from core.retrieval import Engine
-from core.vectors import EMBED_CHUNK_ENV, _read_checked, _table_names, corpus_table_name, open_vector_index, query_table_name
+from core.index.analyzers import get_analyzer
+from core.index.lexical import INFO_FILE, open_checked_index, index_path, open_lexical_index
+from core.retrieval.profiles import Bm25Profile, DenseProfile, default_profiles
+from core.retrieval.engine import Engine
+from core.index.vectors import EMBED_CHUNK_ENV, read_checked_table, table_names, corpus_table_name, open_vector_index, query_table_name
 from core.workspace import Workspace
 from tests.conftest import slice_dataset
 
@@ -161,13 +161,13 @@ def test_damaged_lexical_index_is_detected_and_rebuilt_with_identical_results(wo
     LEXICAL_DAMAGE[case](folder)
 
     with pytest.raises(IndexCorruptError):
-        _open_checked(folder, get_analyzer("code"), csn_mini)
+        open_checked_index(folder, get_analyzer("code"), csn_mini)
     engine = Engine(workspace, csn_mini, BM25_PROFILES)
     after = rankings(engine)
     assert after == before
     reused = {report.what: report.reused for report in engine.reports}
     assert reused == {f"BM25 index (code) for {csn_mini.name}": False, f"BM25 index (plain) for {csn_mini.name}": True}
-    assert _open_checked(folder, get_analyzer("code"), csn_mini).num_docs == len(csn_mini.documents)
+    assert open_checked_index(folder, get_analyzer("code"), csn_mini).num_docs == len(csn_mini.documents)
 
 
 # ---- vector damage ------------------------------------------------------------------------------------
@@ -212,14 +212,14 @@ def test_damaged_vector_table_is_detected_and_rebuilt_with_identical_results(tmp
     damage(lance_folder(workspace, table))
 
     db = lancedb.connect(str(workspace.vectors_dir))
-    if table in _table_names(db):  # a deleted table is simply missing; anything else must fail its check
+    if table in table_names(db):  # a deleted table is simply missing; anything else must fail its check
         with pytest.raises(IndexCorruptError):
-            _read_checked(db, table, expected)
+            read_checked_table(db, table, expected)
     engine = Engine(workspace, tiny, DENSE_PROFILES)
     assert rankings(engine) == before
     what = f"{'embeddings' if kind == 'docs' else 'query embeddings'} (minilm) for {tiny.name}"
     assert [r.reused for r in engine.reports if r.what == what] == [False], "the damaged table is rebuilt, not reused"
-    _read_checked(lancedb.connect(str(workspace.vectors_dir)), table, expected)
+    read_checked_table(lancedb.connect(str(workspace.vectors_dir)), table, expected)
 
 
 def test_damaged_embedding_checkpoint_is_recomputed_not_reused(workspace: Workspace, tiny: Dataset, encoder: Encoder,
@@ -290,11 +290,11 @@ def test_killed_first_lexical_build_serves_nothing_and_the_next_run_builds_it(bi
 
     assert not path.exists(), "nothing is served from a half-written index"
     with pytest.raises(IndexCorruptError):
-        _open_checked(path, get_analyzer("code"), big)
+        open_checked_index(path, get_analyzer("code"), big)
     finished = run_cli(workspace, "index", "--dataset", "csn-big", "--profiles", "bm25-code")
     assert "BM25 index (code) for csn-big: built" in finished.stdout
     assert leftovers(workspace, big) == []
-    assert _open_checked(path, get_analyzer("code"), big).num_docs == len(big.documents)
+    assert open_checked_index(path, get_analyzer("code"), big).num_docs == len(big.documents)
 
 
 @pytest.mark.slow
@@ -321,7 +321,7 @@ def test_killed_embedding_build_keeps_the_old_table_and_the_next_run_reuses_its_
     done = len(checkpoints())
     assert 2 <= done < len(new.documents) // chunk, "the kill landed mid-embedding"
     db = lancedb.connect(str(workspace.vectors_dir))
-    assert new_table not in _table_names(db), "no table is written before every chunk is embedded"
+    assert new_table not in table_names(db), "no table is written before every chunk is embedded"
     reopened, report = open_vector_index(workspace, old, encoder)
     assert report.reused and np.array_equal(reopened.vectors, old_index.vectors), "the previous table keeps serving"
 
@@ -334,4 +334,4 @@ def test_killed_embedding_build_keeps_the_old_table_and_the_next_run_reuses_its_
     assert np.allclose(finished.vectors[: len(old.documents)], old_index.vectors, atol=1e-5)
     assert np.allclose(np.linalg.norm(finished.vectors, axis=1), 1.0, atol=1e-4)
     assert not partial.exists()
-    assert _table_names(lancedb.connect(str(workspace.vectors_dir))) == [new_table], "the old version goes once the new one serves"
+    assert table_names(lancedb.connect(str(workspace.vectors_dir))) == [new_table], "the old version goes once the new one serves"

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.archives import DEFAULT_MAX_UPLOAD_BYTES
-from core.catalog import open_dataset
-from core.datasets import Dataset, Document, Qrels, Query, validate_name
+from core.data.archives import DEFAULT_MAX_UPLOAD_BYTES
+from core.data.catalog import open_dataset
+from core.data.datasets import Dataset, Document, Qrels, Query, validate_name
 from core.errors import DatasetError
-from core.lexical import index_path
+from core.index.lexical import index_path
 from core.workspace import Workspace, slug
 
 ROOT = Path(__file__).resolve().parents[1]

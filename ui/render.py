@@ -16,8 +16,8 @@ import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from core.errors import MetricError
-from core.highlight import Span
-from core.metrics import parse_metric
+from core.retrieval.highlight import Span
+from core.evaluation.metrics import parse_metric
 
 HIGHLIGHT = "orange-background"
 _PUNCTUATION = frozenset(string.punctuation)

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core.catalog import default_dataset, list_datasets, open_dataset
-from core.datasets import Dataset
+from core.data.catalog import default_dataset, list_datasets, open_dataset
+from core.data.datasets import Dataset
 from core.errors import WorkbenchError
-from core.metrics import DEFAULT_METRICS, Evaluation, evaluate
-from core.profiles import Profile, load_profiles, profile_from_dict, profile_to_dict
-from core.retrieval import Engine
-from core.runs import Run
+from core.evaluation.metrics import DEFAULT_METRICS, Evaluation, evaluate
+from core.retrieval.profiles import Profile, load_profiles, profile_from_dict, profile_to_dict
+from core.retrieval.engine import Engine
+from core.retrieval.runs import Run
 from core.workspace import DATA_DIR_ENV, WORKSPACE_ENV, Workspace
 
 DEFAULT_SELECTED = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")

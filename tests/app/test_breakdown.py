@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.compare import interesting_queries, metric_column, rank_column, win_tie_loss
-from core.metrics import DEFAULT_METRICS, evaluate, query_length_buckets
+from core.evaluation.compare import interesting_queries, metric_column, rank_column, win_tie_loss
+from core.evaluation.metrics import DEFAULT_METRICS, evaluate, query_length_buckets
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PROFILES = ("bm25-code", "dense-minilm")

@@ -1,4 +1,4 @@
-"""The build-a-benchmark page validates its folder and name, builds with core.source_benchmark and shows the result's stats."""
+"""The build-a-benchmark page validates its folder and name, builds with core.data.source_benchmark and shows the result's stats."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.datasets import load_dataset
-from core.source_benchmark import build_from_tree
-from core.stats import dataset_stats
+from core.data.datasets import load_dataset
+from core.data.source_benchmark import build_from_tree
+from core.evaluation.stats import dataset_stats
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 JSON_PACKAGE = Path(json.__file__).parent  # a real source tree present wherever Python is: 14 documented functions

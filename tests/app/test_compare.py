@@ -1,4 +1,4 @@
-"""The significance page shows exactly what core.significance computes, and its report holds the same numbers."""
+"""The significance page shows exactly what core.evaluation.significance computes, and its report holds the same numbers."""
 from __future__ import annotations
 
 from html.parser import HTMLParser
@@ -8,10 +8,10 @@ import pytest
 from scipy import stats
 from streamlit.testing.v1 import AppTest
 
-from core.metrics import DEFAULT_METRICS, evaluate
-from core.profiles import default_profiles
-from core.retrieval import Engine
-from core.significance import compare_all, marked_leaderboard
+from core.evaluation.metrics import DEFAULT_METRICS, evaluate
+from core.retrieval.profiles import default_profiles
+from core.retrieval.engine import Engine
+from core.evaluation.significance import compare_all, marked_leaderboard
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PROFILES = ("bm25-code", "bm25-plain", "dense-minilm")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.archives import export_zip
+from core.data.archives import export_zip
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 

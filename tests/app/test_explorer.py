@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.highlight import shared_identifiers
+from core.retrieval.highlight import shared_identifiers
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 PROFILES = ("bm25-code", "dense-minilm", "hybrid-rrf")

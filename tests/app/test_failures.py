@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.failures import explain_failure, find_failures
-from core.tags import get_tag, load_tags, remove_tag
+from core.evaluation.failures import explain_failure, find_failures
+from core.evaluation.tags import get_tag, load_tags, remove_tag
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PROFILES = ("bm25-code", "dense-minilm")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.encoders import load_encoder
-from core.finetune import read_finetune_info
-from core.profiles import load_profiles
+from core.index.encoders import load_encoder
+from core.training.finetune import read_finetune_info
+from core.retrieval.profiles import load_profiles
 from core.workspace import Workspace
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

@@ -1,11 +1,11 @@
-"""The leaderboard page shows exactly what core.metrics.evaluate computes, per profile and per language."""
+"""The leaderboard page shows exactly what core.evaluation.metrics.evaluate computes, per profile and per language."""
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.leaderboard import TIME_COLUMN
-from core.metrics import DEFAULT_METRICS, evaluate, language_groups, slice_means
+from core.evaluation.leaderboard import TIME_COLUMN
+from core.evaluation.metrics import DEFAULT_METRICS, evaluate, language_groups, slice_means
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
 PROFILES = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")
@@ -84,7 +84,7 @@ def test_the_language_breakdown_shows_python_with_its_query_count_and_means(app_
 
 
 def test_a_saved_run_can_be_added_to_the_table_next_to_the_profiles(app_env, csn_engine):
-    from core.runs import Run, save_run
+    from core.retrieval.runs import Run, save_run
 
     base = csn_engine.run("bm25-plain")
     extra = save_run(Run("imported-bm25", base.rankings, csn_engine.dataset.name, {"kind": "imported"}, {}), app_env.runs_dir)
@@ -100,8 +100,8 @@ def test_a_saved_run_can_be_added_to_the_table_next_to_the_profiles(app_env, csn
 
 def test_significant_wins_are_marked_with_the_letters_of_the_beaten_rows(app_env, mini_data_dir, monkeypatch):
     """On cosqa-mini dense beats BM25 (plain) significantly: dense's nDCG@10 cell carries BM25's letter."""
-    from core.metrics import Evaluation
-    from core.significance import markers_frame
+    from core.evaluation.metrics import Evaluation
+    from core.evaluation.significance import markers_frame
 
     at = AppTest.from_file(str(APP), default_timeout=600)
     at.query_params["dataset"] = "cosqa-mini"
@@ -110,9 +110,9 @@ def test_significant_wins_are_marked_with_the_letters_of_the_beaten_rows(app_env
     at.switch_page("pages/leaderboard.py").run()
     evaluated(at)
     shown = b"".join(frame.proto.SerializeToString() for frame in at.dataframe)  # Styler display values travel inside
-    from core.catalog import open_dataset
-    from core.profiles import default_profiles
-    from core.retrieval import Engine
+    from core.data.catalog import open_dataset
+    from core.retrieval.profiles import default_profiles
+    from core.retrieval.engine import Engine
 
     dataset = open_dataset(app_env, "cosqa-mini")
     engine = Engine(app_env, dataset, default_profiles())

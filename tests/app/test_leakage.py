@@ -1,4 +1,4 @@
-"""The leakage page shows core.leakage.audit's counts and overlaps, and writes core.leakage.filter_train's dataset."""
+"""The leakage page shows core.training.leakage.audit's counts and overlaps, and writes core.training.leakage.filter_train's dataset."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.catalog import open_dataset
-from core.datasets import load_dataset, write_dataset
-from core.leakage import ALL_KINDS, audit, filter_train
+from core.data.catalog import open_dataset
+from core.data.datasets import load_dataset, write_dataset
+from core.training.leakage import ALL_KINDS, audit, filter_train
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

@@ -5,7 +5,7 @@ import string
 import pandas as pd
 from hypothesis import given, strategies as st
 
-from core.highlight import Span
+from core.retrieval.highlight import Span
 from ui.render import code_language, escape_markdown, highlighted_markdown, styled_leaderboard
 
 

@@ -1,4 +1,4 @@
-"""The quality-vs-latency page plots and tabulates what core.sweep computes for the same settings."""
+"""The quality-vs-latency page plots and tabulates what core.evaluation.sweep computes for the same settings."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core.sweep import sweep_bm25, sweep_hybrid_weight, sweep_rerank_pool
+from core.evaluation.sweep import sweep_bm25, sweep_hybrid_weight, sweep_rerank_pool
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

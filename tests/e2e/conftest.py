@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from core.catalog import open_dataset
-from core.profiles import load_profiles
-from core.retrieval import Engine
+from core.data.catalog import open_dataset
+from core.retrieval.profiles import load_profiles
+from core.retrieval.engine import Engine
 from core.workspace import Workspace
 from ui import server
 from ui.state import DEFAULT_SELECTED

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from core.failures import find_failures
-from core.metrics import DEFAULT_METRICS, evaluate, parse_metric
+from core.evaluation.failures import find_failures
+from core.evaluation.metrics import DEFAULT_METRICS, evaluate, parse_metric
 from tests.e2e.conftest import DATASET, start_server, stop_server
 from ui.state import DEFAULT_SELECTED as SELECTED  # the profiles a new session's sidebar selects
 

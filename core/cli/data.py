@@ -1,0 +1,77 @@
+"""Subcommands for datasets: list, import a zip, download from the hub, build benchmarks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from core.cli.common import check_new_dataset_name, split_names
+from core.workspace import Workspace
+
+def cmd_datasets(args, workspace: Workspace) -> None:
+    from core.data.catalog import list_datasets
+
+    print(f"{'name':32s} {'origin':10s} path")
+    for info in list_datasets(workspace):
+        print(f"{info.name:32s} {info.origin:10s} {info.path}")
+
+
+def cmd_import_zip(args, workspace: Workspace) -> None:
+    from core.data.archives import import_zip
+
+    folder = import_zip(Path(args.file), workspace.datasets_dir, name=args.name, overwrite=args.overwrite)
+    print(f"imported dataset into {folder}")
+
+
+def cmd_download(args, workspace: Workspace) -> None:
+    from core.data.hub import download_nano_dataset
+
+    folder = download_nano_dataset(args.repo, args.subset, workspace.datasets_dir, name=args.name)
+    print(f"downloaded into {folder}")
+
+
+def cmd_build_stdlib(args, workspace: Workspace) -> None:
+    from core.data.stdlib_benchmark import ensure_stdlib_benchmark
+
+    print(f"built-in benchmark at {ensure_stdlib_benchmark(workspace.datasets_dir)}")
+
+
+def cmd_build_benchmark(args, workspace: Workspace) -> None:
+    from core.data.source_benchmark import build_from_tree, check_source_root
+
+    root = check_source_root(args.root)
+    name = check_new_dataset_name(workspace, args.name)
+    dataset = build_from_tree(root, name, args.direction, split_names(args.languages) or None, args.queries, args.seed,
+                              args.strip_docstring, out_dir=workspace.datasets_dir)
+    languages = ", ".join(dataset.languages) or "none"
+    print(f"built {name}: {len(dataset.queries)} queries, {len(dataset.documents)} documents ({languages}) "
+          f"in {workspace.datasets_dir / name}")
+
+
+def register(sub) -> None:
+    """Add this group's subcommands to the ``python -m core`` parser."""
+    from core.data.source_benchmark import DEFAULT_SEED, DIRECTIONS
+
+    sub.add_parser("datasets", help="list datasets").set_defaults(func=cmd_datasets)
+
+    archive = sub.add_parser("import-zip", help="import a BEIR dataset from a .zip")
+    archive.add_argument("file")
+    archive.add_argument("--name")
+    archive.add_argument("--overwrite", action="store_true")
+    archive.set_defaults(func=cmd_import_zip)
+
+    download = sub.add_parser("download", help="download NanoCoIR / NanoCodeSearchNet from the Hugging Face hub")
+    download.add_argument("--repo", default="hakari-bench/NanoCoIR")
+    download.add_argument("--subset", default="NanoCodeSearchNet")
+    download.add_argument("--name")
+    download.set_defaults(func=cmd_download)
+
+    sub.add_parser("build-stdlib", help="build the built-in standard-library benchmark").set_defaults(func=cmd_build_stdlib)
+
+    build = sub.add_parser("build-benchmark", help="build a code <-> docstring benchmark from a source tree")
+    build.add_argument("--root", required=True, help="source folder on this machine")
+    build.add_argument("--name", required=True, help="name of the new dataset")
+    build.add_argument("--direction", choices=DIRECTIONS, default="code2doc")
+    build.add_argument("--languages", help="comma-separated, e.g. python,go (default: all supported)")
+    build.add_argument("--queries", type=int, default=200)
+    build.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    build.add_argument("--strip-docstring", action="store_true", help="code2doc: cut the docstring out of each query")
+    build.set_defaults(func=cmd_build_benchmark)

@@ -1,0 +1,100 @@
+"""Subcommands for indexes and runs: profiles, index, search, runs, export, import-run."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from core.cli.common import open_engine, requested_profiles
+from core.workspace import Workspace
+
+def cmd_profiles(args, workspace: Workspace) -> None:
+    from core.retrieval.profiles import load_profiles, profile_to_dict
+
+    for name, profile in load_profiles(workspace.profiles_file).items():
+        params = {k: v for k, v in profile_to_dict(profile).items() if k not in ("name", "kind")}
+        print(f"{name:20s} {profile.kind:7s} {params}")
+
+
+def cmd_index(args, workspace: Workspace) -> None:
+    engine = open_engine(workspace, args.dataset)
+    names = requested_profiles(engine, args.profiles)
+    if args.rebuild:
+        from core.index.lexical import open_lexical_index
+        from core.retrieval.profiles import Bm25Profile
+
+        for name in names:
+            profile = engine.profile(name)
+            if isinstance(profile, Bm25Profile):
+                engine.reports.append(open_lexical_index(workspace, engine.dataset, profile.analyzer, rebuild=True)[1])
+    engine.warm(names)
+    for report in engine.reports:
+        print(report)
+
+
+def cmd_search(args, workspace: Workspace) -> None:
+    engine = open_engine(workspace, args.dataset, quiet=True)
+    text = sys.stdin.read() if args.query == "-" else args.query
+    engine.warm([args.profile])
+    result = engine.search(args.profile, text, depth=args.k)
+    if result.truncated:
+        print("note: the query was cut to its first 100,000 characters", file=sys.stderr)
+    print(f"{args.profile}: {len(result.ranking)} results in {result.seconds * 1000:.1f} ms")
+    for rank, (doc_id, score) in enumerate(zip(result.ranking.doc_ids, result.ranking.scores), start=1):
+        text = engine.dataset.document(doc_id).text.replace("\n", " ")
+        print(f"{rank:3d}  {score:9.4f}  {doc_id:12s}  {text[:100]}")
+
+
+def cmd_runs(args, workspace: Workspace) -> None:
+    from core.retrieval.runs import list_runs
+
+    for saved in list_runs(workspace.runs_dir, args.dataset):
+        summary = f"{saved.meta.get('queries', '?')} queries, {saved.meta.get('ms_per_query', float('nan')):.2f} ms/query"
+        print(f"{saved.run_id:26s} {saved.name:20s} {saved.dataset:24s} {saved.created}  {summary}")
+
+
+def cmd_export(args, workspace: Workspace) -> None:
+    from core.retrieval.runs import load_run, write_trec
+
+    run = load_run(workspace.runs_dir, args.run)
+    path = write_trec(run, Path(args.out))
+    print(f"wrote {path} ({sum(len(r) for r in run.rankings.values())} lines)")
+
+
+def cmd_import_run(args, workspace: Workspace) -> None:
+    from core.retrieval.runs import read_trec, save_run
+
+    run = save_run(read_trec(Path(args.file), name=args.name, dataset=args.dataset), workspace.runs_dir)
+    print(f"imported {args.file} as run {run.run_id} ({len(run.rankings)} queries)")
+
+
+def register(sub) -> None:
+    """Add this group's subcommands to the ``python -m core`` parser."""
+    sub.add_parser("profiles", help="list retriever profiles").set_defaults(func=cmd_profiles)
+
+    index = sub.add_parser("index", help="build (or reuse) the indexes profiles need")
+    index.add_argument("--dataset", required=True)
+    index.add_argument("--profiles", help="comma-separated profile names (default: all)")
+    index.add_argument("--rebuild", action="store_true", help="rebuild BM25 indexes even when they are current")
+    index.set_defaults(func=cmd_index)
+
+    search = sub.add_parser("search", help="search one query ('-' reads it from stdin)")
+    search.add_argument("--dataset", required=True)
+    search.add_argument("--profile", default="hybrid-rrf")
+    search.add_argument("-k", type=int, default=10)
+    search.add_argument("query")
+    search.set_defaults(func=cmd_search)
+
+    runs = sub.add_parser("runs", help="list saved runs")
+    runs.add_argument("--dataset")
+    runs.set_defaults(func=cmd_runs)
+
+    export = sub.add_parser("export", help="export a saved run as a TREC run file")
+    export.add_argument("--run", required=True)
+    export.add_argument("--out", required=True)
+    export.set_defaults(func=cmd_export)
+
+    imported = sub.add_parser("import-run", help="import a TREC run file")
+    imported.add_argument("file")
+    imported.add_argument("--dataset", required=True)
+    imported.add_argument("--name")
+    imported.set_defaults(func=cmd_import_run)

@@ -1,0 +1,305 @@
+"""Move datasets in and out of the workspace as .zip archives, refusing anything unsafe.
+
+An uploaded zip is untrusted: every entry is checked (no absolute paths, ``..``, drive letters,
+links or device files), unpacking is bounded against zip bombs, and only the BEIR files are
+extracted, into a temp folder that must load as a dataset before it is renamed into place.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import zipfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from core.data.datasets import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, is_beir_folder, load_dataset, validate_name
+from core.errors import DatasetError, UnsafeArchiveError
+from core.workspace import slug
+
+META_FILE = "meta.json"
+DEFAULT_MAX_TOTAL_BYTES = 2 * 1024**3
+DEFAULT_MAX_FILES = 10_000
+DEFAULT_MAX_RATIO = 200.0
+DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024**2
+# Small files of repeated text compress far beyond any sane ratio; only members past this size are
+# held to max_ratio (a bomb needs volume to hurt, and the total cap bounds the rest).
+RATIO_FLOOR_BYTES = 1024**2
+_CHUNK_BYTES = 1024**2
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_SPECIAL_TYPES = {stat.S_IFLNK: "a symbolic link", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+                  stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket"}
+_JUNK_PREFIXES = ("__MACOSX/",)
+
+
+@dataclass(frozen=True)
+class UnpackLimits:
+    """How much an archive may unpack to: total bytes, entry count, per-member compression ratio."""
+
+    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES
+    max_files: int = DEFAULT_MAX_FILES
+    max_ratio: float = DEFAULT_MAX_RATIO
+
+
+@dataclass(frozen=True)
+class _Member:
+    """One zip entry to extract and the path (relative to the dataset folder) it becomes."""
+
+    info: zipfile.ZipInfo
+    target: str
+
+
+def import_zip(zip_path: str | os.PathLike, datasets_dir: str | os.PathLike, name: str | None = None,
+               max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, max_files: int = DEFAULT_MAX_FILES,
+               max_ratio: float = DEFAULT_MAX_RATIO, overwrite: bool = False) -> Path:
+    """Unpack a BEIR dataset zip into ``datasets_dir/<name>`` and return that folder.
+
+    The BEIR root may sit at the top of the zip or one folder down (``scifact/corpus.jsonl``); the
+    name defaults to that folder, else the zip's stem. Nothing in ``datasets_dir`` changes unless
+    the new dataset loads; an existing dataset of that name is replaced only with ``overwrite``.
+    """
+    zip_path = Path(zip_path)
+    limits = UnpackLimits(max_total_bytes, max_files, max_ratio)
+    return _import(zip_path, zip_path.name, Path(datasets_dir), name, limits, overwrite)
+
+
+def import_zip_bytes(data: bytes | BinaryIO, filename: str, datasets_dir: str | os.PathLike, name: str | None = None,
+                     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+                     max_files: int = DEFAULT_MAX_FILES, max_ratio: float = DEFAULT_MAX_RATIO,
+                     overwrite: bool = False) -> Path:
+    """Import an uploaded zip (bytes or a file object such as Streamlit's UploadedFile).
+
+    Uploads over ``max_upload_bytes`` are refused before anything is written.
+    """
+    datasets_dir = Path(datasets_dir)
+    declared = _upload_size(data)
+    if declared is not None and declared > max_upload_bytes:
+        raise DatasetError(_too_big_message(filename, declared, max_upload_bytes))
+    datasets_dir.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=".upload-", suffix=".zip", dir=datasets_dir)
+    temp_path = Path(temp_name)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            _copy_upload(data, out, filename, max_upload_bytes)
+        limits = UnpackLimits(max_total_bytes, max_files, max_ratio)
+        return _import(temp_path, filename, datasets_dir, name, limits, overwrite)
+    finally:
+        temp_path.unlink(missing_ok=True)
+
+
+def export_zip(dataset_folder: str | os.PathLike, out_path: str | os.PathLike) -> Path:
+    """Write a dataset folder as a zip (files under ``<dataset name>/``) that ``import_zip`` reads back."""
+    folder = Path(dataset_folder)
+    out_path = Path(out_path)
+    if not is_beir_folder(folder):
+        raise DatasetError(f"{folder} is not a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/*.tsv); nothing to export.")
+    files = [folder / CORPUS_FILE, folder / QUERIES_FILE, *sorted((folder / QRELS_DIR).glob("*.tsv"))]
+    if (folder / META_FILE).is_file():
+        files.append(folder / META_FILE)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    temp_path = out_path.with_name(f".{out_path.name}.tmp-{os.getpid()}")
+    try:
+        with zipfile.ZipFile(temp_path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for path in files:
+                archive.write(path, f"{folder.name}/{path.relative_to(folder).as_posix()}")
+        temp_path.replace(out_path)
+    finally:
+        temp_path.unlink(missing_ok=True)
+    return out_path
+
+
+def _import(zip_path: Path, archive_name: str, datasets_dir: Path, name: str | None, limits: UnpackLimits,
+            overwrite: bool) -> Path:
+    """Import ``zip_path``; messages call it ``archive_name``, the name the user knows (not a temp file's)."""
+    archive = _open_zip(zip_path, archive_name)
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > limits.max_files:
+            raise UnsafeArchiveError(f"{archive_name} holds {len(infos)} entries, more than the limit of {limits.max_files}; "
+                                     "zip only the dataset folder.")
+        for info in infos:
+            _check_entry(info)
+        root, members = _beir_members(infos, archive_name)
+        _check_declared_sizes(members, limits)
+        dataset_name = validate_name(name) if name else _default_name(root, Path(archive_name).stem)
+        target = datasets_dir / dataset_name
+        if target.exists() and not overwrite:
+            raise DatasetError(f"A dataset named {dataset_name!r} already exists; choose another name or allow overwriting it.")
+        datasets_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".import-{dataset_name}-", dir=datasets_dir))
+        try:
+            _extract(archive, members, staging, limits)
+            _check_meta(staging)
+            load_dataset(staging, name=dataset_name)  # refuses a broken dataset before it replaces anything
+            return _move_into_place(staging, target, overwrite)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _open_zip(zip_path: Path, archive_name: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(zip_path)
+    except FileNotFoundError:
+        raise DatasetError(f"Archive {str(zip_path)!r} does not exist.") from None
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+        raise DatasetError(f"{archive_name} is not a readable .zip archive ({exc}); "
+                           "zip the dataset folder (corpus.jsonl, queries.jsonl, qrels/) and upload it again.") from None
+
+
+def _check_entry(info: zipfile.ZipInfo) -> None:
+    """Refuse an entry that could write outside its folder or is not a plain file or folder."""
+    name = info.filename
+    parts = re.split(r"[\\/]", name)
+    if name.startswith(("/", "\\")):
+        raise UnsafeArchiveError(f"Archive entry {name!r} has an absolute path; refusing the whole archive.")
+    if _DRIVE.match(name):
+        raise UnsafeArchiveError(f"Archive entry {name!r} names a drive; refusing the whole archive.")
+    if ".." in parts:
+        raise UnsafeArchiveError(f"Archive entry {name!r} climbs out of its folder with '..'; refusing the whole archive.")
+    kind = _SPECIAL_TYPES.get(stat.S_IFMT(info.external_attr >> 16))
+    if kind:
+        raise UnsafeArchiveError(f"Archive entry {name!r} is {kind}; only plain files are accepted, refusing the whole archive.")
+    if info.flag_bits & 0x1:
+        raise DatasetError(f"Archive entry {name!r} is encrypted; zip the dataset without a password.")
+
+
+def _beir_members(infos: Sequence[zipfile.ZipInfo], archive_name: str) -> tuple[str, list[_Member]]:
+    """Find the one BEIR root (top level or one folder down) and the entries that belong to it."""
+    files = {info.filename.replace("\\", "/"): info for info in infos
+             if not info.is_dir() and not info.filename.startswith(_JUNK_PREFIXES)}
+    roots = sorted(path[: -len(CORPUS_FILE)] for path in files
+                   if PurePosixPath(path).name == CORPUS_FILE and path.count("/") <= 1)
+    roots = [root for root in roots if f"{root}{QUERIES_FILE}" in files]
+    if not roots:
+        raise DatasetError(f"{archive_name} holds no BEIR dataset: expected corpus.jsonl, queries.jsonl and "
+                           "qrels/<split>.tsv at the top of the zip or inside one folder.")
+    if len(roots) > 1:
+        shown = ", ".join(root or "(top level)" for root in roots)
+        raise DatasetError(f"{archive_name} holds several datasets ({shown}); upload one dataset per zip.")
+    root = roots[0]
+    members = [_Member(files[f"{root}{CORPUS_FILE}"], CORPUS_FILE), _Member(files[f"{root}{QUERIES_FILE}"], QUERIES_FILE)]
+    for path in sorted(files):
+        relative = path[len(root):]
+        if path.startswith(root) and re.fullmatch(rf"{QRELS_DIR}/[^/.][^/]*\.tsv", relative):
+            members.append(_Member(files[path], relative))
+    if len(members) == 2:
+        raise DatasetError(f"{archive_name} has no qrels: expected {root}{QRELS_DIR}/<split>.tsv (for example {QRELS_DIR}/test.tsv).")
+    if f"{root}{META_FILE}" in files:
+        members.append(_Member(files[f"{root}{META_FILE}"], META_FILE))
+    return root, members
+
+
+def _check_declared_sizes(members: Sequence[_Member], limits: UnpackLimits) -> None:
+    declared = sum(member.info.file_size for member in members)
+    if declared > limits.max_total_bytes:
+        raise UnsafeArchiveError(f"The archive would unpack to {declared:,} bytes, more than the limit of "
+                                 f"{limits.max_total_bytes:,}; refusing it.")
+    for member in members:
+        _check_ratio(member.info, member.info.file_size, limits)
+
+
+def _check_ratio(info: zipfile.ZipInfo, unpacked: int, limits: UnpackLimits) -> None:
+    if unpacked > RATIO_FLOOR_BYTES and unpacked > limits.max_ratio * max(info.compress_size, 1):
+        raise UnsafeArchiveError(f"Archive entry {info.filename!r} expands more than {limits.max_ratio:g} times "
+                                 "(a zip bomb?); refusing the archive.")
+
+
+def _extract(archive: zipfile.ZipFile, members: Sequence[_Member], staging: Path, limits: UnpackLimits) -> None:
+    """Copy each member in chunks, counting real bytes: declared sizes can lie."""
+    total = 0
+    (staging / QRELS_DIR).mkdir()
+    for member in members:
+        written = 0
+        try:
+            with archive.open(member.info) as source, (staging / member.target).open("xb") as out:
+                while chunk := source.read(_CHUNK_BYTES):
+                    written += len(chunk)
+                    total += len(chunk)
+                    if total > limits.max_total_bytes:
+                        raise UnsafeArchiveError(f"The archive unpacks to more than {limits.max_total_bytes:,} bytes "
+                                                 f"(stopped in {member.info.filename!r}); refusing it.")
+                    _check_ratio(member.info, written, limits)
+                    out.write(chunk)
+        except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
+            raise DatasetError(f"Archive entry {member.info.filename!r} is damaged or uses an unsupported compression "
+                               f"({exc}); zip the dataset folder again.") from None
+
+
+def _check_meta(staging: Path) -> None:
+    meta = staging / META_FILE
+    if not meta.exists():
+        return
+    try:
+        parsed = json.loads(meta.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
+        raise DatasetError(f"meta.json in the archive is not valid JSON ({exc}); fix it or leave it out of the zip.") from None
+    if not isinstance(parsed, dict):
+        raise DatasetError("meta.json in the archive must hold a JSON object; fix it or leave it out of the zip.")
+
+
+def _default_name(root: str, fallback_name: str) -> str:
+    """The inner folder's name, else the zip's stem, made path-safe (browsers add ' (1)' to names)."""
+    return validate_name(slug(root.rstrip("/") or fallback_name, 100))
+
+
+def _move_into_place(staging: Path, target: Path, overwrite: bool) -> Path:
+    """Rename the staged folder to ``target``; an old dataset is renamed aside and restored on failure."""
+    if not target.exists():
+        staging.rename(target)
+        return target
+    if not overwrite:
+        raise DatasetError(f"A dataset named {target.name!r} already exists; choose another name or allow overwriting it.")
+    old = Path(tempfile.mkdtemp(prefix=f".replaced-{target.name}-", dir=target.parent)) / target.name
+    target.rename(old)
+    try:
+        staging.rename(target)
+    except OSError:
+        old.rename(target)
+        raise
+    shutil.rmtree(old.parent, ignore_errors=True)
+    return target
+
+
+def _upload_size(data: bytes | BinaryIO) -> int | None:
+    """The whole upload's size when it is known without reading it (bytes, UploadedFile.size, seekable files).
+
+    Seekable uploads are rewound first: Streamlit hands back the same UploadedFile, already read, on a rerun.
+    """
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return len(data)
+    try:
+        data.seek(0)
+    except (AttributeError, OSError, ValueError):
+        return None  # a one-way stream: its size shows while copying
+    size = getattr(data, "size", None)
+    if isinstance(size, int):
+        return size
+    end = data.seek(0, io.SEEK_END)
+    data.seek(0)
+    return end
+
+
+def _copy_upload(data: bytes | BinaryIO, out: BinaryIO, filename: str, max_upload_bytes: int) -> None:
+    """Write the upload, stopping at the cap for streams whose size was not known up front."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        out.write(data)
+        return
+    copied = 0
+    while chunk := data.read(_CHUNK_BYTES):
+        copied += len(chunk)
+        if copied > max_upload_bytes:
+            raise DatasetError(_too_big_message(filename, copied, max_upload_bytes, at_least=True))
+        out.write(chunk)
+
+
+def _too_big_message(filename: str, size: int, cap: int, at_least: bool = False) -> str:
+    amount = f"at least {size / 1024**2:.1f}" if at_least else f"{size / 1024**2:.1f}"
+    return (f"{filename} is {amount} MiB, over the upload limit of {cap / 1024**2:.0f} MiB; "
+            "copy the dataset folder into the data directory instead, or raise the limit.")

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, significance, comparisons, failures, sweeps and reports over runs."""

@@ -1,0 +1,474 @@
+"""One-click reports: a self-contained HTML page and a Markdown file with PNG charts, to email or commit.
+
+A report holds the leaderboard with significance markers (see ``core.evaluation.significance``), means per
+language, charts, the worst failures of the best profile, and what produced the numbers: machine,
+date, dataset hashes, profile parameters. Corpus and query text is untrusted: every piece of it is
+HTML-escaped in the HTML, and kept inside code fences (longer than any backtick run it holds) in the
+Markdown, whose renderers would otherwise pass raw HTML through.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+import platform
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import ScalarFormatter
+
+from core.data.datasets import Dataset
+from core.errors import MetricError
+from core.evaluation.metrics import POSITIVE_RANK, Evaluation, language_groups, parse_metric, slice_means
+from core.retrieval.runs import Run
+from core.evaluation.significance import ComparisonTable, compare_all, run_letters, significance_markers
+from core.workspace import Workspace, slug
+
+HTML_FILE = "report.html"
+MARKDOWN_FILE = "report.md"
+IMAGES_DIR = "images"
+QUERY_PREVIEW_CHARS = 800
+DOCUMENT_PREVIEW_CHARS = 500
+TOP_DOCUMENTS_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a report was written: the HTML (images embedded), the Markdown and the images it links."""
+
+    html: Path
+    markdown: Path
+    images: tuple[Path, ...]
+
+
+@dataclass(frozen=True)
+class RankedDocument:
+    """A document as a failure case shows it: where it ranked, its score, whether it is relevant."""
+
+    doc_id: str
+    text: str
+    rank: int | None
+    score: float | None
+    relevant: bool
+
+
+@dataclass(frozen=True)
+class FailureCase:
+    """A query the best profile gets wrong: the query, its positives, what ranked on top, each profile's positive rank."""
+
+    query_id: str
+    query: str
+    language: str
+    metric_value: float
+    positives: tuple[RankedDocument, ...]
+    top: tuple[RankedDocument, ...]
+    positive_ranks: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class _Context:
+    """Everything a report shows, computed once and written twice (HTML and Markdown)."""
+
+    dataset: Dataset
+    metrics: tuple[str, ...]
+    runs: tuple[Run, ...]
+    evaluations: tuple[Evaluation, ...]
+    tables: tuple[ComparisonTable, ...]
+    letters: Mapping[str, str]
+    languages: pd.DataFrame
+    failures: tuple[FailureCase, ...]
+    best: str
+    created: str
+    machine: tuple[tuple[str, str], ...]
+
+
+def default_report_dir(workspace: Workspace, dataset_name: str) -> Path:
+    """A fresh folder for one report, under the workspace's ``reports/``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return workspace.root / "reports" / f"{slug(dataset_name)}-{stamp}"
+
+
+def machine_info() -> tuple[tuple[str, str], ...]:
+    """What the timings were measured on."""
+    return (("host", platform.node()), ("platform", platform.platform()), ("processor", platform.machine()),
+            ("cpu cores", str(os.cpu_count())), ("python", platform.python_version()))
+
+
+def _preview(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n…"
+
+
+def failure_cases(dataset: Dataset, evaluation: Evaluation, run: Run, metric: str, top_n: int = 10,
+                  others: Sequence[Evaluation] = ()) -> list[FailureCase]:
+    """The ``top_n`` queries the run does worst on: the positive not ranked first, lowest metric value first.
+
+    Ties are broken by the positive's rank (not retrieved first, then deepest), then by query id.
+    ``others`` add each other run's positive rank to every case.
+    """
+    metric = parse_metric(metric).key
+    frame = evaluation.per_query
+    missed = frame[~(frame[POSITIVE_RANK] == 1)]
+    order = sorted(missed.index, key=lambda q: (missed.at[q, metric],
+                                                 -(math.inf if math.isnan(missed.at[q, POSITIVE_RANK]) else missed.at[q, POSITIVE_RANK]),
+                                                 q))
+    cases = []
+    for query_id in order[:top_n]:
+        ranking = run.ranking(query_id)
+        grades = dataset.qrels.grades(query_id)
+        positives = tuple(
+            RankedDocument(doc_id, _preview(dataset.document(doc_id).text, DOCUMENT_PREVIEW_CHARS), ranking.rank_of(doc_id),
+                           None, True)
+            for doc_id in dataset.qrels.positives(query_id) if doc_id in dataset.doc_index)
+        top = tuple(
+            RankedDocument(doc_id, _preview(dataset.document(doc_id).text, DOCUMENT_PREVIEW_CHARS), rank, score,
+                           grades.get(doc_id, 0) > 0)
+            for rank, (doc_id, score) in enumerate(zip(ranking.doc_ids[:TOP_DOCUMENTS_SHOWN], ranking.scores), start=1))
+        ranks = tuple((other.run_name, float(other.per_query.at[query_id, POSITIVE_RANK]))
+                      for other in (evaluation, *others) if query_id in other.per_query.index)
+        cases.append(FailureCase(query_id, _preview(dataset.query(query_id).text, QUERY_PREVIEW_CHARS),
+                                 dataset.query_language(query_id), float(frame.at[query_id, metric]), positives, top, ranks))
+    return cases
+
+
+def language_table(dataset: Dataset, evaluations: Sequence[Evaluation], metric: str) -> pd.DataFrame:
+    """Mean of ``metric`` per query language (rows) and run (columns), with the query count."""
+    groups = language_groups(dataset)
+    columns = {evaluation.run_name: slice_means(evaluation, groups)[metric] for evaluation in evaluations}
+    table = pd.DataFrame(columns)
+    table["queries"] = slice_means(evaluations[0], groups)["queries"]
+    table.index.name = "language"
+    return table
+
+
+# ---- charts -------------------------------------------------------------------------------------------
+def _plain(label: str) -> str:
+    """A label matplotlib draws as typed: '$' would start mathtext, which can fail on odd names."""
+    return str(label).replace("$", r"\$")
+
+
+def _bar_chart(path: Path, groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str) -> Path:
+    figure = Figure(figsize=(8, 3.6), dpi=110)
+    axes = figure.subplots()
+    width = 0.8 / max(len(series), 1)
+    positions = np.arange(len(groups))
+    for i, (name, values) in enumerate(series.items()):
+        axes.bar(positions + i * width - 0.4 + width / 2, values, width, label=_plain(name))
+    axes.set_xticks(positions, [_plain(g) for g in groups])
+    axes.set_ylim(0, 1.05)
+    axes.set_ylabel(_plain(ylabel))
+    axes.set_title(_plain(title))
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def _rank_chart(path: Path, evaluations: Sequence[Evaluation], depth: int) -> Path:
+    figure = Figure(figsize=(8, 3.6), dpi=110)
+    axes = figure.subplots()
+    cutoffs = np.arange(1, max(depth, 1) + 1)
+    for evaluation in evaluations:
+        ranks = evaluation.per_query[POSITIVE_RANK].to_numpy(dtype=float)
+        found = np.nan_to_num(ranks, nan=np.inf)
+        share = (found[None, :] <= cutoffs[:, None]).mean(axis=1)
+        axes.plot(cutoffs, share, drawstyle="steps-post", label=_plain(evaluation.run_name))
+    axes.set_xscale("log")
+    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.set_xlim(1, max(2, int(cutoffs[-1])))
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("rank k")
+    axes.set_ylabel("queries with positive in top k")
+    axes.set_title("Where the positive lands")
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def _charts(context: _Context, folder: Path) -> tuple[Path, ...]:
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [e.run_name for e in context.evaluations]
+    metric = context.metrics[0]
+    means = {e.run_name: [e.mean()[m] for m in context.metrics] for e in context.evaluations}
+    by_language = {name: context.languages[name].tolist() for name in names}
+    depth = max((run.depth for run in context.runs), default=1)
+    return (
+        _bar_chart(folder / "metrics.png", [parse_metric(m).label() for m in context.metrics], means, "Mean per metric", "mean"),
+        _bar_chart(folder / "languages.png", [str(g) for g in context.languages.index], by_language,
+                   f"{parse_metric(metric).label()} per language", parse_metric(metric).label()),
+        _rank_chart(folder / "positive_rank.png", context.evaluations, depth),
+    )
+
+
+# ---- shared content -----------------------------------------------------------------------------------
+def _markers(context: _Context, metric_index: int, name: str) -> str:
+    if not context.tables:
+        return ""
+    beaten = significance_markers(context.tables[metric_index])[name]
+    return "".join(context.letters[other] for other in beaten)
+
+
+def _ms(run: Run) -> str:
+    value = run.meta.get("ms_per_query")
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "-"
+
+
+def _rank_text(rank: float | int | None) -> str:
+    return "not retrieved" if rank is None or (isinstance(rank, float) and math.isnan(rank)) else str(int(rank))
+
+
+def _params(run: Run) -> str:
+    return json.dumps({k: v for k, v in dict(run.profile).items() if k != "name"}, sort_keys=True, default=str)
+
+
+def _significance_note(context: _Context) -> str:
+    if not context.tables:
+        return "Only one profile: no significance test."
+    table = context.tables[0]
+    family = f"each profile against {table.baseline}" if table.baseline else "every pair of profiles"
+    return (f"Superscript letters name the profiles a profile beats significantly: two-sided {table.test} test over "
+            f"{family}, {table.correction} correction per metric, alpha = {table.alpha}.")
+
+
+# ---- HTML -----------------------------------------------------------------------------------------------
+_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+table{border-collapse:collapse;margin:0.6em 0 1.4em}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3}td:first-child,th:first-child{white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums}sup{color:#0a6;font-weight:600}
+pre{background:#f6f8fa;padding:8px;overflow-x:auto;max-height:24em;white-space:pre-wrap}img{max-width:100%}
+.case{border-top:2px solid #ddd;margin-top:1.2em}.meta{color:#555;font-size:0.9em}.hit{color:#0a6}.miss{color:#b00}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _num_cell(value: float, markers: str = "") -> str:
+    sup = f"<sup>{_e(markers)}</sup>" if markers else ""
+    return f'<td class="num" data-value="{value!r}">{value:.4f}{sup}</td>'
+
+
+def _html_table(frame: pd.DataFrame, table_id: str) -> str:
+    head = "".join(f"<th>{_e(c)}</th>" for c in [frame.index.name or "", *frame.columns])
+    body = []
+    for label, *row in frame.itertuples(name=None):  # itertuples keeps each column's type (ints stay ints)
+        cells = "".join(_num_cell(float(v)) if isinstance(v, (float, np.floating)) else f"<td>{_e(v)}</td>" for v in row)
+        body.append(f"<tr><td>{_e(label)}</td>{cells}</tr>")
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _html_document(document: RankedDocument) -> str:
+    status = '<span class="hit">relevant</span>' if document.relevant else '<span class="miss">not relevant</span>'
+    score = f", score {document.score:.4f}" if document.score is not None else ""
+    return (f"<p>rank {_e(_rank_text(document.rank))}{_e(score)}: <code>{_e(document.doc_id)}</code> {status}</p>"
+            f"<pre><code>{_e(document.text)}</code></pre>")
+
+
+def _html(context: _Context, images: Sequence[Path]) -> str:
+    dataset = context.dataset
+    names = [e.run_name for e in context.evaluations]
+    runs = {run.name: run for run in context.runs}
+    head = "".join(f"<th>{_e(h)}</th>" for h in ["", "profile", *[parse_metric(m).label() for m in context.metrics], "ms/query"])
+    rows = []
+    for evaluation in context.evaluations:
+        means = evaluation.mean()
+        cells = "".join(_num_cell(means[m], _markers(context, i, evaluation.run_name)) for i, m in enumerate(context.metrics))
+        rows.append(f"<tr><td>{_e(context.letters[evaluation.run_name])}</td><td>{_e(evaluation.run_name)}</td>{cells}"
+                    f'<td class="num">{_e(_ms(runs[evaluation.run_name]))}</td></tr>')
+    leaderboard = f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+
+    comparisons = []
+    for table in context.tables:
+        frame = table.to_frame().set_index("a")
+        comparisons.append(f"<h3>{_e(parse_metric(table.metric).label())}</h3>" + _html_table(frame, f"comparisons-{_e(table.metric)}"))
+
+    figures = []
+    for path in images:
+        encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+        figures.append(f'<p><img alt="{_e(path.stem)}" src="data:image/png;base64,{encoded}"></p>')
+
+    cases = []
+    for case in context.failures:
+        ranks = ", ".join(f"{_e(name)}: {_e(_rank_text(rank))}" for name, rank in case.positive_ranks)
+        cases.append(
+            f'<div class="case"><h3>{_e(case.query_id)} <span class="meta">({_e(case.language)}, '
+            f"{_e(context.metrics[0])} = {case.metric_value:.4f})</span></h3>"
+            f"<p class=\"meta\">positive rank per profile: {ranks}</p><h4>Query</h4><pre><code>{_e(case.query)}</code></pre>"
+            f"<h4>Relevant</h4>{''.join(_html_document(d) for d in case.positives)}"
+            f"<h4>Ranked on top by {_e(context.best)}</h4>{''.join(_html_document(d) for d in case.top)}</div>")
+
+    profiles = "".join(f"<tr><td>{_e(run.name)}</td><td><code>{_e(_params(run))}</code></td><td>{_e(run.run_id or '-')}</td>"
+                       f'<td class="num">{_e(_ms(run))}</td></tr>' for run in context.runs)
+    machine = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in context.machine)
+    facts = (("dataset", dataset.name), ("split", dataset.split), ("documents", len(dataset.documents)),
+             ("judged queries", len(dataset.judged_queries)), ("corpus sha256", dataset.corpus_hash),
+             ("queries sha256", dataset.queries_hash), ("created", context.created))
+    facts_html = "".join(f"<tr><th>{_e(k)}</th><td><code>{_e(v)}</code></td></tr>" for k, v in facts)
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>codeir report: {_e(dataset.name)}</title><style>{_STYLE}</style></head>
+<body>
+<h1>Retrieval report: {_e(dataset.name)}</h1>
+<table id="facts">{facts_html}</table>
+<h2>Leaderboard</h2>
+<p class="meta">{_e(_significance_note(context))}</p>
+{leaderboard}
+<h2>{_e(parse_metric(context.metrics[0]).label())} per language</h2>
+{_html_table(context.languages, "languages")}
+<h2>Charts</h2>
+{''.join(figures)}
+<h2>Significance tests</h2>
+{''.join(comparisons) or '<p>Only one profile: nothing to compare.</p>'}
+<h2>Failure cases of {_e(context.best)}</h2>
+{''.join(cases) or '<p>The best profile ranks every positive first.</p>'}
+<h2>Profiles</h2>
+<table id="profiles"><thead><tr><th>profile</th><th>parameters</th><th>run id</th><th>ms/query</th></tr></thead><tbody>{profiles}</tbody></table>
+<h2>Machine</h2>
+<table id="machine">{machine}</table>
+<p class="meta">{_e(len(names))} profiles; written by codeir workbench.</p>
+</body></html>
+"""
+
+
+# ---- Markdown --------------------------------------------------------------------------------------------
+_LANGUAGE_TAG = re.compile(r"[^A-Za-z0-9_+-]")
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]()#!|~])")
+
+
+def md_cell(value: object) -> str:
+    """Inline text safe in Markdown (a table cell, a heading): syntax characters backslash-escaped, HTML escaped, one line."""
+    text = _MARKDOWN_PUNCTUATION.sub(r"\\\1", str(value))
+    return html.escape(text, quote=True).replace("\r", " ").replace("\n", " ")
+
+
+def md_fence(text: str, language: str = "") -> str:
+    """A fenced code block that ``text`` cannot close early: the fence is longer than any backtick run in it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{_LANGUAGE_TAG.sub('', language)}\n{text}\n{fence}"
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _md_frame(frame: pd.DataFrame) -> str:
+    rows = [[md_cell(label)] + [f"{v:.4f}" if isinstance(v, (float, np.floating)) else md_cell(v) for v in row]
+            for label, *row in frame.itertuples(name=None)]
+    return _md_table([md_cell(frame.index.name or "")] + [md_cell(c) for c in frame.columns], rows)
+
+
+def _md_document(document: RankedDocument, language: str) -> str:
+    status = "relevant" if document.relevant else "not relevant"
+    score = f", score {document.score:.4f}" if document.score is not None else ""
+    return f"rank {_rank_text(document.rank)}{score}: document {md_cell(document.doc_id)} ({status})\n\n{md_fence(document.text, language)}"
+
+
+def _markdown(context: _Context, images: Sequence[Path]) -> str:
+    dataset = context.dataset
+    runs = {run.name: run for run in context.runs}
+    header = ["", "profile", *[parse_metric(m).label() for m in context.metrics], "ms/query"]
+    rows = []
+    for evaluation in context.evaluations:
+        means = evaluation.mean()
+        cells = []
+        for i, metric in enumerate(context.metrics):
+            markers = _markers(context, i, evaluation.run_name)
+            cells.append(f"{means[metric]:.4f}" + (f"<sup>{markers}</sup>" if markers else ""))
+        rows.append([context.letters[evaluation.run_name], md_cell(evaluation.run_name), *cells, _ms(runs[evaluation.run_name])])
+    parts = [
+        f"# Retrieval report: {md_cell(dataset.name)}", "",
+        _md_table(["", ""], [["dataset", md_cell(dataset.name)], ["split", md_cell(dataset.split)],
+                             ["documents", str(len(dataset.documents))], ["judged queries", str(len(dataset.judged_queries))],
+                             ["corpus sha256", f"`{dataset.corpus_hash}`"], ["queries sha256", f"`{dataset.queries_hash}`"],
+                             ["created", context.created]]), "",
+        "## Leaderboard", "", _significance_note(context), "", _md_table(header, rows), "",
+        f"## {parse_metric(context.metrics[0]).label()} per language", "", _md_frame(context.languages), "",
+        "## Charts", "",
+    ]
+    parts += [f"![{path.stem}]({IMAGES_DIR}/{path.name})\n" for path in images]
+    parts += ["## Significance tests", ""]
+    for table in context.tables:
+        parts += [f"### {parse_metric(table.metric).label()}", "", _md_frame(table.to_frame().set_index("a")), ""]
+    parts += [f"## Failure cases of {md_cell(context.best)}", ""]
+    for case in context.failures:
+        ranks = ", ".join(f"{md_cell(name)}: {_rank_text(rank)}" for name, rank in case.positive_ranks)
+        language = case.language if case.language != "unknown" else ""
+        parts += [f"### {md_cell(case.query_id)} ({md_cell(case.language)}, {context.metrics[0]} = {case.metric_value:.4f})", "",
+                  f"Positive rank per profile: {ranks}", "", "Query:", "", md_fence(case.query, language), "", "Relevant:", ""]
+        parts += [_md_document(d, language) + "\n" for d in case.positives]
+        parts += [f"Ranked on top by {md_cell(context.best)}:", ""]
+        parts += [_md_document(d, language) + "\n" for d in case.top]
+    if not context.failures:
+        parts += ["The best profile ranks every positive first.", ""]
+    parts += ["## Profiles", "",
+              _md_table(["profile", "parameters", "run id", "ms/query"],
+                        [[md_cell(run.name), md_cell(_params(run)), md_cell(run.run_id or "-"), _ms(run)] for run in context.runs]),
+              "", "## Machine", "", _md_table(["", ""], [[md_cell(k), md_cell(v)] for k, v in context.machine]), ""]
+    return "\n".join(parts)
+
+
+# ---- entry points ------------------------------------------------------------------------------------------
+def build_report(dataset: Dataset, evaluations: Sequence[Evaluation], runs: Sequence[Run], metrics: Sequence[str],
+                 baseline: str | None, out_dir: Path, failures_top_n: int = 10, test: str = "randomization",
+                 correction: str = "holm", alpha: float = 0.05) -> ReportFiles:
+    """Write ``report.html`` (self-contained), ``report.md`` and ``images/*.png`` into ``out_dir``.
+
+    ``evaluations`` and ``runs`` pair up by run name; ``metrics[0]`` picks the best profile, the
+    per-language table and the failure cases.
+    """
+    metrics = tuple(parse_metric(m).key for m in metrics)
+    if not metrics:
+        raise MetricError("Pick at least one metric for the report.")
+    if not evaluations:
+        raise MetricError("Pick at least one profile for the report.")
+    by_name = {run.name: run for run in runs}
+    missing = [e.run_name for e in evaluations if e.run_name not in by_name]
+    if missing:
+        raise MetricError(f"No run for evaluation(s) {', '.join(missing)}: pass the runs the evaluations were computed from.")
+    for evaluation in evaluations:
+        absent = [m for m in metrics if m not in evaluation.metrics]
+        if absent:
+            raise MetricError(f"Run {evaluation.run_name!r} was not evaluated on {', '.join(absent)}: evaluate it on every report metric.")
+    names = [e.run_name for e in evaluations]
+    tables = tuple(compare_all(evaluations, m, baseline, test, correction, alpha) for m in metrics) if len(evaluations) > 1 else ()
+    best = max(evaluations, key=lambda e: e.mean()[metrics[0]])
+    others = [e for e in evaluations if e is not best]
+    context = _Context(
+        dataset, metrics, tuple(by_name[n] for n in names), tuple(evaluations), tables, run_letters(names),
+        language_table(dataset, evaluations, metrics[0]),
+        tuple(failure_cases(dataset, best, by_name[best.run_name], metrics[0], failures_top_n, others)),
+        best.run_name, datetime.now(timezone.utc).isoformat(timespec="seconds"), machine_info())
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    images = _charts(context, out_dir / IMAGES_DIR)
+    html_path = out_dir / HTML_FILE
+    html_path.write_text(_html(context, images), encoding="utf-8")
+    markdown_path = out_dir / MARKDOWN_FILE
+    markdown_path.write_text(_markdown(context, images), encoding="utf-8")
+    return ReportFiles(html_path, markdown_path, images)
+
+
+def report_zip(files: ReportFiles) -> bytes:
+    """The Markdown report with its images (and the HTML), zipped for download."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.write(files.markdown, MARKDOWN_FILE)
+        archive.write(files.html, HTML_FILE)
+        for image in files.images:
+            archive.write(image, f"{IMAGES_DIR}/{image.name}")
+    return buffer.getvalue()

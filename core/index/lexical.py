@@ -1,0 +1,269 @@
+"""BM25 over a Tantivy index of pre-analysed text.
+
+Documents are tokenised by our analyzer (``core.index.analyzers``) and indexed as whitespace-joined
+tokens, so Tantivy and the query side see the same terms. Queries are built from tokens as term
+queries, never handed to Tantivy's query parser: quotes, colons, ``AND`` or ``*`` in pasted code
+are searched as text, not parsed.
+
+Which scorer answers depends on the corpus, never on how many queries are asked, so a query pasted
+into the explorer is ranked exactly as the same query in a run: up to ``BATCH_SCORER_MAX_DOCS``
+documents, ``core.index.bm25_batch`` scores over the term matrix written beside the Tantivy index at build
+time (Tantivy's formula and length norms, tested equal to Tantivy's rankings); above that, Tantivy
+answers at its own k1=1.2, b=0.75, where its pruning is faster. Other k1/b values, or exact lengths,
+always use the batch scorer.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import tantivy
+
+from core.index.analyzers import Analyzer, get_analyzer
+from core.index.bm25_batch import TermMatrix, TermMatrixBuilder, bm25_top_k
+from core.data.datasets import Dataset
+from core.errors import IndexCorruptError
+from core.workspace import Workspace, slug
+
+TANTIVY_K1, TANTIVY_B = 1.2, 0.75
+BODY, ROW = "body", "row"
+INFO_FILE = "codeir-index.json"
+FORMAT_VERSION = 3  # 2: the info file lists every index file with its size and CRC-32; 3: term matrix
+MAX_QUERY_TERMS = 1024  # a 1 MB paste still answers in milliseconds; the most frequent terms are kept
+# Above this many documents Tantivy's pruning (block-max WAND) beats scoring every posting: at 100k documents the
+# two tie, at 1M Tantivy is ~4x faster per query (docs/benchmarks.md, part 8), so large corpora ask Tantivy per query.
+BATCH_SCORER_MAX_DOCS = 100_000
+
+
+@dataclass(frozen=True)
+class LexicalHits:
+    """Rows (document positions in the dataset) and BM25 scores, best first."""
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+
+def _schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_unsigned_field(ROW, stored=True, indexed=False, fast=True)
+    builder.add_text_field(BODY, stored=False, tokenizer_name="whitespace", index_option="freq")
+    return builder.build()
+
+
+def index_path(workspace: Workspace, dataset: Dataset, analyzer: str) -> Path:
+    return workspace.lexical_dir / slug(dataset.name) / f"{analyzer}-{dataset.corpus_hash[:16]}"
+
+
+class LexicalIndex:
+    """An open Tantivy index for one (dataset, analyzer); search is read-only and thread-safe."""
+
+    def __init__(self, path: Path, analyzer: Analyzer):
+        self.path = path
+        self.analyzer = analyzer
+        self.index = tantivy.Index.open(str(path))
+        self.schema = self.index.schema
+        self.searcher = self.index.searcher()
+        self.num_docs = self.searcher.num_docs
+        self.batch_max_docs = BATCH_SCORER_MAX_DOCS
+
+    def query_terms(self, text: str) -> Counter[str]:
+        """Query terms with their counts, capped at the most frequent MAX_QUERY_TERMS."""
+        counts = self.analyzer.term_counts(text)
+        if len(counts) > MAX_QUERY_TERMS:
+            counts = Counter(dict(counts.most_common(MAX_QUERY_TERMS)))
+        return counts
+
+    def _query(self, terms: Counter[str]) -> tantivy.Query:
+        clauses = []
+        for term, count in terms.items():
+            query = tantivy.Query.term_query(self.schema, BODY, term)
+            if count > 1:  # a term repeated in the query counts once per occurrence, as in Lucene
+                query = tantivy.Query.boost_query(query, float(count))
+            clauses.append((tantivy.Occur.Should, query))
+        return tantivy.Query.boolean_query(clauses)
+
+    def search(self, text: str, k: int = 100) -> LexicalHits:
+        """Top-k documents for a query text at Tantivy's BM25 (k1=1.2, b=0.75)."""
+        return self.search_terms(self.query_terms(text), k)
+
+    def search_terms(self, terms: Counter[str], k: int) -> LexicalHits:
+        if not terms or k <= 0:
+            return LexicalHits(np.empty(0, np.int64), np.empty(0, np.float32))
+        result = self.searcher.search(self._query(terms), limit=k, count=False)
+        hits = result.hits
+        if not hits:
+            return LexicalHits(np.empty(0, np.int64), np.empty(0, np.float32))
+        scores, addresses = zip(*hits)  # one C-level pass; two comprehensions cost a third of the search time
+        rows = self.searcher.fast_field_values(ROW, addresses)
+        return LexicalHits(np.array(rows, dtype=np.int64), np.array(scores, dtype=np.float32))
+
+    @cached_property
+    def term_matrix(self) -> TermMatrix:
+        """The term-frequency matrix for the batch scorer (read on open up to ``batch_max_docs``, else on first use)."""
+        try:
+            matrix = TermMatrix.load(self.path)
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexCorruptError(f"Term matrix of the lexical index at {self.path} cannot be read ({exc}).") from exc
+        if matrix.num_docs != self.num_docs:
+            raise IndexCorruptError(f"Term matrix at {self.path} holds {matrix.num_docs} documents, expected {self.num_docs}.")
+        return matrix
+
+    def search_many(self, texts: Sequence[str], k: int, k1: float = TANTIVY_K1, b: float = TANTIVY_B,
+                    tiebreak: np.ndarray | None = None, length_norm: str = "tantivy") -> list[LexicalHits]:
+        """Top-k per query text at BM25(k1, b); see the module docstring for which scorer answers.
+
+        Hits come best first, equal scores ordered by ``tiebreak`` (a rank per row, lower first; default: row order).
+        """
+        tantivy_scoring = math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B) and length_norm == "tantivy"
+        if tantivy_scoring and self.num_docs > self.batch_max_docs:
+            ordered = []
+            for text in texts:
+                hits = self.search(text, k)
+                ties = hits.rows if tiebreak is None else tiebreak[hits.rows]
+                order = np.lexsort((ties, -hits.scores))
+                ordered.append(LexicalHits(hits.rows[order], hits.scores[order]))
+            return ordered
+        found = bm25_top_k(self.term_matrix, [self.query_terms(text) for text in texts], k, k1, b, tiebreak, length_norm)
+        return [LexicalHits(*found.query(i)) for i in range(len(texts))]
+
+    def search_bm25(self, text: str, k: int, k1: float, b: float, length_norm: str = "tantivy") -> LexicalHits:
+        """One query at any k1/b and length norm."""
+        return self.search_many([text], k, k1, b, length_norm=length_norm)[0]
+
+
+def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Callable[[float], None] | None) -> None:
+    path.mkdir(parents=True)
+    index = tantivy.Index(_schema(), path=str(path))
+    writer = index.writer(heap_size=128_000_000, num_threads=1)
+    matrix = TermMatrixBuilder()
+    step = max(1, len(dataset.documents) // 50)
+    for row, doc in enumerate(dataset.documents):
+        tokens = analyzer.tokenize(doc.full_text)
+        matrix.add(tokens)
+        document = tantivy.Document()
+        document.add_unsigned(ROW, row)
+        document.add_text(BODY, " ".join(tokens))
+        writer.add_document(document)
+        if progress and row % step == 0:
+            progress(row / len(dataset.documents))
+    writer.commit()
+    writer.wait_merging_threads()
+    matrix.build().save(path)
+
+
+def _file_checksums(path: Path) -> dict[str, list]:
+    """Size and CRC-32 of every index file (dotfiles such as Tantivy's lock files left out).
+
+    Tantivy notices a missing or truncated segment file, but not a damaged byte inside one: that
+    panics mid-search or silently changes scores. Checking these on open turns both into a rebuild.
+    """
+    checksums = {}
+    for file in sorted(path.iterdir()):
+        if file.name.startswith(".") or file.name == INFO_FILE or not file.is_file():
+            continue
+        crc = 0
+        with file.open("rb") as handle:
+            while block := handle.read(1 << 20):
+                crc = zlib.crc32(block, crc)
+        checksums[file.name] = [file.stat().st_size, f"{crc:08x}"]
+    return checksums
+
+
+def _read_info(path: Path) -> dict | None:
+    try:
+        return json.loads((path / INFO_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def open_checked_index(path: Path, analyzer: Analyzer, dataset: Dataset) -> LexicalIndex:
+    """Open an index and check it matches what its info file promises; raise IndexCorruptError if not."""
+    info = _read_info(path)
+    expected = {"analyzer": analyzer.name, "corpus_hash": dataset.corpus_hash, "num_docs": len(dataset.documents), "format": FORMAT_VERSION}
+    if info is None or any(info.get(key) != value for key, value in expected.items()):
+        raise IndexCorruptError(f"Lexical index at {path} is incomplete or stale.")
+    try:
+        if info.get("files") != _file_checksums(path):
+            raise IndexCorruptError(f"Lexical index at {path} has missing or damaged files.")
+        index = LexicalIndex(path, analyzer)
+        if index.num_docs != len(dataset.documents):
+            raise IndexCorruptError(f"Lexical index at {path} holds {index.num_docs} documents, expected {len(dataset.documents)}.")
+        index.search("probe", 1)  # reads the term dictionary and postings of one segment at least
+        if index.num_docs <= index.batch_max_docs:
+            # the scorer that answers this corpus: its matrix read and checked, its compiled code loaded (numba's
+            # cache takes ~0.7 s the first time in a process), now rather than on a user's first query
+            index.search_many(["probe"], 1)
+    except IndexCorruptError:
+        raise
+    except Exception as exc:  # tantivy raises ValueError/OSError on damaged segments
+        raise IndexCorruptError(f"Lexical index at {path} cannot be read ({exc}). "
+                                f"Rebuild it with `python -m core index --dataset {dataset.name} --rebuild`.") from exc
+    return index
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What opening an index cost: reused or built, and how long it took."""
+
+    what: str
+    reused: bool
+    seconds: float
+    items: int
+
+    def __str__(self) -> str:
+        verb = "reused" if self.reused else f"built in {self.seconds:.1f}s ({self.items / max(self.seconds, 1e-9):,.0f} docs/s)"
+        return f"{self.what}: {verb}"
+
+
+def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: str = "code", rebuild: bool = False,
+                       progress: Callable[[float], None] | None = None) -> tuple[LexicalIndex, BuildReport]:
+    """Open the (dataset, analyzer) index, building it first when missing, stale or damaged.
+
+    Builds are atomic and serialised: a lock keeps two processes from building the same index,
+    the new index is written to a temporary folder and renamed into place, so a build killed half
+    way leaves the previous state untouched and the next call simply builds again.
+    """
+    analyzer = get_analyzer(analyzer_name)
+    path = index_path(workspace, dataset, analyzer.name)
+    what = f"BM25 index ({analyzer.name}) for {dataset.name}"
+    started = time.perf_counter()
+    if not rebuild:
+        try:
+            return open_checked_index(path, analyzer, dataset), BuildReport(what, True, time.perf_counter() - started, len(dataset.documents))
+        except IndexCorruptError:
+            pass
+    with workspace.lock(f"lexical-{dataset.name}-{analyzer.name}"):
+        if not rebuild:  # another process may have finished the build while we waited for the lock
+            try:
+                return open_checked_index(path, analyzer, dataset), BuildReport(what, True, time.perf_counter() - started, len(dataset.documents))
+            except IndexCorruptError:
+                pass
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        # leftovers of killed builds: temp folders, and old copies when a kill fell between the two renames below
+        for stale in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
+            shutil.rmtree(stale, ignore_errors=True)
+        _write_index(tmp, dataset, analyzer, progress)
+        (tmp / INFO_FILE).write_text(json.dumps({"analyzer": analyzer.name, "corpus_hash": dataset.corpus_hash,
+                                                 "num_docs": len(dataset.documents), "format": FORMAT_VERSION,
+                                                 "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                 "files": _file_checksums(tmp)}))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(path)
+        index = open_checked_index(path, analyzer, dataset)
+    return index, BuildReport(what, False, time.perf_counter() - started, len(dataset.documents))

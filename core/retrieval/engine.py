@@ -1,0 +1,261 @@
+"""The engine: turn a profile and queries into a run, opening (or building) the indexes it needs.
+
+One ``Engine`` serves one dataset in one workspace. It keeps opened indexes, loaded models and the
+results of member profiles for its lifetime, so evaluating a hybrid after its members, or a rerank
+after its first stage, costs only the fusion or the re-scoring. Streamlit keeps one Engine per
+(workspace, dataset) in ``st.cache_resource``; a notebook just creates one.
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from core.data.datasets import Dataset, Query
+from core.index.encoders import Encoder, load_encoder
+from core.errors import ProfileError, QueryError
+from core.retrieval.fusion import Hits, rrf, weighted_sum
+from core.index.lexical import BuildReport, LexicalIndex, open_lexical_index
+from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile, RerankProfile, profile_to_dict
+from core.retrieval.rerankers import CrossEncoderScorer, merge_reranked, rerank_fusion
+from core.retrieval.runs import Ranking, Run
+from core.index.vectors import VectorIndex, benchmark_query_vectors, open_vector_index
+from core.workspace import Workspace
+
+DEFAULT_DEPTH = 100
+MAX_QUERY_CHARS = 100_000  # longer pastes are cut (and the result says so): models read 256 tokens anyway
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One ad-hoc query's ranking under one profile, with what it cost."""
+
+    profile: str
+    ranking: Ranking
+    seconds: float
+    truncated: bool = False
+
+
+@dataclass
+class _Retrieved:
+    hits: list[Hits]
+    seconds: float
+
+
+def clean_query_text(text: str) -> tuple[str, bool]:
+    """Make any pasted text searchable: drop NULs and lone surrogates, cut very long input."""
+    if not isinstance(text, str):
+        raise QueryError("A query must be text.")
+    text = text.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
+    truncated = len(text) > MAX_QUERY_CHARS
+    text = text[:MAX_QUERY_CHARS]
+    if not text.strip():
+        raise QueryError("The query is empty: paste some code or type a few words.")
+    return text, truncated
+
+
+@dataclass
+class Engine:
+    """Runs profiles over one dataset; see the module docstring."""
+
+    workspace: Workspace
+    dataset: Dataset
+    profiles: dict[str, Profile]
+    progress: Progress | None = None
+    reports: list[BuildReport] = field(default_factory=list)
+    _lexical: dict = field(default_factory=dict, repr=False)
+    _encoders: dict = field(default_factory=dict, repr=False)
+    _vectors: dict = field(default_factory=dict, repr=False)
+    _benchmark_vectors: dict = field(default_factory=dict, repr=False)
+    _adhoc_vectors: dict = field(default_factory=dict, repr=False)
+    _results: dict = field(default_factory=dict, repr=False)
+    _cross_encoders: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        ids = [d.id for d in self.dataset.documents]
+        # trec_eval breaks score ties by doc id, descending; ranking the same way keeps shown ranks equal to scored ranks
+        order = sorted(range(len(ids)), key=lambda row: ids[row], reverse=True)
+        self._tiebreak = np.empty(len(ids), dtype=np.int64)
+        self._tiebreak[order] = np.arange(len(ids))
+        self._doc_ids = np.array(ids, dtype=object)
+        self._texts = [d.full_text for d in self.dataset.documents]
+
+    # ---- resources ---------------------------------------------------------------------------
+    def _report(self, stage: str) -> Callable[[float], None] | None:
+        return (lambda fraction: self.progress(stage, fraction)) if self.progress else None
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise ProfileError(f"Unknown profile {name!r}; known: {', '.join(self.profiles)}.") from None
+
+    def lexical(self, analyzer: str) -> LexicalIndex:
+        if analyzer not in self._lexical:
+            index, report = open_lexical_index(self.workspace, self.dataset, analyzer,
+                                               progress=self._report(f"BM25 index ({analyzer})"))
+            self._lexical[analyzer] = index
+            self.reports.append(report)
+        return self._lexical[analyzer]
+
+    def encoder(self, model: str, backend: str = "torch") -> Encoder:
+        key = (model, backend)
+        if key not in self._encoders:
+            self._encoders[key] = load_encoder(model, self.workspace, backend)
+        return self._encoders[key]
+
+    def vectors(self, model: str, backend: str = "torch") -> VectorIndex:
+        key = (model, backend)
+        if key not in self._vectors:
+            index, report = open_vector_index(self.workspace, self.dataset, self.encoder(model, backend),
+                                              progress=self._report(f"embedding corpus ({model})"))
+            self._vectors[key] = index
+            self.reports.append(report)
+        return self._vectors[key]
+
+    def query_vectors(self, model: str, backend: str, queries: Sequence[Query]) -> np.ndarray:
+        """Query embeddings: benchmark queries from their LanceDB cache, others encoded (and kept in memory)."""
+        key = (model, backend)
+        encoder = self.encoder(model, backend)
+        if key not in self._benchmark_vectors and any(q.id in self.dataset.query_index for q in queries):
+            rows, matrix, report = benchmark_query_vectors(self.workspace, self.dataset, encoder,
+                                                           progress=self._report(f"embedding queries ({model})"))
+            self._benchmark_vectors[key] = (rows, matrix)
+            self.reports.append(report)
+        rows, matrix = self._benchmark_vectors.get(key, ({}, None))
+        cache = self._adhoc_vectors.setdefault(key, {})
+        missing = [q.text for q in queries if (q.id not in rows or self.dataset.query(q.id).text != q.text) and q.text not in cache]
+        if missing:
+            for text, vector in zip(missing, encoder.encode(missing)):
+                cache[text] = vector
+            while len(cache) > 2048:  # bounded memory for long explorer sessions
+                cache.pop(next(iter(cache)))
+        out = np.empty((len(queries), encoder.dim), dtype=np.float32)
+        for i, query in enumerate(queries):
+            if query.id in rows and self.dataset.query(query.id).text == query.text:
+                out[i] = matrix[rows[query.id]]
+            else:
+                out[i] = cache[query.text]
+        return out
+
+    # ---- retrieval ----------------------------------------------------------------------------
+    def _retrieve(self, name: str, queries: Sequence[Query], depth: int) -> _Retrieved:
+        key = (name, depth, hashlib.sha1("\x1e".join(q.id + "\x1f" + q.text for q in queries).encode("utf-8", "replace")).hexdigest())
+        if key in self._results:
+            return self._results[key]
+        profile = self.profile(name)
+        started = time.perf_counter()
+        member_seconds = 0.0
+        if isinstance(profile, Bm25Profile):
+            index = self.lexical(profile.analyzer)
+            started = time.perf_counter()  # building the index is not retrieval time
+            found = index.search_many([q.text for q in queries], depth, profile.k1, profile.b, self._tiebreak, profile.length_norm)
+            hits = [Hits(f.rows, f.scores.astype(np.float64)) for f in found]  # already in trec order (self._tiebreak)
+        elif isinstance(profile, DenseProfile):
+            index = self.vectors(profile.model, profile.backend)
+            started = time.perf_counter()
+            vectors = self.query_vectors(profile.model, profile.backend, queries)
+            found = index.search(vectors, depth)
+            hits = [Hits(found.rows[i], found.scores[i].astype(np.float64)) for i in range(len(queries))]
+        elif isinstance(profile, HybridProfile):
+            members = [self._retrieve(member, queries, max(profile.candidate_depth, depth)) for member in profile.members]
+            member_seconds = sum(m.seconds for m in members)
+            started = time.perf_counter()
+            weights = list(profile.weights) or None
+            hits = []
+            for i in range(len(queries)):
+                lists = [m.hits[i].top(profile.candidate_depth) for m in members]
+                if profile.method == "rrf":
+                    hits.append(rrf(lists, profile.rrf_k, weights, depth))
+                else:
+                    hits.append(weighted_sum(lists, weights, profile.normalization, depth))
+        elif isinstance(profile, RerankProfile):
+            first = self._retrieve(profile.first_stage, queries, max(depth, profile.pool_depth))
+            member_seconds = first.seconds
+            hits = self._rerank(profile, queries, first.hits, depth)
+            started = hits.pop()  # _rerank returns its own start time last, after any index building
+        else:  # pragma: no cover - profile_from_dict only builds the four kinds
+            raise ProfileError(f"Unsupported profile kind {type(profile).__name__}.")
+        if not isinstance(profile, Bm25Profile):
+            hits = [self._trec_order(h) for h in hits]
+        result = _Retrieved(hits, member_seconds + time.perf_counter() - started)
+        self._results[key] = result
+        return result
+
+    def _rerank(self, profile: RerankProfile, queries: Sequence[Query], first_stage: list[Hits], depth: int) -> list:
+        pool_size = profile.pool_depth
+        if profile.reranker == "cross-encoder":
+            scorer = self._cross_encoders.setdefault(profile.model, CrossEncoderScorer(profile.model))
+            scorer._load()
+            started = time.perf_counter()
+            out = []
+            for query, hits in zip(queries, first_stage):
+                pool = hits.top(pool_size)
+                new = scorer.score(query.text, [self._texts[row] for row in pool.rows])
+                out.append(merge_reranked(hits, len(pool.rows), new, depth))
+            return out + [started]
+        index = self.vectors(profile.model)
+        vectors = self.query_vectors(profile.model, "torch", [q for q in queries])
+        started = time.perf_counter()
+        out = []
+        for i, hits in enumerate(first_stage):
+            pool = hits.top(pool_size)
+            cosine = index.vectors[pool.rows] @ vectors[i] if len(pool.rows) else np.empty(0)
+            new = rerank_fusion(pool, cosine, profile.alpha) if profile.reranker == "fusion" else cosine
+            out.append(merge_reranked(hits, len(pool.rows), np.asarray(new, dtype=np.float64), depth))
+        return out + [started]
+
+    def _trec_order(self, hits: Hits) -> Hits:
+        """Sort by score, ties by doc id descending (trec_eval's order), so later stages see what metrics see."""
+        if len(hits.rows) < 2:
+            return hits
+        order = np.lexsort((self._tiebreak[hits.rows], -hits.scores))
+        return Hits(hits.rows[order], hits.scores[order])
+
+    def _ranking(self, hits: Hits) -> Ranking:
+        return Ranking(tuple(self._doc_ids[hits.rows].tolist()), tuple(np.asarray(hits.scores, dtype=np.float64).tolist()))
+
+    def run(self, name: str, queries: Sequence[Query] | None = None, depth: int = DEFAULT_DEPTH) -> Run:
+        """Retrieve for every (judged) benchmark query, or the given ones, and return a Run."""
+        queries = list(queries) if queries is not None else list(self.dataset.judged_queries)
+        profile = self.profile(name)
+        retrieved = self._retrieve(name, queries, depth)
+        rankings = {q.id: self._ranking(h) for q, h in zip(queries, retrieved.hits)}
+        meta = {"seconds": retrieved.seconds, "ms_per_query": 1000 * retrieved.seconds / max(len(queries), 1),
+                "queries": len(queries), "depth": depth, "corpus_hash": self.dataset.corpus_hash,
+                "queries_hash": self.dataset.queries_hash, "split": self.dataset.split,
+                "models": {f"{m}/{b}": e.fingerprint for (m, b), e in self._encoders.items()}}
+        return Run(name, rankings, self.dataset.name, profile_to_dict(profile), meta)
+
+    def search(self, name: str, text: str, depth: int = DEFAULT_DEPTH) -> SearchResult:
+        """One pasted query under one profile; never parsed as query syntax."""
+        cleaned, truncated = clean_query_text(text)
+        query = Query("__adhoc__", cleaned)
+        retrieved = self._retrieve(name, [query], depth)
+        return SearchResult(name, self._ranking(retrieved.hits[0]), retrieved.seconds, truncated)
+
+    def warm(self, names: Sequence[str]) -> None:
+        """Open or build every index and model the named profiles need (before timing anything)."""
+        for name in names:
+            profile = self.profile(name)
+            if isinstance(profile, Bm25Profile):
+                self.lexical(profile.analyzer)
+            elif isinstance(profile, DenseProfile):
+                self._warm_model(profile.model, profile.backend)
+            elif isinstance(profile, HybridProfile):
+                self.warm(profile.members)
+            elif isinstance(profile, RerankProfile):
+                self.warm([profile.first_stage])
+                if profile.reranker != "cross-encoder":
+                    self._warm_model(profile.model, "torch")
+
+    def _warm_model(self, model: str, backend: str) -> None:
+        """Corpus vectors, the benchmark queries' cached vectors, and the model itself (not on first paste)."""
+        self.vectors(model, backend)
+        if self.dataset.queries:
+            self.query_vectors(model, backend, self.dataset.queries[:1])
+        self.encoder(model, backend).encode(["warm up"])

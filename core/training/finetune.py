@@ -1,0 +1,459 @@
+"""Fine-tune a bi-encoder on code <-> docstring pairs with mined hard negatives, on a CPU.
+
+The recipe, in three steps a notebook can run one by one:
+
+1. ``build_training_set``: documented functions of source trees (installed packages, say) become a
+   BEIR dataset, audited with ``core.training.leakage`` against the eval sets and stripped of every pair that
+   leaks into them;
+2. ``mine_hard_negatives``: each training query is searched in its own corpus with our Engine (BM25,
+   dense or their RRF); the top non-answers that are not near-copies of the answer become its hard
+   negatives (consistency filtering as in CoRNStack);
+3. ``finetune``: MultipleNegativesRankingLoss (in-batch negatives plus the hard negatives) in a plain
+   PyTorch loop, saved atomically to ``<workspace>/models/<name>`` with ``codeir-finetune.json``.
+
+The saved model is then usable everywhere by its name, as a dense profile's ``model``.
+The Trainer API of sentence-transformers needs the ``datasets`` and ``accelerate`` packages, which
+the workbench does not install; the loop here computes the same loss with the library's loss module.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+from core.data.datasets import Dataset
+from core.index.encoders import DEFAULT_MODEL, load_encoder, resolve_model, torch_threads
+from core.errors import DatasetError, ModelUnavailableError, WorkbenchError
+from core.training.leakage import LeakageReport, audit_many, filter_train, normalise_docstring
+from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile
+from core.data.source_benchmark import DEFAULT_EXCLUDED_DIRS, DEFAULT_SEED, CodeFunction, Direction, build_benchmark, extract_functions
+from core.workspace import Workspace, slug
+
+MiningMethod = Literal["bm25", "dense", "both"]
+MINING_METHODS: tuple[str, ...] = ("bm25", "dense", "both")
+INFO_FILE = "codeir-finetune.json"
+EXAMPLES_FILE = "codeir-train-examples.jsonl"  # the exact rows trained on, for audits after the fact
+DEFAULT_OUTPUT = "minilm-code-ft"
+DEFAULT_TRAIN_NAME = "finetune-train"
+# Sized for two CPU cores: about four minutes for the whole command on quiet cores, 9-25 minutes on shared ones (docs/finetuning.md).
+DEFAULT_MAX_EXAMPLES = 256
+DEFAULT_MAX_SEQ_LENGTH = 128
+MAX_JACCARD = 0.7
+MAX_COSINE = 0.95
+# Installed packages whose documented functions make the default training set: broad, well documented,
+# and none of them the standard library (the built-in benchmark evaluates on it).
+DEFAULT_PACKAGES = ("sklearn", "numpy", "networkx", "scipy", "pandas", "matplotlib", "jinja2", "click", "werkzeug")
+# Test suites hold helpers and fixtures, not the documented API a user searches for.
+TRAINING_EXCLUDED_DIRS = DEFAULT_EXCLUDED_DIRS | {"test", "tests", "testing", "_vendor", "vendored", "externals"}
+_RESERVED_NAMES = frozenset({"minilm", "mpnet"})  # aliases win over workspace models in core.index.encoders
+
+
+@dataclass(frozen=True)
+class TrainingExample:
+    """One training row: a query, its one right answer, and texts that look right but are not."""
+
+    query: str
+    positive: str
+    negatives: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LeakageSummary:
+    """What the audit against one eval set found, and how many training queries it cost."""
+
+    eval: str
+    eval_pairs: int
+    counts: Mapping[str, int]
+    dropped_train_queries: int
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """A training benchmark cleared of eval leakage, with where it came from and what the audit dropped."""
+
+    dataset: Dataset
+    sources: tuple[str, ...]
+    direction: str
+    functions: int
+    leakage: tuple[LeakageSummary, ...]
+
+    def describe(self) -> dict[str, object]:
+        """What ``codeir-finetune.json`` records about the data."""
+        return {"dataset": self.dataset.name, "sources": list(self.sources), "direction": self.direction,
+                "functions": self.functions, "train_queries": len(self.dataset.judged_queries),
+                "corpus_documents": len(self.dataset.documents),
+                "leakage": [asdict(summary) | {"counts": dict(summary.counts)} for summary in self.leakage]}
+
+
+def package_roots(names: Iterable[str]) -> list[Path]:
+    """The source folders of installed packages, found without importing them."""
+    roots = []
+    for name in names:
+        spec = importlib.util.find_spec(name)
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        if not locations:
+            raise DatasetError(f"No installed package {name!r} with a source folder: install it, or give a folder with --from-tree.")
+        roots.append(Path(locations[0]))
+    return roots
+
+
+def leakage_summaries(reports: Sequence[LeakageReport]) -> tuple[LeakageSummary, ...]:
+    return tuple(LeakageSummary(r.eval, r.eval_pairs, r.counts(), len(r.leaked_train_ids())) for r in reports)
+
+
+def remove_leakage(train: Dataset, evals: Sequence[Dataset]) -> tuple[Dataset, tuple[LeakageSummary, ...]]:
+    """The train set without any pair that an eval set repeats (every check of ``core.training.leakage``)."""
+    evals = [e for e in evals if e.name != train.name]
+    if not evals:
+        return train, ()
+    reports = audit_many(train, evals)
+    return filter_train(train, reports, name=train.name), leakage_summaries(reports)
+
+
+def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), name: str = DEFAULT_TRAIN_NAME,
+                       direction: Direction = "doc2code", seed: int = DEFAULT_SEED,
+                       exclude_dirs: Collection[str] = TRAINING_EXCLUDED_DIRS) -> TrainingData:
+    """Every documented Python function under ``roots`` as a training pair, minus those leaking into ``evals``.
+
+    ``doc2code`` pairs a docstring (query) with its function without the docstring (answer), the
+    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine. Every
+    function is audited, as a query and so as a corpus document: no eval text stays, not even as a
+    negative. Sample queries for training afterwards (``Dataset.subset``), never before the audit.
+    """
+    functions: list[CodeFunction] = []
+    for root in roots:
+        found = extract_functions(Path(root), ["python"], exclude_dirs=exclude_dirs)
+        # Paths are relative to their root: prefixing the root's name keeps ids unique across trees.
+        functions += [replace(f, path=f"{Path(root).name}/{f.path}") for f in found]
+    if not functions:
+        raise DatasetError("No documented Python functions under " + ", ".join(map(str, roots)) + ": pick source trees with docstrings.")
+    dataset = build_benchmark(functions, name, direction, n_queries=len(functions), seed=seed,
+                              source=", ".join(map(str, roots)))
+    dataset, summaries = remove_leakage(dataset, evals)
+    return TrainingData(dataset, tuple(str(r) for r in roots), direction, len(functions), summaries)
+
+
+# ---- mining ------------------------------------------------------------------------------------------
+
+def _words(text: str) -> set[str]:
+    return set(normalise_docstring(text).split())
+
+
+def is_near_duplicate(candidate: str, positive: str, max_jaccard: float = MAX_JACCARD) -> bool:
+    """True when two texts are the same once normalised, or share ``max_jaccard`` of their word tokens."""
+    if normalise_docstring(candidate) == normalise_docstring(positive):
+        return True
+    a, b = _words(candidate), _words(positive)
+    return bool(a | b) and len(a & b) / len(a | b) >= max_jaccard
+
+
+def _mining_profiles(model: str, depth: int) -> dict[str, Profile]:
+    return {"bm25": Bm25Profile("mine-bm25", analyzer="code"),
+            "dense": DenseProfile("mine-dense", model=model),
+            "both": HybridProfile("mine-both", members=("mine-bm25", "mine-dense"), method="rrf", candidate_depth=depth)}
+
+
+def mine_hard_negatives(train: Dataset, workspace: Workspace, n_negatives: int = 3, method: MiningMethod = "bm25",
+                        skip_top: int = 0, *, model: str = DEFAULT_MODEL, depth: int | None = None,
+                        max_jaccard: float = MAX_JACCARD, max_cosine: float = MAX_COSINE,
+                        progress: Callable[[str, float], None] | None = None) -> list[TrainingExample]:
+    """For each judged query, its first positive and up to ``n_negatives`` hard negatives from the same corpus.
+
+    Candidates are the query's ranking under BM25 (code analyzer), dense cosine (``model``) or their
+    RRF; the query's judged positives and the first ``skip_top`` other candidates (likely unlabelled
+    answers) are passed over. A candidate is dropped as a false negative when its text equals the
+    positive once normalised, shares ``max_jaccard`` of its words with it, or, when dense vectors
+    were computed (``dense``, ``both``), has a cosine to the positive of ``max_cosine`` or more.
+    A query may end with fewer negatives than asked; ``finetune`` fills the gap with random ones.
+    """
+    from core.retrieval.engine import Engine
+
+    if method not in MINING_METHODS:
+        raise WorkbenchError(f"Unknown mining method {method!r}: choose one of {', '.join(MINING_METHODS)}.")
+    if n_negatives < 0 or skip_top < 0:
+        raise WorkbenchError("n_negatives and skip_top must be 0 or more.")
+    if n_negatives == 0:
+        return [TrainingExample(q.text, train.document(p).full_text) for q, p in _judged_positives(train)]
+    depth = depth or skip_top + 4 * n_negatives + 20
+    profiles = _mining_profiles(model, depth)
+    engine = Engine(workspace, train, {p.name: p for p in profiles.values()}, progress=progress)
+    run = engine.run(profiles[method].name, depth=depth)
+    vectors = engine.vectors(model).vectors if method in ("dense", "both") else None
+    examples = []
+    for query, positive_id in _judged_positives(train):
+        positive_row = train.doc_index[positive_id]
+        positive = train.documents[positive_row].full_text
+        answers = set(train.qrels.positives(query.id))
+        ranked = [doc_id for doc_id in run.ranking(query.id).doc_ids if doc_id not in answers][skip_top:]
+        negatives: list[str] = []
+        for doc_id in ranked:
+            row = train.doc_index[doc_id]
+            text = train.documents[row].full_text
+            if text in negatives or is_near_duplicate(text, positive, max_jaccard):
+                continue
+            if vectors is not None and float(vectors[row] @ vectors[positive_row]) >= max_cosine:
+                continue
+            negatives.append(text)
+            if len(negatives) == n_negatives:
+                break
+        examples.append(TrainingExample(query.text, positive, tuple(negatives)))
+    return examples
+
+
+def _judged_positives(dataset: Dataset):
+    """(query, first positive id) for each judged query whose positive is in the corpus."""
+    for query in dataset.judged_queries:
+        positive = next((d for d in dataset.qrels.positives(query.id) if d in dataset.doc_index), None)
+        if positive is not None:
+            yield query, positive
+
+
+def sample_and_mine(training: TrainingData, workspace: Workspace, max_examples: int | None, n_negatives: int = 3,
+                    method: MiningMethod = "bm25", skip_top: int = 0, *, seed: int = 42, model: str = DEFAULT_MODEL,
+                    progress: Callable[[str, float], None] | None = None) -> tuple[list[TrainingExample], dict[str, object]]:
+    """Up to ``max_examples`` training queries (seeded sample) with mined hard negatives, and the record of the data.
+
+    The record (sources, leakage audit, mining settings and counts) is what ``finetune`` stores in
+    ``codeir-finetune.json``; the command line and the page both go through here.
+    """
+    queries = [q.id for q in training.dataset.judged_queries]
+    to_mine = training.dataset
+    if max_examples and len(queries) > max_examples:
+        to_mine = training.dataset.subset(random.Random(seed).sample(queries, max_examples))
+    examples = mine_hard_negatives(to_mine, workspace, n_negatives, method, skip_top, model=model, progress=progress)
+    mined = sum(len(e.negatives) for e in examples)
+    data = training.describe() | {"mining": {"method": method, "negatives": n_negatives, "skip_top": skip_top,
+                                             "max_jaccard": MAX_JACCARD, "max_cosine": MAX_COSINE, "mined": mined}}
+    return examples, data
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+def _filled(batch: Sequence[TrainingExample], n_negatives: int, positives: Sequence[str],
+            rng: random.Random) -> list[TrainingExample]:
+    """The batch's rows with ``n_negatives`` negatives each, topped up with positives of examples *outside* the batch.
+
+    A random negative taken from inside the batch would be another row's positive, scored as a negative
+    against itself. When there is nothing outside to draw from (every example fits in one batch), the rows
+    keep as many negatives as the shortest row has: a batch's columns must be equally long.
+    """
+    inside = {e.positive for e in batch} | {e.query for e in batch}
+    outside = sorted({p for p in positives if p not in inside})
+    if len(outside) < n_negatives:
+        shortest = min(len(e.negatives) for e in batch)
+        return [replace(e, negatives=e.negatives[:shortest]) for e in batch]
+    out = []
+    for example in batch:
+        negatives = list(example.negatives[:n_negatives])
+        spare = [p for p in outside if p not in negatives]
+        negatives += rng.sample(spare, n_negatives - len(negatives))
+        out.append(replace(example, negatives=tuple(negatives)))
+    return out
+
+
+def example_batches(examples: Sequence[TrainingExample], batch_size: int) -> list[list[TrainingExample]]:
+    """Full batches in which no row's positive or query appears anywhere else, in the order given.
+
+    A row's positive repeated as another row's negative would be scored as a negative against
+    itself (a false negative the loss cannot fix), as ``NoDuplicatesBatchSampler`` avoids in
+    sentence-transformers; the same negative mined for two rows is harmless and allowed. An example
+    that collides waits for a later batch; what cannot fill a last full batch is left out, since a
+    smaller batch has fewer in-batch negatives.
+    """
+    pending = list(examples)
+    batches = []
+    while len(pending) >= batch_size:
+        batch, positives, negatives, queries, waiting = [], set(), set(), set(), []
+        for example in pending:
+            clash = (example.positive in positives or example.positive in negatives or example.query in queries
+                     or any(text in positives or text == example.positive for text in example.negatives))
+            if len(batch) < batch_size and not clash:
+                batch.append(example)
+                positives.add(example.positive)
+                negatives.update(example.negatives)
+                queries.add(example.query)
+            else:
+                waiting.append(example)
+        if len(batch) < batch_size:
+            break
+        batches.append(batch)
+        pending = waiting
+    return batches
+
+
+def check_model_name(workspace: Workspace, output_name: str, overwrite: bool = False) -> Path:
+    """Where a model of that name would be saved; refuses alias names and, unless ``overwrite``, existing models.
+
+    Callers check before mining and auditing, so a bad name costs nothing.
+    """
+    if not output_name.strip() or output_name.strip().lower() in _RESERVED_NAMES:
+        raise WorkbenchError(f"{output_name!r} cannot name a fine-tuned model: pick another name, such as {DEFAULT_OUTPUT!r}.")
+    target = workspace.models_dir / slug(output_name)
+    if target.exists() and not overwrite:
+        raise WorkbenchError(f"A model named {output_name!r} already exists at {target}: choose another name or overwrite it.")
+    return target
+
+
+def _check_training_args(examples: Sequence[TrainingExample], epochs: int, batch_size: int, learning_rate: float,
+                         max_seq_length: int, threads: int | None) -> None:
+    if len(examples) < 2:
+        raise WorkbenchError(f"Fine-tuning needs at least two training examples, got {len(examples)}.")
+    if epochs < 1 or batch_size < 2 or learning_rate <= 0 or max_seq_length < 8 or (threads is not None and threads < 1):
+        raise WorkbenchError("Use epochs >= 1, batch_size >= 2 (in-batch negatives need company), learning_rate > 0, "
+                             "max_seq_length >= 8 and threads >= 1.")
+
+
+def _linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    """Learning-rate factor: linear warm-up, then linear decay to zero (the sentence-transformers default)."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    return factor
+
+
+def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, base_model: str = DEFAULT_MODEL,
+             output_name: str = DEFAULT_OUTPUT, *, epochs: int = 1, batch_size: int = 32, learning_rate: float = 2e-5,
+             max_examples: int | None = DEFAULT_MAX_EXAMPLES, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+             seed: int = 42, warmup_ratio: float = 0.1, symmetric: bool = True, progress: bool = True,
+             threads: int | None = None, data: Mapping[str, object] | None = None, overwrite: bool = False) -> Path:
+    """Train ``base_model`` with MultipleNegativesRankingLoss and save it as ``<workspace>/models/<output_name>``.
+
+    Each batch scores every query against all positives and hard negatives of the batch;
+    ``symmetric`` adds the answer-to-query direction (the model then serves code -> text as well as
+    text -> code). Texts are cut to ``max_seq_length`` tokens while training only: the saved model
+    keeps the base model's window, so before/after comparisons read the same input. ``threads``
+    defaults to every core; on a machine other jobs keep busy, 1 is often faster (threads that wait
+    on each other are descheduled). ``data`` is recorded in ``codeir-finetune.json`` (what the
+    examples are, the leakage audit).
+    """
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from tqdm import tqdm
+
+    target = check_model_name(workspace, output_name, overwrite)
+    _check_training_args(train_examples, epochs, batch_size, learning_rate, max_seq_length, threads)
+    source = resolve_model(base_model, workspace)
+    if isinstance(source, str):
+        raise ModelUnavailableError(f"Fine-tuning needs a local base model; {base_model!r} would come from the hub. "
+                                    f"Save it to a folder first and give that folder.")
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    examples = list(train_examples)
+    if max_examples is not None and len(examples) > max_examples:
+        examples = rng.sample(examples, max_examples)
+    n_negatives = max(len(e.negatives) for e in examples)
+    mined = sum(len(e.negatives) for e in examples)
+    positives = [e.positive for e in examples]
+    schedule = []
+    for _ in range(epochs):  # batches are formed on the mined negatives, then topped up from outside each batch
+        order = examples[:]
+        rng.shuffle(order)
+        schedule += [_filled(batch, n_negatives, positives, rng) for batch in example_batches(order, min(batch_size, len(examples)))]
+    if not schedule:
+        raise WorkbenchError("No batch without repeated texts could be formed: give more distinct examples or a smaller batch size.")
+    total_steps = len(schedule)
+    trained = list({(e.query, e.positive): e for batch in schedule for e in batch}.values())
+    mined_for = {(e.query, e.positive): set(e.negatives) for e in examples}
+    random_negatives = sum(n not in mined_for[(e.query, e.positive)] for batch in schedule for e in batch for n in e.negatives)
+
+    torch.manual_seed(seed)
+    n_threads = threads or max(1, os.cpu_count() or 1)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    window = model.max_seq_length
+    model.max_seq_length = max_seq_length
+    directions = ("query_to_doc", "doc_to_query") if symmetric else ("query_to_doc",)
+    loss_fn = MultipleNegativesRankingLoss(model, directions=directions)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(total_steps, max(1, int(warmup_ratio * total_steps))))
+    losses: list[float] = []
+    model.train()
+    with torch_threads(n_threads):
+        with tqdm(total=total_steps, desc=f"fine-tuning {output_name}", unit="batch", file=sys.stderr, disable=not progress) as bar:
+            for batch in schedule:
+                columns = [[e.query for e in batch], [e.positive for e in batch]]
+                columns += [[e.negatives[k] for e in batch] for k in range(len(batch[0].negatives))]
+                loss = loss_fn([model.preprocess(column) for column in columns], None)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                losses.append(float(loss.detach()))
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+                bar.update(1)
+    model.eval()
+    model.max_seq_length = window
+    info = {
+        "name": output_name, "base_model": base_model, "base_fingerprint": load_encoder(base_model, workspace).fingerprint,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.perf_counter() - started, 1),
+        "loss": "MultipleNegativesRankingLoss", "directions": list(directions),
+        "params": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "max_examples": max_examples,
+                   "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": warmup_ratio, "threads": n_threads},
+        "examples": len(examples), "examples_trained": len(trained), "negatives_per_example": n_negatives, "mined_negatives": mined,
+        "random_negatives": random_negatives, "steps": total_steps,
+        "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
+        "loss_curve": [round(v, 4) for v in losses],
+        "data": dict(data or {}),
+        "versions": _versions(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+    }
+    return _save_atomically(model, target, info, trained, workspace)
+
+
+def _versions() -> dict[str, str]:
+    import sentence_transformers
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "sentence-transformers": sentence_transformers.__version__,
+            "transformers": transformers.__version__, "python": platform.python_version()}
+
+
+def _save_atomically(model, target: Path, info: dict, examples: Sequence[TrainingExample], workspace: Workspace) -> Path:
+    """Write the model to a temporary folder, then rename it into place: a killed save leaves nothing half-written."""
+    with workspace.lock(f"model-{target.name}"):
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save(str(tmp), create_model_card=False)
+        (tmp / INFO_FILE).write_text(json.dumps(info, indent=2), encoding="utf-8")
+        with (tmp / EXAMPLES_FILE).open("w", encoding="utf-8") as out:
+            for example in examples:
+                out.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(target)
+    return target
+
+
+def read_finetune_info(folder: Path) -> dict:
+    """The ``codeir-finetune.json`` of a fine-tuned model folder (empty for other models)."""
+    try:
+        return json.loads((Path(folder) / INFO_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def add_dense_profile(workspace: Workspace, model_name: str, profile_name: str | None = None) -> str:
+    """Add (or replace) a dense profile for a model in the workspace's profiles.toml; returns its name."""
+    from core.retrieval.profiles import load_profiles, save_profiles
+
+    name = profile_name or f"dense-{slug(model_name)}"
+    profiles = load_profiles(workspace.profiles_file)
+    profiles[name] = DenseProfile(name, model=model_name)
+    save_profiles(workspace.profiles_file, profiles)
+    return name

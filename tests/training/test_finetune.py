@@ -1,0 +1,243 @@
+"""Fine-tuning: leakage-free training pairs, hard-negative mining with consistency filtering, a tiny real training run.
+
+Sizes are cut to what two shared CPU cores do in seconds: the training run is 8 examples of 16 tokens,
+enough to move the weights and exercise saving, loading and the command line, not to learn anything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.data.datasets import Dataset, Document
+from core.index.encoders import load_encoder, resolve_model
+from core.errors import WorkbenchError
+from core.cli import training as training_commands
+from core.training.finetune import (
+    EXAMPLES_FILE,
+    INFO_FILE,
+    TrainingExample,
+    example_batches,
+    _filled,
+    build_training_set,
+    finetune,
+    is_near_duplicate,
+    mine_hard_negatives,
+    package_roots,
+    read_finetune_info,
+)
+from core.training.leakage import audit
+from core.retrieval.profiles import DenseProfile, load_profiles
+from core.data.source_benchmark import build_benchmark, extract_functions, functions_in_source
+from core.workspace import Workspace
+
+CLICK_FILES = ("termui.py", "utils.py", "formatting.py", "decorators.py")
+
+
+@pytest.fixture(scope="module")
+def click_functions():
+    """Sixty documented functions of the installed click package (a seeded sample)."""
+    functions = extract_functions(package_roots(["click"])[0], ["python"])
+    return random.Random(0).sample(functions, 60)
+
+
+def with_document(dataset: Dataset, document: Document) -> Dataset:
+    return replace(dataset, documents=dataset.documents + (document,))
+
+
+def first_judged(dataset: Dataset) -> tuple[str, Document]:
+    query = dataset.judged_queries[0]
+    return query.id, dataset.document(dataset.qrels.positives(query.id)[0])
+
+
+# ---- consistency filter -------------------------------------------------------------------------------
+
+def test_near_duplicate_means_same_normalised_text_or_high_word_jaccard():
+    assert is_near_duplicate("Return the Width!", "return the width")
+    assert is_near_duplicate("def f(a, b):\n    return a + b  # sum", "def f(a, b):\n    return a + b")
+    assert not is_near_duplicate("Open a file for reading.", "Close the socket and free its buffer.")
+
+
+def test_mined_negatives_are_never_the_positive_and_skip_an_injected_near_duplicate(click_functions, workspace):
+    dataset = build_benchmark(click_functions, "click-doc2code", "doc2code", n_queries=60)
+    query_id, positive = first_judged(dataset)
+    copy = Document("near-copy", positive.text + "\n# a copy with one comment added")
+    dataset = with_document(dataset, copy)
+
+    examples = mine_hard_negatives(dataset, workspace, n_negatives=3, method="bm25")
+    assert len(examples) == 60
+    for example in examples:
+        assert example.positive not in example.negatives
+        assert len(set(example.negatives)) == len(example.negatives) <= 3  # BM25 finds fewer for a query of rare words
+    assert sum(len(e.negatives) == 3 for e in examples) > 40
+    first = next(e for e in examples if e.query == dataset.query(query_id).text)
+    assert copy.text not in first.negatives
+
+    unfiltered = mine_hard_negatives(dataset, workspace, n_negatives=3, method="bm25", max_jaccard=1.01)
+    assert copy.text in next(e for e in unfiltered if e.query == first.query).negatives  # the filter, not luck, kept it out
+
+
+def test_skip_top_passes_over_the_highest_ranked_non_answers(click_functions, workspace):
+    dataset = build_benchmark(click_functions, "click-doc2code", "doc2code", n_queries=60)
+    top = mine_hard_negatives(dataset, workspace, n_negatives=3, method="bm25")
+    skipped = mine_hard_negatives(dataset, workspace, n_negatives=3, method="bm25", skip_top=3)
+    assert all(not set(a.negatives) & set(b.negatives) for a, b in zip(top, skipped) if len(b.negatives) == 3)
+
+
+def test_dense_mining_drops_candidates_whose_cosine_to_the_positive_is_too_high(click_functions, workspace):
+    full = build_benchmark(click_functions[:20], "click-code2doc", "code2doc", n_queries=20)
+    dataset = full.subset([q.id for q in full.judged_queries[:3]])
+    query_id, positive = first_judged(dataset)
+    paraphrase = Document("paraphrase", positive.text.rstrip(".") + ", as described above.")
+    dataset = with_document(dataset, paraphrase)
+    query_text = dataset.query(query_id).text
+
+    loose = mine_hard_negatives(dataset, workspace, 2, "dense", max_jaccard=1.01, max_cosine=1.01)
+    assert paraphrase.text in next(e for e in loose if e.query == query_text).negatives
+    strict = mine_hard_negatives(dataset, workspace, 2, "dense", max_jaccard=1.01, max_cosine=0.9)
+    assert paraphrase.text not in next(e for e in strict if e.query == query_text).negatives
+
+
+def test_unknown_mining_method_is_refused(click_functions, workspace):
+    dataset = build_benchmark(click_functions, "click-doc2code", "doc2code", n_queries=10)
+    with pytest.raises(WorkbenchError, match="mining method"):
+        mine_hard_negatives(dataset, workspace, method="splade")
+
+
+# ---- training data --------------------------------------------------------------------------------------
+
+def leaky_tree(root: Path, csn_mini: Dataset) -> tuple[Path, str]:
+    """Four click modules plus one file holding a function of the eval set; returns the tree and that code."""
+    click = package_roots(["click"])[0]
+    root.mkdir(parents=True)
+    for name in CLICK_FILES:
+        shutil.copy(click / name, root / name)
+    leaked = next(q.text for q in csn_mini.judged_queries if functions_in_source(q.text, "python"))
+    (root / "leaked.py").write_text(leaked + "\n", encoding="utf-8")
+    return root, leaked
+
+
+def test_training_set_drops_the_pairs_an_eval_set_repeats(tmp_path, csn_mini):
+    tree, leaked = leaky_tree(tmp_path / "tree", csn_mini)
+    before = build_training_set([tree], evals=())
+    training = build_training_set([tree], evals=[csn_mini])
+
+    assert len(training.dataset.queries) < len(before.dataset.queries)
+    assert training.leakage[0].eval == "csn-mini" and training.leakage[0].dropped_train_queries >= 1
+    assert audit(training.dataset, csn_mini).overlaps == ()
+    body = leaked.split('"""')[-1].strip()
+    assert not any(body in d.text for d in training.dataset.documents)  # not even left as a negative
+
+
+# ---- training ---------------------------------------------------------------------------------------------
+
+def test_missing_negatives_are_filled_with_positives_from_outside_the_batch():
+    examples = [TrainingExample(f"query {i}", f"answer {i}", ("hard",) if i == 0 else ()) for i in range(8)]
+    positives = [e.positive for e in examples]
+    batch = examples[:4]
+    filled = _filled(batch, 2, positives, random.Random(1))
+    assert all(len(e.negatives) == 2 for e in filled)
+    assert filled[0].negatives[0] == "hard"
+    inside = {e.positive for e in batch}
+    assert all(n not in inside for e in filled for n in e.negatives)  # never another row's positive
+    assert all(n in {"answer 4", "answer 5", "answer 6", "answer 7"} for e in filled[1:] for n in e.negatives)
+
+
+def test_a_batch_holding_every_example_keeps_its_shortest_rows_negatives_instead_of_repeating_positives():
+    examples = [TrainingExample(f"query {i}", f"answer {i}", ("hard",) if i == 0 else ()) for i in range(4)]
+    filled = _filled(examples, 1, [e.positive for e in examples], random.Random(1))
+    assert [e.negatives for e in filled] == [(), (), (), ()]
+
+
+def test_batches_then_fill_work_for_fewer_examples_than_the_batch_size():
+    """Formerly a random negative was another example's positive, so one batch of every example always clashed."""
+    examples = [TrainingExample(f"query {i}", f"answer {i}", ("hard negative",) if i % 2 else ()) for i in range(20)]
+    batches = example_batches(examples, 20)
+    assert batches == [examples]
+    assert [len(e.negatives) for e in _filled(batches[0], 1, [e.positive for e in examples], random.Random(0))] == [0] * 20
+
+
+def test_batches_never_repeat_a_text_so_no_positive_is_scored_as_its_own_negative():
+    examples = [TrainingExample(f"query {i}", f"answer {i}", (f"answer {(i + 1) % 12}",)) for i in range(12)]
+    batches = example_batches(examples, 4)
+    assert batches and all(len(batch) == 4 for batch in batches)
+    for batch in batches:
+        positives = [e.positive for e in batch]
+        assert len(set(positives)) == len(positives)
+        assert not {n for e in batch for n in e.negatives} & set(positives)
+    assert len(example_batches(examples[:3], 4)) == 0  # too few for one full batch
+    shared_negative = [TrainingExample(f"q{i}", f"a{i}", ("same negative",)) for i in range(4)]
+    assert example_batches(shared_negative, 4) == [shared_negative]  # a negative mined twice harms no one
+
+
+def test_finetune_refuses_alias_names_and_existing_models(workspace):
+    examples = [TrainingExample(f"q{i}", f"a{i}") for i in range(4)]
+    with pytest.raises(WorkbenchError, match="cannot name"):
+        finetune(examples, workspace, output_name="minilm")
+    (workspace.models_dir / "taken").mkdir()
+    with pytest.raises(WorkbenchError, match="already exists"):
+        finetune(examples, workspace, output_name="taken")
+    with pytest.raises(WorkbenchError, match="at least two"):
+        finetune(examples[:1], workspace, output_name="fresh")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mini_data_dir, csn_mini):
+    """The whole ``finetune`` command on a leaky tree: audit, mine, train 8 examples, save, add a profile."""
+    workspace = Workspace.open(tmp_path_factory.mktemp("ft-workspace"), mini_data_dir)
+    tree, leaked = leaky_tree(tmp_path_factory.mktemp("ft-tree") / "tree", csn_mini)
+    parser = argparse.ArgumentParser()
+    training_commands.register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["finetune", "--from-tree", str(tree), "--output", "tiny-ft", "--audit-against", "csn-mini",
+                              "--max-examples", "8", "--batch-size", "4", "--max-seq-length", "16", "--negatives", "1",
+                              "--learning-rate", "1e-3", "--add-profile", "--quiet"])
+    args.func(args, workspace)
+    return workspace
+
+
+def test_finetuned_model_loads_by_name_and_encodes_to_normalised_vectors(trained):
+    assert resolve_model("tiny-ft", trained) == trained.models_dir / "tiny-ft"
+    vectors = load_encoder("tiny-ft", trained).encode(["read a file line by line", "def read(path):\n    return open(path).read()"])
+    assert vectors.shape == (2, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_finetuned_weights_differ_from_the_base_model(trained):
+    from safetensors.numpy import load_file
+
+    tuned = load_file(str(trained.models_dir / "tiny-ft" / "model.safetensors"))
+    base = load_file(str(Path(resolve_model("minilm")) / "model.safetensors"))
+    shared = [name for name in tuned if name in base]
+    assert shared
+    assert any(not np.array_equal(tuned[name], base[name]) for name in shared)
+
+
+def test_finetune_info_records_params_data_and_leakage_audit(trained):
+    info = read_finetune_info(trained.models_dir / "tiny-ft")
+    assert info["examples"] == 8 and info["steps"] >= 1 and info["params"]["max_seq_length"] == 16
+    assert info["data"]["direction"] == "doc2code" and info["data"]["mining"]["method"] == "bm25"
+    leakage = info["data"]["leakage"][0]
+    assert leakage["eval"] == "csn-mini" and leakage["dropped_train_queries"] >= 1
+    assert json.loads((trained.models_dir / "tiny-ft" / INFO_FILE).read_text())["seconds"] > 0
+    assert not any(p.name.startswith(".") for p in trained.models_dir.iterdir())  # no temporary folder left behind
+    rows = [json.loads(line) for line in (trained.models_dir / "tiny-ft" / EXAMPLES_FILE).read_text().splitlines()]
+    assert len(rows) == info["examples_trained"] == 4 * info["steps"]
+    assert all(len(row["negatives"]) == 1 and row["positive"] not in row["negatives"] for row in rows)
+
+
+def test_saved_model_keeps_the_base_models_input_window(trained):
+    from sentence_transformers import SentenceTransformer
+
+    tuned = SentenceTransformer(str(trained.models_dir / "tiny-ft"), device="cpu", local_files_only=True)
+    assert tuned.max_seq_length == 256  # MiniLM's window: trained on 16 tokens, evaluated on what the base model reads
+
+
+def test_finetune_command_adds_a_dense_profile_for_the_new_model(trained):
+    profile = load_profiles(trained.profiles_file)["dense-tiny-ft"]
+    assert profile == DenseProfile("dense-tiny-ft", model="tiny-ft")
