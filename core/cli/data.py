@@ -16,8 +16,10 @@ def cmd_datasets(args, workspace: Workspace) -> None:
 
 def cmd_import_zip(args, workspace: Workspace) -> None:
     from core.data.archives import import_zip
+    from core.data.catalog import names_held_elsewhere
 
-    folder = import_zip(Path(args.file), workspace.datasets_dir, name=args.name, overwrite=args.overwrite)
+    folder = import_zip(Path(args.file), workspace.datasets_dir, name=args.name, overwrite=args.overwrite,
+                        reserved=names_held_elsewhere(workspace))
     print(f"imported dataset into {folder}")
 
 

@@ -15,12 +15,12 @@ import stat
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from core.data.datasets import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, is_beir_folder, load_dataset, validate_name
+from core.data.datasets import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_dataset, is_beir_folder, validate_name
 from core.errors import DatasetError, UnsafeArchiveError
 from core.workspace import slug
 
@@ -29,14 +29,16 @@ DEFAULT_MAX_TOTAL_BYTES = 2 * 1024**3
 DEFAULT_MAX_FILES = 10_000
 DEFAULT_MAX_RATIO = 200.0
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024**2
-# Small files of repeated text compress far beyond any sane ratio; only members past this size are
-# held to max_ratio (a bomb needs volume to hurt, and the total cap bounds the rest).
+# Small files of repeated text compress far beyond any sane ratio: a member is held to max_ratio once it
+# passes this size, and all members together once their sum does (so many small members cannot add up).
 RATIO_FLOOR_BYTES = 1024**2
+MAX_QRELS_FILES = 64  # splits kept from one archive; real BEIR sets have one to three
 _CHUNK_BYTES = 1024**2
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SPECIAL_TYPES = {stat.S_IFLNK: "a symbolic link", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
                   stat.S_IFIFO: "a named pipe", stat.S_IFSOCK: "a socket"}
 _JUNK_PREFIXES = ("__MACOSX/",)
+_RENAME_HINT = "--name NAME on the command line, the Name box on the Datasets page"
 
 
 @dataclass(frozen=True)
@@ -58,22 +60,25 @@ class _Member:
 
 def import_zip(zip_path: str | os.PathLike, datasets_dir: str | os.PathLike, name: str | None = None,
                max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES, max_files: int = DEFAULT_MAX_FILES,
-               max_ratio: float = DEFAULT_MAX_RATIO, overwrite: bool = False) -> Path:
+               max_ratio: float = DEFAULT_MAX_RATIO, overwrite: bool = False,
+               reserved: Mapping[str, str] | None = None) -> Path:
     """Unpack a BEIR dataset zip into ``datasets_dir/<name>`` and return that folder.
 
     The BEIR root may sit at the top of the zip or one folder down (``scifact/corpus.jsonl``); the
     name defaults to that folder, else the zip's stem. Nothing in ``datasets_dir`` changes unless
     the new dataset loads; an existing dataset of that name is replaced only with ``overwrite``.
+    ``reserved`` maps names other sources hold (the data directory, the built-in set) to where they
+    are: those names are refused even with ``overwrite``, since the catalog would keep opening the other one.
     """
     zip_path = Path(zip_path)
     limits = UnpackLimits(max_total_bytes, max_files, max_ratio)
-    return _import(zip_path, zip_path.name, Path(datasets_dir), name, limits, overwrite)
+    return _import(zip_path, zip_path.name, Path(datasets_dir), name, limits, overwrite, reserved or {})
 
 
 def import_zip_bytes(data: bytes | BinaryIO, filename: str, datasets_dir: str | os.PathLike, name: str | None = None,
                      max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
                      max_files: int = DEFAULT_MAX_FILES, max_ratio: float = DEFAULT_MAX_RATIO,
-                     overwrite: bool = False) -> Path:
+                     overwrite: bool = False, reserved: Mapping[str, str] | None = None) -> Path:
     """Import an uploaded zip (bytes or a file object such as Streamlit's UploadedFile).
 
     Uploads over ``max_upload_bytes`` are refused before anything is written.
@@ -89,7 +94,7 @@ def import_zip_bytes(data: bytes | BinaryIO, filename: str, datasets_dir: str | 
         with os.fdopen(handle, "wb") as out:
             _copy_upload(data, out, filename, max_upload_bytes)
         limits = UnpackLimits(max_total_bytes, max_files, max_ratio)
-        return _import(temp_path, filename, datasets_dir, name, limits, overwrite)
+        return _import(temp_path, filename, datasets_dir, name, limits, overwrite, reserved or {})
     finally:
         temp_path.unlink(missing_ok=True)
 
@@ -116,7 +121,7 @@ def export_zip(dataset_folder: str | os.PathLike, out_path: str | os.PathLike) -
 
 
 def _import(zip_path: Path, archive_name: str, datasets_dir: Path, name: str | None, limits: UnpackLimits,
-            overwrite: bool) -> Path:
+            overwrite: bool, reserved: Mapping[str, str]) -> Path:
     """Import ``zip_path``; messages call it ``archive_name``, the name the user knows (not a temp file's)."""
     archive = _open_zip(zip_path, archive_name)
     with archive:
@@ -130,14 +135,18 @@ def _import(zip_path: Path, archive_name: str, datasets_dir: Path, name: str | N
         _check_declared_sizes(members, limits)
         dataset_name = validate_name(name) if name else _default_name(root, Path(archive_name).stem)
         target = datasets_dir / dataset_name
+        if dataset_name in reserved:
+            raise DatasetError(f"A dataset named {dataset_name!r} already exists ({reserved[dataset_name]}); "
+                               f"choose another name for the import ({_RENAME_HINT}).")
         if target.exists() and not overwrite:
-            raise DatasetError(f"A dataset named {dataset_name!r} already exists; choose another name or allow overwriting it.")
+            raise DatasetError(f"A dataset named {dataset_name!r} already exists in the workspace ({target}); choose "
+                               f"another name ({_RENAME_HINT}) or replace it (--overwrite on the command line).")
         datasets_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".import-{dataset_name}-", dir=datasets_dir))
         try:
             _extract(archive, members, staging, limits)
             _check_meta(staging)
-            load_dataset(staging, name=dataset_name)  # refuses a broken dataset before it replaces anything
+            check_dataset(staging, name=dataset_name)  # refuses a broken dataset before it replaces anything (streaming)
             return _move_into_place(staging, target, overwrite)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -189,6 +198,9 @@ def _beir_members(infos: Sequence[zipfile.ZipInfo], archive_name: str) -> tuple[
         relative = path[len(root):]
         if path.startswith(root) and re.fullmatch(rf"{QRELS_DIR}/[^/.][^/]*\.tsv", relative):
             members.append(_Member(files[path], relative))
+    if len(members) - 2 > MAX_QRELS_FILES:
+        raise UnsafeArchiveError(f"{archive_name} holds {len(members) - 2} qrels files, more than the limit of "
+                                 f"{MAX_QRELS_FILES}; keep only the splits you evaluate on.")
     if len(members) == 2:
         raise DatasetError(f"{archive_name} has no qrels: expected {root}{QRELS_DIR}/<split>.tsv (for example {QRELS_DIR}/test.tsv).")
     if f"{root}{META_FILE}" in files:
@@ -203,6 +215,7 @@ def _check_declared_sizes(members: Sequence[_Member], limits: UnpackLimits) -> N
                                  f"{limits.max_total_bytes:,}; refusing it.")
     for member in members:
         _check_ratio(member.info, member.info.file_size, limits)
+    _check_total_ratio(declared, sum(member.info.compress_size for member in members), limits)
 
 
 def _check_ratio(info: zipfile.ZipInfo, unpacked: int, limits: UnpackLimits) -> None:
@@ -211,12 +224,21 @@ def _check_ratio(info: zipfile.ZipInfo, unpacked: int, limits: UnpackLimits) -> 
                                  "(a zip bomb?); refusing the archive.")
 
 
+def _check_total_ratio(unpacked: int, packed: int, limits: UnpackLimits) -> None:
+    """All members together: many small members each under the floor must not add up to a bomb."""
+    if unpacked > RATIO_FLOOR_BYTES and unpacked > limits.max_ratio * max(packed, 1):
+        raise UnsafeArchiveError(f"The archive's members together expand more than {limits.max_ratio:g} times "
+                                 "(a zip bomb?); refusing it.")
+
+
 def _extract(archive: zipfile.ZipFile, members: Sequence[_Member], staging: Path, limits: UnpackLimits) -> None:
     """Copy each member in chunks, counting real bytes: declared sizes can lie."""
     total = 0
+    packed = 0  # compressed bytes of the members opened so far: zipfile reads no more than that from each
     (staging / QRELS_DIR).mkdir()
     for member in members:
         written = 0
+        packed += member.info.compress_size
         try:
             with archive.open(member.info) as source, (staging / member.target).open("xb") as out:
                 while chunk := source.read(_CHUNK_BYTES):
@@ -226,6 +248,7 @@ def _extract(archive: zipfile.ZipFile, members: Sequence[_Member], staging: Path
                         raise UnsafeArchiveError(f"The archive unpacks to more than {limits.max_total_bytes:,} bytes "
                                                  f"(stopped in {member.info.filename!r}); refusing it.")
                     _check_ratio(member.info, written, limits)
+                    _check_total_ratio(total, packed, limits)
                     out.write(chunk)
         except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError) as exc:
             raise DatasetError(f"Archive entry {member.info.filename!r} is damaged or uses an unsupported compression "

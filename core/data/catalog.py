@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from core.data.datasets import Dataset, DatasetInfo, discover_datasets, load_dataset
+from core.data.datasets import Dataset, DatasetInfo, discover_datasets, load_dataset, validate_name
 from core.errors import DatasetError
 from core.workspace import BUILTIN_DATASET, Workspace
 
@@ -17,6 +17,13 @@ def list_datasets(workspace: Workspace) -> list[DatasetInfo]:
     if not any(info.name == BUILTIN_DATASET for info in found):
         found.append(DatasetInfo(BUILTIN_DATASET, workspace.datasets_dir / BUILTIN_DATASET, "builtin"))
     return found
+
+
+def names_held_elsewhere(workspace: Workspace) -> dict[str, str]:
+    """Names an import into the workspace may not take, each with where it is held: the catalog would keep opening that one."""
+    held = {info.name: f"in the data directory, {info.path}" for info in list_datasets(workspace) if info.origin == "data-dir"}
+    held[BUILTIN_DATASET] = "the built-in standard-library benchmark"
+    return held
 
 
 def default_dataset(workspace: Workspace) -> str:
@@ -37,8 +44,20 @@ def dataset_path(workspace: Workspace, name: str) -> Path:
 
                 return ensure_stdlib_benchmark(workspace.datasets_dir)
             return info.path
+    for root in (workspace.data_dir, workspace.datasets_dir):
+        folder = root / name if root and _is_valid_name(name) else None
+        if folder is not None and folder.is_dir():
+            load_dataset(folder, name=name)  # says which BEIR file is missing
     known = ", ".join(i.name for i in list_datasets(workspace))
     raise DatasetError(f"No dataset named {name!r}. Known: {known}. Import one with `python -m core import-zip FILE`.")
+
+
+def _is_valid_name(name: str) -> bool:
+    try:
+        validate_name(name)
+    except DatasetError:
+        return False
+    return True
 
 
 def open_dataset(workspace: Workspace, name: str, split: str | None = None) -> Dataset:

@@ -209,8 +209,26 @@ def _field_str(obj: dict, key: str, file: str, line: int, problems: list[Dataset
     return value
 
 
+def _without_lone_surrogates(text: str) -> str:
+    """``text`` with lone surrogates (a JSON escape such as ``\\ud800``) replaced by '?', as pasted queries are.
+
+    Such text is not valid Unicode: tokenizers raise TypeError on it and terminals UnicodeEncodeError.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def _read_records(path: Path, problems: list[DatasetProblem], kind: str) -> list[Document] | list[Query]:
-    records: list = []
+    return list(_iter_records(path, problems, kind))
+
+
+def _iter_records(path: Path, problems: list[DatasetProblem], kind: str) -> Iterator[Document | Query]:
+    """Each good row of a corpus or queries file, in order; bad rows go to ``problems``."""
     seen: dict[str, int] = {}
     for line, obj in _read_jsonl(path, problems):
         record_id = _field_str(obj, "_id", path.name, line, problems, required=True)
@@ -234,12 +252,12 @@ def _read_records(path: Path, problems: list[DatasetProblem], kind: str) -> list
             continue
         if "\x00" in text:
             text = text.replace("\x00", "")  # NUL bytes break tokenizers and terminals; drop them, keep the row
+        text, title, language = (_without_lone_surrogates(value) for value in (text, title, language))
         seen[record_id] = line
         if kind == "document":
-            records.append(Document(record_id, text, title, language))
+            yield Document(record_id, text, title, language)
         else:
-            records.append(Query(record_id, text, language))
-    return records
+            yield Query(record_id, text, language)
 
 
 def _read_qrels(path: Path, doc_ids: set[str], query_ids: set[str], problems: list[DatasetProblem]) -> dict[str, dict[str, int]]:
@@ -283,14 +301,8 @@ def available_splits(folder: Path) -> list[str]:
     return sorted(p.stem for p in qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
 
 
-def load_dataset(folder: str | os.PathLike, split: str | None = None, name: str | None = None, on_problem: OnProblem = "skip") -> Dataset:
-    """Read a BEIR folder.
-
-    ``on_problem="skip"`` loads the good rows and lists the bad ones in ``Dataset.problems``;
-    ``"raise"`` refuses the whole dataset at the first defective file. Missing files and a dataset
-    with nothing left to evaluate are always refused.
-    """
-    folder = Path(folder)
+def _split_of(folder: Path, split: str | None) -> str:
+    """The split to read (``test`` when present), after checking the folder has the three BEIR parts."""
     if not folder.is_dir():
         raise DatasetError(f"Dataset folder {str(folder)!r} does not exist.")
     missing = [f for f in (CORPUS_FILE, QUERIES_FILE) if not (folder / f).is_file()]
@@ -301,22 +313,61 @@ def load_dataset(folder: str | os.PathLike, split: str | None = None, name: str 
         raise DatasetError(f"{folder.name} is not a BEIR dataset: missing {', '.join(missing)}.",
                            tuple(DatasetProblem(m, 0, "file missing") for m in missing))
     if split is None:
-        split = DEFAULT_SPLIT if DEFAULT_SPLIT in splits else splits[0]
-    elif split not in splits:
+        return DEFAULT_SPLIT if DEFAULT_SPLIT in splits else splits[0]
+    if split not in splits:
         raise DatasetError(f"{folder.name} has no qrels split {split!r}; it has {', '.join(splits)}.")
+    return split
 
-    problems: list[DatasetProblem] = []
-    documents = _read_records(folder / CORPUS_FILE, problems, "document")
-    queries = _read_records(folder / QUERIES_FILE, problems, "query")
-    judgments = _read_qrels(folder / QRELS_DIR / f"{split}.tsv", {d.id for d in documents}, {q.id for q in queries}, problems)
+
+def _check_usable(folder: Path, split: str, documents: int, judgments: Mapping[str, Mapping[str, int]],
+                  problems: list[DatasetProblem], on_problem: OnProblem) -> None:
     if problems and on_problem == "raise":
         raise DatasetError(f"{folder.name} has {len(problems)} defective rows; nothing was loaded.", tuple(problems))
     if not documents:
         raise DatasetError(f"{folder.name}: the corpus has no usable documents.", tuple(problems))
-    judged = {q for q, grades in judgments.items() if any(g > 0 for g in grades.values())}
-    if not judged:
+    if not any(g > 0 for grades in judgments.values() for g in grades.values()):
         raise DatasetError(f"{folder.name}: no query has a relevant document in qrels/{split}.tsv.", tuple(problems))
+
+
+def load_dataset(folder: str | os.PathLike, split: str | None = None, name: str | None = None, on_problem: OnProblem = "skip") -> Dataset:
+    """Read a BEIR folder.
+
+    ``on_problem="skip"`` loads the good rows and lists the bad ones in ``Dataset.problems``;
+    ``"raise"`` refuses the whole dataset at the first defective file. Missing files and a dataset
+    with nothing left to evaluate are always refused.
+    """
+    folder = Path(folder)
+    split = _split_of(folder, split)
+    problems: list[DatasetProblem] = []
+    documents = _read_records(folder / CORPUS_FILE, problems, "document")
+    queries = _read_records(folder / QUERIES_FILE, problems, "query")
+    judgments = _read_qrels(folder / QRELS_DIR / f"{split}.tsv", {d.id for d in documents}, {q.id for q in queries}, problems)
+    _check_usable(folder, split, len(documents), judgments, problems, on_problem)
     return Dataset(validate_name(name or folder.name), tuple(documents), tuple(queries), Qrels(judgments), split, str(folder), tuple(problems))
+
+
+class _FirstProblems(list):
+    """A problem list that keeps the first 1,000 (a corpus of bad lines must not fill memory with reports)."""
+
+    def append(self, problem: DatasetProblem) -> None:
+        if len(self) < 1000:
+            super().append(problem)
+
+
+def check_dataset(folder: str | os.PathLike, name: str | None = None) -> None:
+    """Refuse, as ``load_dataset`` would, a folder that does not load, holding only ids in memory.
+
+    Imports check an unpacked archive with this: memory grows with the number of rows, not the size of
+    the text (validating a 1 GB corpus this way is measured in docs/benchmarks.md).
+    """
+    folder = Path(folder)
+    split = _split_of(folder, None)
+    problems: list[DatasetProblem] = _FirstProblems()
+    doc_ids = {record.id for record in _iter_records(folder / CORPUS_FILE, problems, "document")}
+    query_ids = {record.id for record in _iter_records(folder / QUERIES_FILE, problems, "query")}
+    judgments = _read_qrels(folder / QRELS_DIR / f"{split}.tsv", doc_ids, query_ids, problems)
+    _check_usable(folder, split, len(doc_ids), judgments, problems, "skip")
+    validate_name(name or folder.name)
 
 
 def write_dataset(dataset: Dataset, folder: str | os.PathLike, meta: Mapping[str, object] | None = None) -> Path:
