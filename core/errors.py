@@ -54,6 +54,18 @@ class RunNotFoundError(WorkbenchError):
     """A saved run id does not exist in the workspace."""
 
 
+class RunCorruptError(WorkbenchError):
+    """A saved run file failed its checksum or cannot be read; it is reported, never scored."""
+
+
+class OptionError(WorkbenchError, ValueError):
+    """A number given as an option or URL parameter lies outside what it can mean (``--depth -5``)."""
+
+
+class OutputError(WorkbenchError):
+    """A file could not be written where the user asked (a missing folder, no permission)."""
+
+
 class QueryError(WorkbenchError):
     """A query cannot be searched as given (for example, it is empty)."""
 

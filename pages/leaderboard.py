@@ -83,6 +83,8 @@ if not sel.profile_names:
     st.stop()
 
 saved = list_runs(runs_dir, dataset.name)
+for damaged in (s for s in saved if s.damaged):
+    st.warning(escape_markdown(damaged.damage))
 statuses = profile_statuses(dataset, engine.profiles, sel.profile_names, saved)
 missing = [s.profile for s in statuses if s.needs_run]
 with st.expander(f"Run status: {len(statuses) - len(missing)} saved, {len(missing)} need a run", expanded=bool(missing)):
@@ -90,7 +92,7 @@ with st.expander(f"Run status: {len(statuses) - len(missing)} saved, {len(missin
     st.caption("A saved run is reused when it was made by the same profile parameters on the same corpus, queries and "
                "depth. Evaluating retrieves every judged query, saves the run (see `python -m core runs`) and adds it here.")
     clicked = st.button(f"Evaluate {len(missing)} profile(s)" if missing else "Evaluate", key="evaluate", type="primary",
-                        disabled=not missing, help="Runs: " + (", ".join(missing) or "none needed"))
+                        disabled=not missing, help="Runs: " + (escape_markdown(", ".join(missing)) or "none needed"))
 if clicked and missing:
     st.session_state[FAILURES_KEY] = _evaluate_missing(engine, missing)
     st.rerun()
@@ -98,7 +100,7 @@ for failure in st.session_state.pop(FAILURES_KEY, []):
     st.error(escape_markdown(failure))
 
 # Saved runs a user added by hand (an imported TREC file, an older run) join the profile rows.
-saved_ids = {s.run_id: s for s in saved}
+saved_ids = {s.run_id: s for s in saved if not s.damaged}  # a damaged run is listed below, never scored
 added = [*st.session_state.get(ADDED_KEY, []), *([st.session_state.pop(PENDING_KEY)] if PENDING_KEY in st.session_state else [])]
 st.session_state[ADDED_KEY] = [run_id for run_id in dict.fromkeys(added) if run_id in saved_ids]
 rows: list[tuple[str, Run, Evaluation]] = []

@@ -39,9 +39,9 @@ class ProfileStatus:
 
 
 def is_current(saved: SavedRun, dataset: Dataset, profile: Profile, depth: int = DEFAULT_DEPTH) -> bool:
-    """True when ``saved`` was made by this profile, with these parameters, on this data and depth."""
+    """True when ``saved`` was made by this profile, with these parameters, on this data and depth (and is undamaged)."""
     meta = saved.meta
-    return (saved.name == profile.name and saved.dataset == dataset.name
+    return (not saved.damaged and saved.name == profile.name and saved.dataset == dataset.name
             and meta.get("corpus_hash") == dataset.corpus_hash and meta.get("queries_hash") == dataset.queries_hash
             and meta.get("split", dataset.split) == dataset.split and meta.get("depth") == depth
             and dict(saved.profile) == profile_to_dict(profile))
@@ -116,7 +116,7 @@ def saved_run_label(run_id: str, name: str) -> str:
 
 
 def saved_runs_table(saved_runs: Sequence[SavedRun], dataset: Dataset) -> pd.DataFrame:
-    """Saved runs of a dataset for listing: id, name, kind, when, size, speed, and whether its data is current."""
+    """Saved runs of a dataset for listing: id, name, kind, when, size, speed, whether its data is current, and damage."""
     rows = []
     for saved in saved_runs:
         meta = saved.meta
@@ -125,5 +125,5 @@ def saved_runs_table(saved_runs: Sequence[SavedRun], dataset: Dataset) -> pd.Dat
             same_data = meta.get("corpus_hash") == dataset.corpus_hash and meta.get("queries_hash") == dataset.queries_hash
         rows.append({RUN_ID_COLUMN: saved.run_id, "name": saved.name, "kind": saved.profile.get("kind", ""),
                      "created": saved.created, "queries": meta.get("queries"), TIME_COLUMN: meta.get("ms_per_query"),
-                     "same data": same_data})
-    return pd.DataFrame(rows, columns=[RUN_ID_COLUMN, "name", "kind", "created", "queries", TIME_COLUMN, "same data"])
+                     "same data": same_data, "damaged": saved.damage})
+    return pd.DataFrame(rows, columns=[RUN_ID_COLUMN, "name", "kind", "created", "queries", TIME_COLUMN, "same data", "damaged"])

@@ -6,10 +6,12 @@ reopen it. TREC run files (``qid Q0 docid rank score tag``) go in and out.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 import uuid
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from core.errors import DatasetError, DatasetProblem, RunNotFoundError
+from core.errors import DatasetError, DatasetProblem, OutputError, RunCorruptError, RunNotFoundError
+
+HEADER_KEY = b"codeir.run"
+CHECKSUM_KEY = b"codeir.checksum"  # CRC-32 of the header and every column, as indexes carry theirs
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,11 @@ class SavedRun:
     path: Path
     meta: Mapping[str, Any]
     profile: Mapping[str, Any] = field(default_factory=dict)
+    damage: str = ""  # why the file failed its check; a damaged run is listed, never scored
+
+    @property
+    def damaged(self) -> bool:
+        return bool(self.damage)
 
 
 def save_run(run: Run, runs_dir: Path) -> Run:
@@ -98,7 +108,8 @@ def save_run(run: Run, runs_dir: Path) -> Run:
     header = {"name": run.name, "dataset": run.dataset, "profile": dict(run.profile), "meta": dict(run.meta),
               "run_id": run.run_id, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
               "queries": list(run.rankings)}
-    table = table.replace_schema_metadata({b"codeir.run": json.dumps(header, default=str).encode()})
+    header_bytes = json.dumps(header, default=str).encode()
+    table = table.replace_schema_metadata({HEADER_KEY: header_bytes, CHECKSUM_KEY: _checksum(header_bytes, table).encode()})
     runs_dir.mkdir(parents=True, exist_ok=True)
     final = runs_dir / f"{run.run_id}.parquet"
     tmp = final.with_suffix(f".tmp-{os.getpid()}")
@@ -107,33 +118,87 @@ def save_run(run: Run, runs_dir: Path) -> Run:
     return run
 
 
+def _checksum(header_bytes: bytes, table: pa.Table) -> str:
+    """CRC-32 over the header and the four columns' values (not parquet's bytes, which a rewrite may change)."""
+    crc = zlib.crc32(header_bytes)
+    for column in ("query_id", "doc_id"):
+        crc = zlib.crc32("\x1f".join(table.column(column).to_pylist()).encode("utf-8", "surrogatepass"), crc)
+    crc = zlib.crc32(table.column("rank").to_numpy().astype("<i4").tobytes(), crc)
+    crc = zlib.crc32(table.column("score").to_numpy().astype("<f8").tobytes(), crc)
+    return f"{crc:08x}"
+
+
 def _header(path: Path) -> dict:
     metadata = pq.read_schema(path).metadata or {}
-    return json.loads(metadata.get(b"codeir.run", b"{}"))
+    return json.loads(metadata.get(HEADER_KEY, b"{}"))
+
+
+def _damaged(path: Path, why: str) -> RunCorruptError:
+    return RunCorruptError(f"Saved run {path.stem} is damaged ({why}); it is not scored. Delete {path} and run the "
+                           "profile again (`python -m core evaluate`, or Evaluate on the leaderboard).")
+
+
+def _read_checked(path: Path) -> tuple[dict, pa.Table]:
+    """The run file's header and table, after its checksum; RunCorruptError when either cannot be trusted."""
+    try:
+        table = pq.read_table(path)
+        metadata = table.schema.metadata or {}
+        header = json.loads(metadata[HEADER_KEY])
+    except Exception as exc:  # pyarrow raises OSError, ArrowInvalid, ...; a flipped header byte bad JSON or bad UTF-8
+        raise _damaged(path, f"unreadable: {type(exc).__name__}") from None
+    if not isinstance(header, dict) or set(table.column_names) != {"query_id", "doc_id", "rank", "score"}:
+        raise _damaged(path, "not a run file of this workbench")
+    stored = metadata.get(CHECKSUM_KEY)
+    if stored is None:
+        return header, table  # runs saved before checksums existed carry none and are accepted as they are
+    try:
+        actual = _checksum(metadata[HEADER_KEY], table)
+    except Exception as exc:  # e.g. a string column whose bytes are no longer UTF-8
+        raise _damaged(path, f"unreadable: {type(exc).__name__}") from None
+    if stored.decode("ascii", "replace") != actual:
+        raise _damaged(path, "checksum mismatch")
+    return header, table
+
+
+@functools.lru_cache(maxsize=256)
+def _verified(path: str, size: int, modified_ns: int, changed_ns: int) -> tuple[dict, str]:
+    """Header and damage of a run file, checked once per version of the file (size and times are the key)."""
+    try:
+        header, _ = _read_checked(Path(path))
+        return header, ""
+    except RunCorruptError as exc:
+        try:
+            header = _header(Path(path))
+        except Exception:
+            header = {}
+        return header if isinstance(header, dict) else {}, str(exc)
 
 
 def list_runs(runs_dir: Path, dataset: str | None = None) -> list[SavedRun]:
-    """Saved runs, newest first; unreadable files are skipped, not fatal."""
+    """Saved runs, newest first, each checked: a damaged one is listed with ``damage`` set (and a run of
+    unreadable header under any dataset), so that it is reported rather than hidden or scored."""
     saved = []
     for path in sorted(runs_dir.glob("*.parquet"), reverse=True):
         try:
-            header = _header(path)
-        except Exception:  # a truncated file must not hide the others
+            info = path.stat()
+        except OSError:
             continue
-        if dataset and header.get("dataset") != dataset:
+        header, damage = _verified(str(path), info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        if dataset and header.get("dataset", dataset) != dataset:
             continue
-        saved.append(SavedRun(header.get("run_id", path.stem), header.get("name", ""), header.get("dataset", ""),
-                              header.get("created", ""), path, header.get("meta", {}),
-                              header.get("profile", {})))
+        saved.append(SavedRun(str(header.get("run_id", path.stem)), str(header.get("name", "")), str(header.get("dataset", "")),
+                              str(header.get("created", "")), path, header.get("meta", {}) if not damage else {},
+                              header.get("profile", {}) if not damage else {}, damage))
     return saved
 
 
 def load_run(runs_dir: Path, run_id: str) -> Run:
+    """A saved run, after its checksum (RunCorruptError when the file is damaged)."""
     path = runs_dir / f"{Path(run_id).name}.parquet"
     if not path.is_file():
         raise RunNotFoundError(f"No saved run {run_id!r} in {runs_dir}. List runs with `python -m core runs`.")
-    header = _header(path)
-    table = pq.read_table(path).sort_by([("query_id", "ascending"), ("rank", "ascending")])
+    header, table = _read_checked(path)
+    table = table.sort_by([("query_id", "ascending"), ("rank", "ascending")])
     columns = table.to_pydict()
     grouped: dict[str, tuple[list[str], list[float]]] = {q: ([], []) for q in header.get("queries", [])}
     for query_id, doc_id, score in zip(columns["query_id"], columns["doc_id"], columns["score"]):
@@ -148,10 +213,13 @@ def load_run(runs_dir: Path, run_id: str) -> Run:
 def write_trec(run: Run, path: Path, tag: str | None = None) -> Path:
     """Export as a TREC run file: ``qid Q0 docid rank score tag``."""
     tag = (tag or run.name or "run").replace(" ", "_")
-    with Path(path).open("w", encoding="utf-8") as out:
-        for query_id, ranking in run.rankings.items():
-            for rank, (doc_id, score) in enumerate(zip(ranking.doc_ids, ranking.scores), start=1):
-                out.write(f"{query_id} Q0 {doc_id} {rank} {score:.10g} {tag}\n")
+    try:
+        with Path(path).open("w", encoding="utf-8") as out:
+            for query_id, ranking in run.rankings.items():
+                for rank, (doc_id, score) in enumerate(zip(ranking.doc_ids, ranking.scores), start=1):
+                    out.write(f"{query_id} Q0 {doc_id} {rank} {score:.10g} {tag}\n")
+    except OSError as exc:
+        raise OutputError(f"Cannot write {str(path)!r}: {exc.strerror or exc}. Check that its folder exists and is writable.") from None
     return Path(path)
 
 
@@ -160,7 +228,13 @@ def read_trec(path: Path, name: str | None = None, dataset: str = "") -> Run:
     per_query: dict[str, dict[str, float]] = {}
     problems = []
     tag = ""
-    with Path(path).open("r", encoding="utf-8", errors="replace") as handle:
+    try:
+        handle = Path(path).open("r", encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise DatasetError(f"Run file {str(path)!r} does not exist.") from None
+    except OSError as exc:
+        raise DatasetError(f"Cannot read run file {str(path)!r}: {exc.strerror or exc}.") from None
+    with handle:
         for number, line in enumerate(handle, start=1):
             cells = line.split()
             if not cells:
