@@ -2,10 +2,50 @@
 from __future__ import annotations
 
 import sys
+import unicodedata
+from typing import TextIO
 
 from core.errors import DatasetError
 from core.progress import tqdm_progress
 from core.workspace import Workspace
+
+
+MAX_WARNINGS = 10
+
+
+def terminal_safe(text: str, keep: str = "\n\t") -> str:
+    """``text`` with control characters (ESC, OSC, C1, bidi overrides, lone surrogates) shown as escapes, not obeyed.
+
+    Everything the CLI prints from data goes through this: a docstring holding ``\\x1b]0;title\\x07`` must
+    not retitle the terminal or clear the screen. Characters in ``keep`` pass as they are.
+    """
+    if text.isascii() and text.isprintable():
+        return text
+    out = []
+    for char in text:
+        category = unicodedata.category(char)
+        if char in keep or not (category in ("Cc", "Cs") or char in _BIDI_CONTROLS):
+            out.append(char)
+        else:
+            out.append(char.encode("unicode_escape", "backslashreplace").decode("ascii") if category != "Cs" else f"\\u{ord(char):04x}")
+    return "".join(out)
+
+
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+class TerminalSafeStream:
+    """A text stream that writes through ``terminal_safe`` (stdout while a CLI command runs)."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(terminal_safe(text))
+        return len(text)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
 
 
 def open_engine(workspace: Workspace, dataset_name: str, quiet: bool = False):
@@ -14,8 +54,11 @@ def open_engine(workspace: Workspace, dataset_name: str, quiet: bool = False):
     from core.retrieval.engine import Engine
 
     dataset = open_dataset(workspace, dataset_name)
-    for problem in dataset.problems[:10]:
-        print(f"warning: skipped {problem}", file=sys.stderr)
+    for problem in dataset.problems[:MAX_WARNINGS]:
+        print(f"warning: skipped {terminal_safe(str(problem))}", file=sys.stderr)
+    if len(dataset.problems) > MAX_WARNINGS:
+        print(f"warning: ... and {len(dataset.problems) - MAX_WARNINGS:,} more: {len(dataset.problems):,} rows skipped "
+              f"in all (the Datasets page lists every one)", file=sys.stderr)
     profiles = load_profiles(workspace.profiles_file)
     return Engine(workspace, dataset, profiles, progress=None if quiet else tqdm_progress())
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from core.cli.common import evaluated, open_engine, requested_profiles, split_names
 from core.errors import ProfileError
+from core.retrieval.limits import check_number
 from core.workspace import Workspace
 
 def add_significance_options(parser: argparse.ArgumentParser) -> None:
@@ -87,10 +88,9 @@ def cmd_sweep(args, workspace: Workspace) -> None:
     base = engine.profile(name)
     if not isinstance(base, kind):
         raise ProfileError(f"{name!r} is a {base.kind} profile: --what {args.what} needs a {kind.kind} profile.")
-    try:
-        values = [float(v) for v in split_names(args.values)]
-    except ValueError:
-        raise ProfileError(f"--values {args.values!r} must be comma-separated numbers.") from None
+    number_kind = "pool" if args.what == "pool" else "weight"
+    values = [check_number(number_kind, v, f"--values ({'pool depth' if args.what == 'pool' else 'weight'})")
+              for v in split_names(args.values)]
     if args.what == "pool":
         points = sweep_rerank_pool(engine, base, [int(v) for v in values] or DEFAULT_POOL_DEPTHS, args.metric, args.depth)
     else:

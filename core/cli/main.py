@@ -10,8 +10,16 @@ import sys
 from collections.abc import Sequence
 
 from core.cli import data, evaluation, retrieval, training
+from core.cli.common import TerminalSafeStream, terminal_safe
 from core.errors import WorkbenchError
+from core.retrieval.limits import check_number
 from core.workspace import Workspace
+
+# Numeric options (argparse dest -> kind of number in core.retrieval.limits), checked before any command runs.
+NUMERIC_OPTIONS = {"depth": "depth", "k": "k", "queries": "count", "show": "count", "failures": "non-negative count",
+                   "alpha": "alpha", "threshold": "fraction", "epochs": "count", "max_examples": "count",
+                   "negatives": "count", "skip_top": "non-negative count", "batch_size": "count",
+                   "max_seq_length": "count", "threads": "count", "learning_rate": "rate"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,15 +32,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_numeric_options(args: argparse.Namespace) -> None:
+    """Refuse a numeric option outside its bounds (``--depth -5``) before anything runs."""
+    for dest, kind in NUMERIC_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            setattr(args, dest, check_number(kind, value, "-k" if dest == "k" else f"--{dest.replace('_', '-')}"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stdout = sys.stdout
+    sys.stdout = TerminalSafeStream(stdout)  # document text, ids and names come from data: no terminal control through them
     try:
+        check_numeric_options(args)
         workspace = Workspace.open(args.workspace, args.data_dir)
         args.func(args, workspace)
     except WorkbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; indexes already built are kept", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout = stdout
     return 0

@@ -33,7 +33,7 @@ def cmd_index(args, workspace: Workspace) -> None:
 
 def cmd_search(args, workspace: Workspace) -> None:
     engine = open_engine(workspace, args.dataset, quiet=True)
-    text = sys.stdin.read() if args.query == "-" else args.query
+    text = read_stdin() if args.query == "-" else args.query
     engine.warm([args.profile])
     result = engine.search(args.profile, text, depth=args.k)
     if result.truncated:
@@ -44,10 +44,19 @@ def cmd_search(args, workspace: Workspace) -> None:
         print(f"{rank:3d}  {score:9.4f}  {doc_id:12s}  {text[:100]}")
 
 
+def read_stdin() -> str:
+    """Standard input as text whatever its bytes: invalid UTF-8 becomes U+FFFD, as in any pasted query."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    return buffer.read().decode("utf-8", "replace") if buffer is not None else sys.stdin.read()
+
+
 def cmd_runs(args, workspace: Workspace) -> None:
     from core.retrieval.runs import list_runs
 
     for saved in list_runs(workspace.runs_dir, args.dataset):
+        if saved.damaged:
+            print(f"{saved.run_id:26s} DAMAGED: {saved.damage}")
+            continue
         summary = f"{saved.meta.get('queries', '?')} queries, {saved.meta.get('ms_per_query', float('nan')):.2f} ms/query"
         print(f"{saved.run_id:26s} {saved.name:20s} {saved.dataset:24s} {saved.created}  {summary}")
 

@@ -18,6 +18,7 @@ from core.data.datasets import Dataset, Query
 from core.index.encoders import Encoder, load_encoder
 from core.errors import ProfileError, QueryError
 from core.retrieval.fusion import Hits, rrf, weighted_sum
+from core.retrieval.limits import check_number
 from core.index.lexical import BuildReport, LexicalIndex, open_lexical_index
 from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile, RerankProfile, profile_to_dict
 from core.retrieval.rerankers import CrossEncoderScorer, merge_reranked, rerank_fusion
@@ -221,6 +222,7 @@ class Engine:
 
     def run(self, name: str, queries: Sequence[Query] | None = None, depth: int = DEFAULT_DEPTH) -> Run:
         """Retrieve for every (judged) benchmark query, or the given ones, and return a Run."""
+        check_number("depth", depth)
         queries = list(queries) if queries is not None else list(self.dataset.judged_queries)
         profile = self.profile(name)
         retrieved = self._retrieve(name, queries, depth)
@@ -233,6 +235,7 @@ class Engine:
 
     def search(self, name: str, text: str, depth: int = DEFAULT_DEPTH) -> SearchResult:
         """One pasted query under one profile; never parsed as query syntax."""
+        check_number("depth", depth)
         cleaned, truncated = clean_query_text(text)
         query = Query("__adhoc__", cleaned)
         retrieved = self._retrieve(name, [query], depth)

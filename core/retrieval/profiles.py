@@ -19,7 +19,8 @@ from typing import Any, ClassVar, Union
 
 import tomli_w
 
-from core.errors import ProfileError
+from core.errors import OptionError, ProfileError
+from core.retrieval.limits import check_number
 
 FUSION_METHODS = ("rrf", "weighted")
 NORMALIZATIONS = ("minmax", "zscore", "none")
@@ -93,6 +94,13 @@ class HybridProfile:
             raise ProfileError(f"{self.name}: give one weight per member ({len(self.members)}), or none for equal weights.")
         if self.rrf_k < 0 or self.candidate_depth < 1:
             raise ProfileError(f"{self.name}: rrf_k must be >= 0 and candidate_depth >= 1.")
+        for weight in self.weights:
+            try:
+                check_number("member weight", weight, f"{self.name}: weight")
+            except OptionError as exc:
+                raise ProfileError(str(exc)) from None
+        if self.weights and not any(self.weights):
+            raise ProfileError(f"{self.name}: at least one weight must be above 0.")
 
 
 @dataclass(frozen=True)
