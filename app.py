@@ -18,6 +18,15 @@ PAGES = [
     st.Page("pages/finetune.py", title="Fine-tune", icon=":material/model_training:"),
 ]
 
-navigation = st.navigation(PAGES)
+
+def _to_leaderboard() -> None:
+    """``/leaderboard`` typed or linked directly: the default page lives at ``/``, so go there with the same parameters."""
+    st.switch_page(PAGES[0], query_params=st.query_params.to_dict())
+
+
+# The default page always answers at the root URL; this hidden alias keeps /leaderboard from showing "Page not found".
+ALIASES = [st.Page(_to_leaderboard, title="Leaderboard", url_path="leaderboard", visibility="hidden")]
+
+navigation = st.navigation(PAGES + ALIASES)
 st.session_state["_selection"] = sidebar()
 navigation.run()

@@ -79,13 +79,13 @@ languages = left.multiselect("Language", sorted(set(table["language"])), key="br
 lengths = middle.multiselect("Query length", list(dict.fromkeys(table["length"])), key="breakdown_lengths",
                              placeholder="all lengths")
 show = right.selectbox("Show", list(SHOW), format_func=SHOW.get, key="breakdown_show",
-                      help=f"Compares A ({profile_a}) and B ({profile_b}) on {label}, query by query.")
+                      help=f"Compares A ({escape_markdown(profile_a)}) and B ({escape_markdown(profile_b)}) on {escape_markdown(label)}, query by query.")
 outcome = win_tie_loss(by_name[profile_a], by_name[profile_b], metric)
 decided = set(outcome.won_query_ids) | set(outcome.lost_query_ids)
 chosen_ids = {"all": None, "b_wins": outcome.lost_query_ids, "a_wins": outcome.won_query_ids,
               "ties": [q for q in table.index if q not in decided]}[show]
 shown = filter_queries(table, languages or None, lengths or None, chosen_ids)
-st.caption(f"{len(shown)} of {len(table)} queries · {label} of each profile, then the rank of its positive "
+st.caption(f"{len(shown)} of {len(table)} queries · {escape_markdown(label)} of each profile, then the rank of its positive "
            "(None: not retrieved in the top 100). Click a header to sort, a row to select it.")
 
 columns = {"query_id": st.column_config.TextColumn("query id", pinned=True),
@@ -124,15 +124,15 @@ if shown.empty:
 
 chart_left, chart_right = st.columns(2)
 with chart_left:
-    st.subheader(f"{label}: A vs B")
+    st.subheader(f"{escape_markdown(label)}: A vs B")
     if profile_a == profile_b:
         st.info("Pick two different profiles as A and B to compare them.")
     else:
         counts = win_tie_loss(by_name[profile_a], by_name[profile_b], metric, query_ids=list(shown.index))
         wins, ties, losses = st.columns(3)
-        wins.metric("A wins", counts.wins, help=f"{profile_a} scores higher than {profile_b}")
+        wins.metric("A wins", counts.wins, help=f"{escape_markdown(profile_a)} scores higher than {escape_markdown(profile_b)}")
         ties.metric("Ties", counts.ties)
-        losses.metric("B wins", counts.losses, help=f"{profile_b} scores higher than {profile_a}")
+        losses.metric("B wins", counts.losses, help=f"{escape_markdown(profile_b)} scores higher than {escape_markdown(profile_a)}")
         points = scatter_points(shown, metric, profile_a, profile_b)
         points["query_ids"] = points["query_ids"].map(html.escape)  # Plotly reads hover text as HTML; ids come from the dataset
         scatter = px.scatter(points, x="a", y="b", size="queries", color="outcome", size_max=28,
@@ -162,9 +162,9 @@ if profile_a == profile_b:
 else:
     worth = interesting_queries(by_name[profile_a], by_name[profile_b], metric, top_n=10, query_ids=list(shown.index))
     if not worth:
-        st.caption(f"A and B score the same {label} on every query shown.")
+        st.caption(f"A and B score the same {escape_markdown(label)} on every query shown.")
     else:
-        st.caption(f"The queries where {profile_a} (A) and {profile_b} (B) differ most on {label}.")
+        st.caption(f"The queries where {escape_markdown(profile_a)} (A) and {escape_markdown(profile_b)} (B) differ most on {escape_markdown(label)}.")
         st.dataframe([{"query_id": q.query_id, "query": shown.loc[q.query_id, "query"], f"A · {label}": q.value_a,
                        f"B · {label}": q.value_b, "B − A": q.difference, "A rank": _rank_text(q.rank_a),
                        "B rank": _rank_text(q.rank_b)}

@@ -46,7 +46,7 @@ if submitted:
         taken = {info.name: info.path for info in list_datasets(workspace)}
         if name.strip() in taken:
             raise WorkbenchError(f"A dataset named {name.strip()!r} already exists ({taken[name.strip()]}): choose another name.")
-        with st.spinner(f"Parsing {root} and building {name.strip()}…"):
+        with st.spinner(f"Parsing {escape_markdown(str(root))} and building {escape_markdown(name.strip())}…"):
             dataset = build_from_tree(root, name.strip(), direction, languages, int(queries), int(seed),
                                       strip and direction == "code2doc", out_dir=workspace.datasets_dir)
     except WorkbenchError as exc:

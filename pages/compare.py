@@ -45,7 +45,7 @@ baseline = None if baseline_choice == EVERY_PAIR else baseline_choice
 st.query_params.update({"cmp_metric": metric, "cmp_test": test, "cmp_correction": correction, "cmp_baseline": baseline_choice})
 
 try:
-    with st.spinner(f"Running {len(names)} profiles on {engine.dataset.name}…"):
+    with st.spinner(f"Running {len(names)} profiles on {escape_markdown(engine.dataset.name)}…"):
         runs = [get_run(engine, name) for name in names]
         evaluations = [get_evaluation(engine, run, tuple(metric_keys)) for run in runs]
         table = compare_all(evaluations, metric, baseline, test, correction, alpha)
@@ -54,7 +54,7 @@ except WorkbenchError as exc:
     st.stop()
 
 label = parse_metric(metric).label()
-st.subheader(f"{label} with significance markers")
+st.subheader(f"{escape_markdown(label)} with significance markers")
 board = marked_leaderboard(table)
 st.dataframe(board[["letter", metric, "shown", "beaten"]], width="stretch",
              column_config={"_index": st.column_config.TextColumn("profile", pinned=True),
@@ -62,9 +62,9 @@ st.dataframe(board[["letter", metric, "shown", "beaten"]], width="stretch",
                             "shown": st.column_config.TextColumn(f"{label} + markers"),
                             "beaten": st.column_config.TextColumn("significantly better than")})
 family = f"each profile against **{escape_markdown(baseline)}**" if baseline else "every pair of profiles"
-st.caption(f"A superscript letter marks a profile that this profile beats significantly: two-sided "
-           f"{TEST_LABELS[test]} test over {family}, {correction} correction, alpha = {alpha:g}, "
-           f"{table.queries} queries.")
+st.caption(f"A superscript letter marks a profile that this profile beats significantly: two-sided "  # markdown-safe: options
+           f"{TEST_LABELS[test]} test over {family}, {correction} correction, alpha = {alpha:g}, "  # of fixed lists,
+           f"{table.queries} queries.")  # a count, and family's baseline escaped above
 
 st.subheader("Comparisons")
 comparisons = table.to_frame()
@@ -84,7 +84,7 @@ st.download_button("Download CSV", comparisons.to_csv(index=False).encode("utf-8
 
 st.subheader("Report")
 st.caption("One HTML file with the charts embedded (to email), and a Markdown file with its images (zipped): leaderboard with "
-           f"markers on every metric, {label} per language, the best profile's failure cases, profile parameters, "
+           f"markers on every metric, {escape_markdown(label)} per language, the best profile's failure cases, profile parameters, "
            "dataset hashes and this machine.")
 count_column, button_column, _ = st.columns([1, 1, 3], vertical_alignment="bottom")
 failures = count_column.number_input("Failure cases to include", min_value=0, max_value=100, value=10, step=1, key="cmp_failures")

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 
 from core.data.archives import export_zip, import_zip_bytes
-from core.data.catalog import list_datasets
+from core.data.catalog import list_datasets, names_held_elsewhere
 from core.data.datasets import Dataset, is_beir_folder
 from core.errors import DatasetError, WorkbenchError
 from core.data.hub import NANOCODESEARCHNET_REPO, NANOCODESEARCHNET_SUBSETS, NANOCOIR_REPO, NANOCOIR_SUBSETS, download_nano_dataset
@@ -92,7 +92,7 @@ if dataset is not None:
         cells[0].metric("Documents", f"{stats.documents:,}")
         cells[1].metric("Queries", f"{stats.queries:,}")
         cells[2].metric("Judged queries", f"{stats.judged_queries:,}", help="queries with at least one relevant document")
-        cells[3].metric("Qrels", f"{stats.qrels:,}", help=f"judgment lines in qrels/{dataset.split}.tsv")
+        cells[3].metric("Qrels", f"{stats.qrels:,}", help=f"judgment lines in qrels/{escape_markdown(dataset.split)}.tsv")
         cells[4].metric("Grades", "graded" if stats.graded else "binary", help="graded: some judgment is not 0 or 1")
         cells[5].metric("Skipped rows", f"{stats.problems:,}")
         if dataset.problems:
@@ -114,7 +114,7 @@ if dataset is not None:
             st.markdown("**Languages**")
             st.dataframe(language_counts(dataset), width="stretch")
         st.caption("Tokens: runs of letters, digits and underscores. A query's language is its own, when the dataset gives one.")
-        st.download_button(f"Download {dataset.name} as .zip", _zip_bytes(Path(info.path)), file_name=f"{dataset.name}.zip",
+        st.download_button(f"Download {escape_markdown(dataset.name)} as .zip", _zip_bytes(Path(info.path)), file_name=f"{dataset.name}.zip",
                            mime="application/zip", key="datasets_export", icon=":material/download:", on_click="ignore")
 
     with browse_tab:
@@ -125,6 +125,7 @@ if dataset is not None:
         size = size_col.selectbox("Rows per page", PAGE_SIZES, key="datasets_page_size")
         rows = filter_rows(_rows(kind, key, dataset), needle)
         pages = page_count(len(rows), size)
+        # markdown-safe: the label holds a page count
         page = page_col.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1,
                                      key=f"datasets_page_{kind}_{needle}_{size}")  # a new filter starts at page 1
         shown = page_of(rows, int(page), size)
@@ -146,7 +147,7 @@ with add_tab:
         try:
             with st.spinner("Checking and unpacking…"):
                 folder = import_zip_bytes(upload, upload.name, datasets_dir=workspace.datasets_dir,
-                                          name=zip_name.strip() or None)
+                                          name=zip_name.strip() or None, reserved=names_held_elsewhere(workspace))
         except DatasetError as exc:
             _show_dataset_error(exc)
         else:
@@ -164,7 +165,7 @@ with add_tab:
                    "A subset downloaded once is kept in the workspace and opens offline afterwards.")
         if st.form_submit_button("Download"):
             try:
-                with st.spinner(f"Downloading {subset or repo}…"):
+                with st.spinner(f"Downloading {escape_markdown(subset or repo)}…"):
                     folder = download_nano_dataset(repo.strip(), subset.strip() or None, workspace.datasets_dir,
                                                    name=hub_name.strip() or None)
             except DatasetError as exc:

@@ -105,10 +105,10 @@ for start in range(0, len(names), per_row):
                 best = min((r for r in ranks.values() if r is not None), default=None)
                 latency, found = st.columns(2)
                 found.metric("Relevant at", str(best) if best is not None else f"> {DEFAULT_DEPTH}",
-                             help="; ".join(f"{doc_id}: {rank_summary(rank, DEFAULT_DEPTH)}" for doc_id, rank in ranks.items()))
+                             help="; ".join(f"{escape_markdown(doc_id)}: {escape_markdown(rank_summary(rank, DEFAULT_DEPTH))}" for doc_id, rank in ranks.items()))
             else:
                 latency = st.container()
-            latency.metric("Latency", f"{result.seconds * 1000:.1f} ms", help=latency_help)
+            latency.metric("Latency", f"{result.seconds * 1000:.1f} ms", help=latency_help)  # markdown-safe: literal help texts
             table = ranked_documents(dataset, result.ranking, query_text, k, positives)
             st.dataframe(table, hide_index=True, width="stretch", key=f"explorer_table_{name}",
                          column_order=["relevant", "rank", "document", "shared", "score", "doc id"],
@@ -121,5 +121,5 @@ for start in range(0, len(names), per_row):
                 for row in table.to_dict("records"):
                     mark = " ✅" if row["relevant"] else ""
                     shared = [token for token in row["shared"].split(", ") if token]
-                    st.markdown(f"**{row['rank']}.** {escape_markdown(row['doc id'])}{mark}  \n"
+                    st.markdown(f"**{row['rank']}.** {escape_markdown(row['doc id'])}{mark}  \n"  # markdown-safe: rank is an int, mark a literal
                                 + highlighted_markdown(highlight_spans(row["document"], shared)))

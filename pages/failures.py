@@ -43,10 +43,10 @@ book = load_tags(sel.workspace)
 for problem in book.problems:
     st.warning(escape_markdown(problem))
 judged = len(dataset.judged_queries)
-st.metric(f"Queries failing at k={k}", f"{len(failures)} of {judged}",
+st.metric(f"Queries failing at k={k}", f"{len(failures)} of {judged}",  # markdown-safe: k is a slider int
           help="No relevant document in the top k; worst first (not retrieved, then deepest).")
 if not failures:
-    st.success(f"{profile} finds a relevant document in the top {k} for every query.")
+    st.success(f"{escape_markdown(profile)} finds a relevant document in the top {k:d} for every query.")
 else:
     tagged = {tag.query_id: tag.reason for tag in book.tags if tag.dataset == dataset.name and tag.profile == profile}
     st.dataframe([{"query_id": f.query_id, "positive rank": _rank_text(f.positive_rank), "language": f.language,
@@ -71,7 +71,7 @@ else:
     positive_side, evidence_side = st.columns(2)
     with positive_side:
         for positive in explanation.positives:
-            st.markdown(f"**Positive** · rank **{_rank_text(positive.rank)}** · grade {positive.grade}")
+            st.markdown(f"**Positive** · rank **{_rank_text(positive.rank)}** · grade {positive.grade:d}")  # markdown-safe: a rank
             st.text(f"id: {positive.document.id}")
             st.code(positive.document.full_text, language=positive.document.language or None, wrap_lines=True)
             st.caption("Query terms it shares")
@@ -109,11 +109,11 @@ else:
                                                         f"{' · near-duplicate' if by_rank[r].near_duplicate else ''}")
         above_side, positive_again = st.columns(2)
         chosen_doc = by_rank[shown_rank].document
-        above_side.caption(f"rank {shown_rank}")
+        above_side.caption(f"rank {shown_rank:d}")
         above_side.code(chosen_doc.full_text, language=chosen_doc.language or None, wrap_lines=True)
         if explanation.positives:
             best = min(explanation.positives, key=lambda p: p.rank or float("inf"))
-            positive_again.caption(f"positive · rank {_rank_text(best.rank)}")
+            positive_again.caption(f"positive · rank {_rank_text(best.rank)}")  # markdown-safe: a rank
             positive_again.code(best.document.full_text, language=best.document.language or None, wrap_lines=True)
     else:
         st.caption("Nothing: the positive is at rank 1.")
@@ -121,7 +121,7 @@ else:
     st.subheader("Tag this failure")
     flash = st.session_state.pop("failures_flash", None)
     if flash:
-        st.success(flash)
+        st.success(flash)  # markdown-safe: built with escape_markdown where it is set
     existing = book.find(dataset.name, profile, query_id)
     if existing is not None:
         st.caption(f"Tagged {escape_markdown(existing.time)}")
@@ -157,7 +157,7 @@ else:
             st.session_state["failures_flash"] = f"Removed the tag of {escape_markdown(query_id)}."
             st.rerun()
 
-st.subheader(f"Tags on {dataset.name}")
+st.subheader(f"Tags on {escape_markdown(dataset.name)}")
 frame = tags_frame([tag for tag in book.tags if tag.dataset == dataset.name])
 if frame.empty:
     st.caption("No failure of this dataset is tagged yet.")

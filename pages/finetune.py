@@ -51,9 +51,9 @@ if start:
             evals = [open_dataset(workspace, name) for name in audit_against]
             training = build_training_set(package_roots(packages), evals, name=f"{slug(output, 60)}-train")
             for summary in training.leakage:
-                st.write(f"Leakage vs {escape_markdown(summary.eval)}: dropped {summary.dropped_train_queries} training queries.")
+                st.write(f"Leakage vs {escape_markdown(summary.eval)}: dropped {summary.dropped_train_queries:d} training queries.")
             n_examples = min(int(max_examples), len(training.dataset.judged_queries))
-            st.write(f"Mining {negatives} hard negatives for {n_examples} examples ({mining})…")
+            st.write(f"Mining {int(negatives):d} hard negatives for {n_examples:d} examples ({escape_markdown(mining)})…")
             examples, data = sample_and_mine(training, workspace, int(max_examples), int(negatives), mining)
             st.write("Training (see the progress in the server log)…")
             folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size), max_examples=int(max_examples),

@@ -26,7 +26,7 @@ names = [info.name for info in list_datasets(workspace)]
 
 st.title("Leakage audit")
 st.caption("Finds the eval (code, docstring) pairs that a training set already contains, exactly or nearly, before you "
-           "fine-tune on it. " + " · ".join(f"**{kind}**: {text}" for kind, text in KIND_HELP.items()))
+           "fine-tune on it. " + " · ".join(f"**{kind}**: {text}" for kind, text in KIND_HELP.items()))  # markdown-safe: constants
 
 left, right = st.columns(2)
 others = [n for n in names if n != sel.dataset_name]  # by default, audit some other set against the one in the sidebar
@@ -40,7 +40,7 @@ settings = (train_name, tuple(eval_names), tuple(kinds), threshold)
 
 if st.button("Run audit", key="leak_run", type="primary", disabled=not (eval_names and kinds)):
     try:
-        with st.spinner(f"Fingerprinting {train_name} and {', '.join(eval_names)}…"):
+        with st.spinner(f"Fingerprinting {escape_markdown(train_name)} and {escape_markdown(', '.join(eval_names))}…"):
             train = get_dataset(str(workspace.root), data_dir, train_name)
             evals = [get_dataset(str(workspace.root), data_dir, name) for name in eval_names]
             st.session_state[AUDIT_KEY] = (settings, audit_many(train, evals, threshold, kinds))

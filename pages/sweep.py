@@ -70,7 +70,7 @@ def _stored(kind: str, settings: tuple) -> list[SweepPoint] | None:
 def _points(kind: str, settings: tuple, button: str, enabled: bool, sweep, *args) -> list[SweepPoint] | None:
     """The points kept for these settings, or new ones when the run button is pressed."""
     points = _stored(kind, settings)
-    if st.button(button, key=f"sweep_{kind}_run", type="primary", disabled=not enabled):
+    if st.button(button, key=f"sweep_{kind}_run", type="primary", disabled=not enabled):  # markdown-safe: literal labels
         points = _run(kind, settings, sweep, *args)
     return points
 
@@ -78,7 +78,7 @@ def _points(kind: str, settings: tuple, button: str, enabled: bool, sweep, *args
 def _base_profile(label: str, names: list[str], key: str, chosen: list[str]):
     """A choice among the profiles this sweep applies to, opening on the first one chosen in the sidebar."""
     preferred = [n for n in chosen if n in names]
-    return st.selectbox(label, names, key=key, index=names.index(preferred[0]) if preferred else 0)
+    return st.selectbox(label, names, key=key, index=names.index(preferred[0]) if preferred else 0)  # markdown-safe: literal labels
 
 
 sel, engine = page_engine()
@@ -101,7 +101,7 @@ with pool_tab:
     else:
         base = engine.profile(_base_profile("Rerank profile", rerank_names, "sweep_pool_profile", sel.profile_names))
         st.caption(f"First stage **{escape_markdown(base.first_stage)}**, reranker {escape_markdown(base.reranker)}; "
-                   f"its pool depth is {base.pool_depth}.")
+                   f"its pool depth is {base.pool_depth:d}.")
         depths = st.multiselect("Pool depths", POOL_CHOICES, default=list(DEFAULT_POOL_DEPTHS), key="sweep_pool_depths")
         settings = (engine.dataset.name, base, tuple(sorted(depths)), metric)
         points = _points("pool", settings, "Run pool sweep", bool(depths), sweep_rerank_pool, engine, base, sorted(depths), metric)
@@ -130,9 +130,9 @@ with bm25_tab:
         base = engine.profile(_base_profile("BM25 profile", bm25_names, "sweep_bm25_profile", sel.profile_names))
         param = st.radio("Parameter", ("k1", "b"), horizontal=True, key="sweep_bm25_param")
         held = "b" if param == "k1" else "k1"
-        st.caption(f"Analyzer {escape_markdown(base.analyzer)}, {held} held at {getattr(base, held):g}, "
+        st.caption(f"Analyzer {escape_markdown(base.analyzer)}, {escape_markdown(held)} held at {getattr(base, held):g}, "
                    f"{escape_markdown(base.length_norm)} length norms; every document is scored at each value.")
-        values = st.multiselect(f"Values of {param}", BM25_CHOICES[param], default=list(DEFAULT_BM25_VALUES[param]),
+        values = st.multiselect(f"Values of {escape_markdown(param)}", BM25_CHOICES[param], default=list(DEFAULT_BM25_VALUES[param]),
                                 key=f"sweep_bm25_{param}_values")
         settings = (engine.dataset.name, base, param, tuple(sorted(values)), metric)
         points = _points("bm25", settings, "Run BM25 sweep", bool(values), sweep_bm25, engine, base, param, sorted(values), metric)

@@ -18,8 +18,10 @@ from core.errors import WorkbenchError
 from core.evaluation.metrics import DEFAULT_METRICS, Evaluation, evaluate
 from core.retrieval.profiles import Profile, load_profiles, profile_from_dict, profile_to_dict
 from core.retrieval.engine import Engine
+from core.retrieval.limits import parse_cutoffs
 from core.retrieval.runs import Run
 from core.workspace import DATA_DIR_ENV, WORKSPACE_ENV, Workspace
+from ui.render import escape_markdown
 
 DEFAULT_SELECTED = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")
 
@@ -101,7 +103,7 @@ def sidebar() -> Selection | None:
         infos = list_datasets(workspace)
         profiles = load_profiles(workspace.profiles_file)
     except WorkbenchError as exc:
-        st.error(str(exc))
+        st.error(escape_markdown(str(exc)))
         return None
     names = [info.name for info in infos]
     wanted = st.query_params.get("dataset") or st.session_state.get("dataset") or default_dataset(workspace)
@@ -117,12 +119,11 @@ def sidebar() -> Selection | None:
         cutoffs_text = st.text_input("Extra cutoffs k (comma-separated)", value=st.query_params.get("k", ""), key="cutoffs",
                                      help="Adds nDCG@k, hit@k, recall@k and MRR@k for each k.")
     metrics = list(DEFAULT_METRICS)
-    for raw in cutoffs_text.split(","):
-        raw = raw.strip()
-        if raw.isdigit() and 0 < int(raw) <= 1000:
-            metrics += [f"{m}@{raw}" for m in ("ndcg", "hit", "recall", "mrr") if f"{m}@{raw}" not in metrics]
-        elif raw:
-            st.sidebar.warning(f"Ignored cutoff {raw!r}: use whole numbers between 1 and 1000.")
+    cutoffs, refused = parse_cutoffs(cutoffs_text, "Cutoff")
+    for cutoff in cutoffs:
+        metrics += [f"{m}@{cutoff}" for m in ("ndcg", "hit", "recall", "mrr") if f"{m}@{cutoff}" not in metrics]
+    for message in refused:  # the text may come from a crafted ?k= link: escaped, never rendered as markdown
+        st.sidebar.warning(escape_markdown(f"Ignored: {message}"))
     st.query_params["dataset"] = dataset_name
     st.query_params["profiles"] = ",".join(profile_names)
     if cutoffs_text.strip():
@@ -154,8 +155,6 @@ def _rerun_through_app() -> None:
 
 def page_engine() -> tuple[Selection, Engine]:
     """The sidebar's selection and its engine; stops the page (with the reason shown) when either cannot load."""
-    from ui.render import escape_markdown
-
     selection = current_selection()
     if selection is None:
         st.stop()
