@@ -219,10 +219,14 @@ class BuildReport:
     reused: bool
     seconds: float
     items: int
+    damage: str = ""  # why the index on disk failed its check, when this build replaced a damaged one
 
     def __str__(self) -> str:
-        verb = "reused" if self.reused else f"built in {self.seconds:.1f}s ({self.items / max(self.seconds, 1e-9):,.0f} docs/s)"
-        return f"{self.what}: {verb}"
+        if self.reused:
+            return f"{self.what}: reused"
+        verb = "rebuilt" if self.damage else "built"
+        done = f"{verb} in {self.seconds:.1f}s ({self.items / max(self.seconds, 1e-9):,.0f} docs/s)"
+        return f"{self.what}: {done}" + (f"; damage found: {self.damage}" if self.damage else "")
 
 
 def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: str = "code", rebuild: bool = False,
@@ -237,6 +241,7 @@ def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: st
     path = index_path(workspace, dataset, analyzer.name)
     what = f"BM25 index ({analyzer.name}) for {dataset.name}"
     started = time.perf_counter()
+    damage = ""
     if not rebuild:
         try:
             return open_checked_index(path, analyzer, dataset), BuildReport(what, True, time.perf_counter() - started, len(dataset.documents))
@@ -246,8 +251,8 @@ def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: st
         if not rebuild:  # another process may have finished the build while we waited for the lock
             try:
                 return open_checked_index(path, analyzer, dataset), BuildReport(what, True, time.perf_counter() - started, len(dataset.documents))
-            except IndexCorruptError:
-                pass
+            except IndexCorruptError as exc:
+                damage = str(exc) if path.exists() else ""  # no folder at all: a first build, not a repair
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         # leftovers of killed builds: temp folders, and old copies when a kill fell between the two renames below
@@ -266,4 +271,4 @@ def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: st
         else:
             tmp.rename(path)
         index = open_checked_index(path, analyzer, dataset)
-    return index, BuildReport(what, False, time.perf_counter() - started, len(dataset.documents))
+    return index, BuildReport(what, False, time.perf_counter() - started, len(dataset.documents), damage)
