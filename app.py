@@ -6,7 +6,7 @@ from ui.state import sidebar
 st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
 
 PAGES = [
-    st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
+    st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True, url_path=""),
     st.Page("pages/explorer.py", title="Query explorer", icon=":material/search:"),
     st.Page("pages/breakdown.py", title="Per-query breakdown", icon=":material/table_rows:"),
     st.Page("pages/failures.py", title="Failure cases", icon=":material/report:"),
@@ -24,7 +24,8 @@ def _to_leaderboard() -> None:
     st.switch_page(PAGES[0], query_params=st.query_params.to_dict())
 
 
-# The default page always answers at the root URL; this hidden alias keeps /leaderboard from showing "Page not found".
+# The default page answers at the root URL only (url_path "" frees its file name); this hidden alias keeps
+# /leaderboard from showing "Page not found".
 ALIASES = [st.Page(_to_leaderboard, title="Leaderboard", url_path="leaderboard", visibility="hidden")]
 
 navigation = st.navigation(PAGES + ALIASES)

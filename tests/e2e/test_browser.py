@@ -124,6 +124,15 @@ def test_a_deep_link_opens_its_page_with_the_sidebar(page, app_server, path, tit
     assert re.search(rf"/{path}\?dataset={DATASET}", page.url)
 
 
+def test_leaderboard_typed_as_a_path_opens_the_leaderboard_not_page_not_found(page, app_server, artifacts):
+    """/leaderboard (the page's own name) was "Page not found": Streamlit serves the default page at / only."""
+    open_app(page, f"{app_server.url}/leaderboard?dataset={DATASET}")
+    screenshot(page, artifacts / "leaderboard-by-path.png")
+    assert_on_page(page, "leaderboard", "Leaderboard")
+    assert "Page not found" not in page.locator("body").inner_text()
+    assert re.search(rf"/\?dataset={DATASET}", page.url), page.url
+
+
 def test_the_leaderboard_evaluates_the_default_profiles_and_shows_cores_means_with_a_chart(page, app_server, e2e_engine,
                                                                                            artifacts):
     open_app(page, f"{app_server.url}/?dataset={DATASET}")
