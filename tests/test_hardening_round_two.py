@@ -132,6 +132,7 @@ def test_every_flipped_byte_of_a_saved_run_is_detected_or_harmless(tmp_path, csn
             reread = load_run(tmp_path, saved.run_id)
             assert reread.rankings == original.rankings and reread.meta == original.meta, f"byte {position} changed the run unnoticed"
     path.write_bytes(original_bytes)
+    print(f"run file of {len(original_bytes):,} bytes: {detected + harmless} flips, {detected} detected, {harmless} harmless")
     assert detected > 300 and detected + harmless > 390
 
 
@@ -199,9 +200,9 @@ def test_many_small_qrels_files_are_capped_in_number(workspace, tmp_path):
 
 
 def test_small_members_count_toward_the_compression_ratio(workspace, tmp_path):
-    """40 members of 900 KiB each (36 MiB from a zip of ~150 KB): each is under the per-member floor, together a bomb."""
+    """40 members of 900 KiB each (36 MiB from a zip of about 60 KB): each is under the per-member floor, together a bomb."""
     archive = bomb_of_small_qrels(tmp_path / "ratio.zip", 40, 900 * 1024)
-    assert archive.stat().st_size < 400_000
+    assert archive.stat().st_size < 100_000
     with pytest.raises(UnsafeArchiveError, match="together"):
         import_zip(archive, workspace.datasets_dir)
     assert list(workspace.datasets_dir.iterdir()) == []
