@@ -18,7 +18,7 @@ from core.workspace import Workspace
 # Numeric options (argparse dest -> kind of number in core.retrieval.limits), checked before any command runs.
 NUMERIC_OPTIONS = {"depth": "depth", "k": "k", "queries": "count", "show": "count", "failures": "non-negative count",
                    "alpha": "alpha", "threshold": "fraction", "epochs": "count", "max_examples": "count",
-                   "negatives": "count", "skip_top": "non-negative count", "batch_size": "count",
+                   "negatives": "non-negative count", "skip_top": "non-negative count", "batch_size": "count",
                    "max_seq_length": "count", "threads": "count", "learning_rate": "rate"}
 
 

@@ -21,7 +21,9 @@ def test_saved_run_reopens_with_rankings_and_provenance(tmp_path):
 def test_truncated_run_file_does_not_hide_the_others(tmp_path):
     good = save_run(sample_run(), tmp_path)
     (tmp_path / "20990101-000000-broken.parquet").write_bytes(b"PAR1 not really")
-    assert [r.run_id for r in list_runs(tmp_path)] == [good.run_id]
+    listed = {r.run_id: r for r in list_runs(tmp_path)}
+    assert set(listed) == {good.run_id, "20990101-000000-broken"}
+    assert not listed[good.run_id].damaged and listed["20990101-000000-broken"].damaged  # reported, not hidden
 
 
 def test_missing_run_is_a_clear_error(tmp_path):
