@@ -167,7 +167,8 @@ with add_tab:
             try:
                 with st.spinner(f"Downloading {escape_markdown(subset or repo)}…"):
                     folder = download_nano_dataset(repo.strip(), subset.strip() or None, workspace.datasets_dir,
-                                                   name=hub_name.strip() or None)
+                                                   name=hub_name.strip() or None,
+                                                   reserved=names_held_elsewhere(workspace))
             except DatasetError as exc:
                 _show_dataset_error(exc)
             else:

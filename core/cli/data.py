@@ -26,7 +26,10 @@ def cmd_import_zip(args, workspace: Workspace) -> None:
 def cmd_download(args, workspace: Workspace) -> None:
     from core.data.hub import download_nano_dataset
 
-    folder = download_nano_dataset(args.repo, args.subset, workspace.datasets_dir, name=args.name)
+    from core.data.catalog import names_held_elsewhere
+
+    folder = download_nano_dataset(args.repo, args.subset, workspace.datasets_dir, name=args.name,
+                                   reserved=names_held_elsewhere(workspace))
     print(f"downloaded into {folder}")
 
 

@@ -15,7 +15,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -109,16 +109,21 @@ def beir_from_parquet(corpus_parquet: str | os.PathLike | Sequence[str | os.Path
 def download_nano_dataset(repo_id: str, subset: str | None, datasets_dir: str | os.PathLike, name: str | None = None,
                           *, source_dir: str | os.PathLike | None = None, overwrite: bool = False,
                           endpoint: str | None = None, revision: str | None = None,
-                          timeout_s: float = DEFAULT_TIMEOUT_S) -> Path:
+                          timeout_s: float = DEFAULT_TIMEOUT_S, reserved: Mapping[str, str] | None = None) -> Path:
     """Fetch one subset of a Nano benchmark and write it as ``datasets_dir/<name>`` in BEIR layout.
 
     A folder already downloaded from the same repo and subset is returned without contacting the hub.
     ``source_dir`` reads a local copy of the repo (``hf download <repo> --repo-type dataset --local-dir``)
     instead of the network; ``endpoint`` is a hub mirror. Offline or failed downloads raise
-    DatasetError with one line saying what to do instead.
+    DatasetError with one line saying what to do instead. ``reserved`` maps names other sources hold
+    (the data directory, the built-in set) to where: such a name is refused, since the catalog would
+    keep opening the other dataset.
     """
     datasets_dir = Path(datasets_dir)
     dataset_name = validate_name(name) if name else default_dataset_name(repo_id, subset)
+    if reserved and dataset_name in reserved:
+        raise DatasetError(f"A dataset named {dataset_name!r} already exists ({reserved[dataset_name]}); "
+                           "download under another name with --name (the page's Name field).")
     target = datasets_dir / dataset_name
     if target.exists() and not overwrite:
         if _downloaded_from(target, repo_id, subset):

@@ -387,3 +387,17 @@ def test_repo_missing_from_the_hub_is_reported_as_not_found(tmp_path: Path, mirr
     with pytest.raises(DatasetError, match=r"^Could not download someone/missing \(X\): no such dataset repo"):
         download_nano_dataset("someone/missing", "X", tmp_path / "datasets", endpoint=mirror.endpoint, timeout_s=5)
     assert tree(tmp_path / "datasets") == set()
+
+
+def test_a_download_named_like_a_bundled_set_is_refused_saying_where_that_name_is_held(tmp_path: Path, csn_slice: Dataset) -> None:
+    """The catalog opens the data directory's set first: a download under its name would never be seen."""
+    per_language_layout(tmp_path / "repo", csn_slice)
+    repo_id, subset = NANOCODESEARCHNET_REPO, "NanoCodeSearchNetPython"
+    reserved = {"cosqa": "in the data directory, /data/cosqa"}
+    with pytest.raises(DatasetError, match=r"'cosqa' already exists \(in the data directory.*--name"):
+        download_nano_dataset(repo_id, subset, tmp_path / "datasets", name="cosqa", source_dir=tmp_path / "repo",
+                              reserved=reserved)
+    assert not (tmp_path / "datasets" / "cosqa").exists()
+    kept = download_nano_dataset(repo_id, subset, tmp_path / "datasets", name="cosqa-nano", source_dir=tmp_path / "repo",
+                                 reserved=reserved)
+    assert kept.name == "cosqa-nano"
