@@ -1,6 +1,6 @@
 """Corpus embedding on Ray Data: equal to the single-process table, every document exactly once when an actor dies.
 
-One local Ray (two CPUs) serves the module; each job starts its own actor pool, which loads MiniLM.
+One local Ray (two CPUs, the ``local_ray`` fixture) serves the session; each job starts its own actor pool, which loads MiniLM.
 """
 from __future__ import annotations
 
@@ -22,15 +22,6 @@ from core.index.vectors import corpus_table_name, open_current_corpus_table, ope
 from core.workspace import Workspace
 
 ACTOR_TITLE = b"MapBatches(Embedder)"  # Ray names an actor's process after the operator it serves
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
