@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from core.cli.common import open_engine, requested_profiles
+from core.cli.common import add_ray_options, open_engine, ray_options, requested_profiles
 from core.workspace import Workspace
 
 def cmd_profiles(args, workspace: Workspace) -> None:
@@ -16,18 +16,12 @@ def cmd_profiles(args, workspace: Workspace) -> None:
 
 
 def cmd_index(args, workspace: Workspace) -> None:
+    options = ray_options(args)
     engine = open_engine(workspace, args.dataset)
     names = requested_profiles(engine, args.profiles)
-    if args.engine != "ray" and (args.address or args.actors != 1 or args.cpus_per_actor != 1.0 or args.gpus_per_actor):
-        from core.errors import ClusterError
-
-        raise ClusterError("--address, --actors, --cpus-per-actor and --gpus-per-actor apply only with --engine ray.")
-    if args.engine == "ray":  # corpus embeddings on Ray first; warm() below then opens them like any table it built
-        from core.index.distributed import RayOptions
+    if options is not None:  # corpus embeddings on Ray first; warm() below then opens them like any table it built
         from core.retrieval.scale import embed_with_ray
 
-        options = RayOptions(address=args.address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
-                             gpus_per_actor=args.gpus_per_actor)
         engine.reports.extend(embed_with_ray(engine, names, options, rebuild=args.rebuild))
     if args.rebuild:
         from core.index.lexical import open_lexical_index
@@ -87,12 +81,7 @@ def register(sub) -> None:
     index.add_argument("--profiles", help="comma-separated profile names (default: all)")
     index.add_argument("--rebuild", action="store_true",
                        help="rebuild BM25 indexes (and, with --engine ray, corpus embeddings) even when they are current")
-    index.add_argument("--engine", choices=("local", "ray"), default="local",
-                       help="embed the corpus in this process (local) or on Ray Data actors (ray); see docs/scale.md")
-    index.add_argument("--address", help="with --engine ray: 'auto', 'host:port' or 'ray://host:port' (default: a local Ray)")
-    index.add_argument("--actors", type=int, default=1, help="with --engine ray: embedding actors (default 1)")
-    index.add_argument("--cpus-per-actor", type=float, default=1.0, help="with --engine ray: CPUs each actor reserves (default 1)")
-    index.add_argument("--gpus-per-actor", type=float, default=0.0, help="with --engine ray: GPUs each actor reserves (default 0)")
+    add_ray_options(index, "embed the corpus")
     index.set_defaults(func=cmd_index)
 
     search = sub.add_parser("search", help="search one query ('-' reads it from stdin)")

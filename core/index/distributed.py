@@ -84,14 +84,19 @@ def _reachable(address: str, timeout: float = 3.0) -> bool:
         return False
 
 
+def check_address(address: str | None) -> None:
+    """Fail at once, with what to do, when a ``host:port`` address is malformed or nothing listens there."""
+    if address not in (None, "", "local", "auto") and not _reachable(address):
+        raise ClusterError(f"No Ray cluster answers at {address}: start one with `ray start --head` there, "
+                           f"or check the address and port (the GCS port is 6379, the client port 10001).")
+
+
 def connect(options: RayOptions):
     """Join (or start) the Ray the options name; return (ray, whether this call started it)."""
     ray = import_ray()
     options.check()
     address = options.address
-    if address not in (None, "", "local", "auto") and not _reachable(address):
-        raise ClusterError(f"No Ray cluster answers at {address}: start one with `ray start --head` there, "
-                           f"or check the address and port (the GCS port is 6379, the client port 10001).")
+    check_address(address)
     if ray.is_initialized():  # a Ray this process already joined (a notebook, a test) is used as it is
         return ray, False
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
