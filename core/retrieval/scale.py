@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from core.data.datasets import Dataset, Query
 from core.errors import ClusterError
-from core.index.distributed import RayOptions, connect, embed_corpus
+from core.index.distributed import RayOptions, check_address, connect, embed_corpus, import_ray
 from core.index.encoders import THREADS_ENV
 from core.index.lexical import BuildReport
 from core.retrieval.engine import DEFAULT_DEPTH, Engine
@@ -59,6 +59,22 @@ def embed_with_ray(engine: Engine, names: Sequence[str], options: RayOptions, re
         _, report = embed_corpus(engine.workspace, engine.dataset, engine.encoder(model, backend), options, rebuild, progress)
         reports.append(report)
     return reports
+
+
+def build_indexes(engine: Engine, names: Sequence[str], options: RayOptions | None = None,
+                  rebuild_embeddings: bool = False) -> list[BuildReport]:
+    """Open or build every index the named profiles need, corpus embeddings on Ray when ``options`` are given.
+
+    Returns the reports of this call only (indexes the engine had already opened are not listed again).
+    """
+    first = len(engine.reports)
+    if options is not None:
+        options.check()
+        import_ray()
+        check_address(options.address)  # at once, even when every table is current and Ray would not be asked
+        engine.reports.extend(embed_with_ray(engine, names, options, rebuild=rebuild_embeddings))
+    engine.warm(names)
+    return engine.reports[first:]
 
 
 def _rank_share(workspace: Workspace, dataset: Dataset, profiles: dict[str, Profile], name: str,
