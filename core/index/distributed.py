@@ -97,6 +97,12 @@ def connect(options: RayOptions):
     options.check()
     address = options.address
     check_address(address)
+    if (address or "").startswith("ray://"):
+        try:
+            import grpc  # noqa: F401  (Ray Client, which ray:// addresses use, is the ray[client] extra)
+        except ImportError:
+            raise ClusterError(f"{address} is a Ray Client address, which needs `pip install 'ray[client]==2.60.0'`; or run "
+                               f"this command on a node of the cluster with --address auto.") from None
     if ray.is_initialized():  # a Ray this process already joined (a notebook, a test) is used as it is
         return ray, False
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)}

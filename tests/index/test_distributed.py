@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -128,9 +129,23 @@ def test_an_unreachable_address_fails_at_once_with_what_to_do():
         connect(RayOptions(address="127.0.0.1:9"))
     with pytest.raises(ClusterError, match="not 'auto', 'host:port'"):
         connect(RayOptions(address="nowhere"))
+    with pytest.raises(ClusterError, match="No Ray cluster answers at ray://127.0.0.1:9"):
+        connect(RayOptions(address="ray://127.0.0.1:9"))
 
 
 def test_missing_ray_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "lance_ray", None)  # what `import lance_ray` meets where it is not installed
     with pytest.raises(ClusterError, match=r"pip install 'ray\[data\]==2.60.0'"):
         connect(RayOptions())
+
+
+def test_a_ray_client_address_without_ray_client_installed_says_what_to_install():
+    try:
+        import grpc  # noqa: F401
+        pytest.skip("Ray Client (grpc) is installed here")
+    except ImportError:
+        pass
+    with socket.create_server(("127.0.0.1", 0)) as server:  # something listens, so the address is reachable
+        address = f"ray://127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(ClusterError, match=r"pip install 'ray\[client\]==2.60.0'"):
+            connect(RayOptions(address=address))
