@@ -15,15 +15,15 @@ import time
 import numpy as np
 
 from bench.common import Measure, Target, peak_rss_bytes
-from bench.context import BenchContext, corpus_subset
+from bench.context import BenchContext, bench_profiles, corpus_subset
 from core.index.distributed import RayOptions, embed_corpus
 from core.index.encoders import load_encoder
 from core.index.vectors import open_vector_index
+from core.retrieval.engine import Engine
 from core.retrieval.scale import run_with_ray
 from core.workspace import Workspace
 
 EMBED_SET = "csn-python-code2doc"
-RUN_SET = "cosqa"
 RUN_PROFILES = ("bm25-code", "dense-minilm")
 
 
@@ -32,7 +32,7 @@ def ray_versus_single_process(context: BenchContext, documents: int | None) -> l
 
     dataset = context.dataset(EMBED_SET)
     if documents and documents < len(dataset.documents):
-        dataset = corpus_subset(dataset, documents, 50)
+        dataset = corpus_subset(dataset, documents, len(dataset.judged_queries))
     count = len(dataset.documents)
     encoder = load_encoder("minilm", context.workspace, "torch")
     encoder.encode(["warm up"])  # loading the model here is not building
@@ -65,7 +65,7 @@ def ray_versus_single_process(context: BenchContext, documents: int | None) -> l
                         f"{count} vectors; top-100 of {len(dataset.queries)} queries identical: {same_top100}",
                         {"same_top100": same_top100}),
             ]
-            engine = context.engine(RUN_SET)
+            engine = Engine(workspace, dataset, bench_profiles())  # over the table just built: no second embedding
             queries = len(engine.dataset.judged_queries)
             for profile in RUN_PROFILES:
                 engine.warm([profile])
@@ -78,7 +78,7 @@ def ray_versus_single_process(context: BenchContext, documents: int | None) -> l
                 split_seconds = time.perf_counter() - started
                 equal = all(split.rankings[q] == r for q, r in local.rankings.items())
                 measures.append(Measure(
-                    9, f"run {profile} split into {split.meta['ray_tasks']} Ray tasks, {RUN_SET}", queries / split_seconds,
+                    9, f"run {profile} split into {split.meta['ray_tasks']} Ray tasks, {dataset.name}", queries / split_seconds,
                     "queries/s", None, f"{queries} queries in {split_seconds:.1f} s (tasks open the indexes: included) vs "
                                        f"{local_seconds:.2f} s in one warm process; rankings equal: {equal}",
                     {"local_seconds": local_seconds, "ray_seconds": split_seconds, "equal": equal}))

@@ -99,7 +99,7 @@ def test_a_worker_that_keeps_dying_fails_clearly_and_keeps_the_previous_table(lo
                                                                              csn_mini, encoder, single_process):
     corpus = small_corpus(csn_mini, 160)
     workspace = Workspace.open(tmp_path / "ws", session_workspace.data_dir)
-    previous, _ = embed_corpus(workspace, corpus, encoder, RayOptions(actors=1, rows_per_block=160))
+    previous, _ = open_vector_index(workspace, corpus, encoder)  # built in this process: the table being served
     killed = []
 
     def kill_every_actor(fraction: float) -> None:
