@@ -39,7 +39,7 @@ INSTALL_HINT = "pip install 'ray[data]==2.60.0' lance-ray==0.5.0 pylance==13.0.0
 class RayOptions:
     """Where and how wide a Ray embedding job runs.
 
-    ``address`` None starts a local Ray in this process (or joins the one already started);
+    ``address`` None starts a local Ray for this process (or uses the one it already joined);
     ``auto`` joins the cluster this machine belongs to; ``host:port`` or ``ray://host:port`` a remote one.
     """
 
@@ -108,7 +108,8 @@ def connect(options: RayOptions):
     env = {"PYTHONPATH": os.pathsep.join(p for p in (str(PROJECT_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
     try:
         if address in (None, "", "local"):
-            ray.init(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+            # "local" always starts a Ray for this process (plain ray.init() would join RAY_ADDRESS or the last `ray start`)
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
         else:
             ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env})
     except ConnectionError as exc:
