@@ -199,6 +199,8 @@ def embed_corpus(workspace: Workspace, dataset: Dataset, encoder: Encoder, optio
         if current is not None:
             return current, BuildReport(f"embeddings ({encoder.name}) for {dataset.name}", True,
                                         time.perf_counter() - started, len(dataset.documents))
+    if getattr(encoder, "device", None) is None:
+        encoder.encode(["warm up"])  # ONNX: export the model once here, not in every actor at the same time
     ray, started_here = connect(options)
     staged = workspace.vectors_dir / ".ray-staging" / f"{corpus_table_name(dataset, encoder)}-{uuid.uuid4().hex[:8]}.lance"
     try:
