@@ -1,11 +1,11 @@
 """Speed benchmarks of the workbench on the bundled datasets: prints a table, writes bench/results/<time>.json.
 
     python bench/run_benchmarks.py [--quick] [--only 1,2,3] [--repeats N] [--workspace DIR]
-                                   [--skip-scale] [--scale-sizes 100000,1000000] [--build-repeats N]
+                                   [--skip-scale] [--scale-sizes 100000,1000000] [--build-repeats N] [--ray-docs N]
 
 Parts: 1 warm evaluation, 2 paste-to-results latency, 3 BM25 vs bm25s, 4 dense vs numpy, 5 ONNX int8 vs
 torch, 6 metrics vs ranx/pytrec_eval, 7 cold builds, 8 scaling to 100k/1M synthetic documents, 9 peak memory
-of importing a 1 GiB corpus zip.
+of importing a 1 GiB corpus zip, 10 the Ray engine vs one process (embedding, runs split into tasks).
 Each figure is the median of --repeats runs; each ratio compares two timings taken in this process.
 Indexes and embeddings of the bundled sets are built on first use in the workspace and reused after.
 """
@@ -31,12 +31,12 @@ from core.workspace import Workspace  # noqa: E402
 
 PARTS = {1: "warm evaluation", 2: "paste-to-results latency", 3: "BM25 vs bm25s", 4: "dense vs numpy",
          5: "ONNX int8 vs torch", 6: "metrics vs ranx / pytrec_eval", 7: "cold builds", 8: "scaling",
-         9: "zip import memory"}
+         9: "zip import memory", 10: "Ray engine vs one process"}
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
 def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext], list[Measure]]:
-    from bench import baselines, building, end_to_end, scale, zip_import
+    from bench import baselines, building, distributed, end_to_end, scale, zip_import
 
     return {
         1: end_to_end.warm_evaluation,
@@ -48,6 +48,7 @@ def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext]
         7: lambda context: building.cold_builds(context, args.build_repeats),
         8: lambda context: scale.scaling(context, args.scale_sizes),
         9: lambda context: zip_import.zip_import(context, 64 * 1024**2 if args.quick else 1024**3),
+        10: lambda context: distributed.ray_versus_single_process(context, args.ray_docs),
     }[part]
 
 
@@ -112,11 +113,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-scale", action="store_true", help="leave out part 8")
     parser.add_argument("--scale-sizes", type=_parse_sizes, default=None,
                         help="synthetic corpus sizes for part 8 (default 100000,1000000; --quick 20000)")
+    parser.add_argument("--ray-docs", type=int, default=None,
+                        help="documents embedded in part 10 (default: all of csn-python-code2doc; --quick 1000)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results/)")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)
     if args.repeats < 1 or args.build_repeats < 1:
         parser.error("--repeats and --build-repeats must be at least 1")
+    args.ray_docs = args.ray_docs or (1000 if args.quick else None)
     args.scale_sizes = args.scale_sizes or ([20_000] if args.quick else [100_000, 1_000_000])
     if args.skip_scale:
         args.only = [p for p in args.only if p != 8]

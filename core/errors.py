@@ -72,3 +72,7 @@ class QueryError(WorkbenchError):
 
 class MetricError(WorkbenchError, ValueError):
     """A metric name, cutoff or slicing request cannot be evaluated as given."""
+
+
+class ClusterError(WorkbenchError):
+    """A distributed (Ray) job cannot start or finish: Ray missing, cluster unreachable, too few CPUs, workers dying."""

@@ -14,9 +14,11 @@ from core.data.hub import NANOCODESEARCHNET_REPO, NANOCODESEARCHNET_SUBSETS, NAN
 from core.evaluation.stats import (catalog_table, dataset_stats, document_rows, filter_rows, language_counts, length_summary,
                         length_table, page_count, page_of, problems_table, query_rows)
 from core.data.stdlib_benchmark import ensure_stdlib_benchmark
+from core.index.distributed import RayOptions
+from core.retrieval.scale import ENGINES, build_indexes
 from core.workspace import BUILTIN_DATASET
 from ui.render import escape_markdown, length_histogram
-from ui.state import current_selection, get_dataset
+from ui.state import current_selection, get_dataset, get_engine
 
 FLASH_KEY = "datasets_flash"  # a success message shown after the rerun that refreshes the sidebar
 PAGE_SIZES = (25, 50, 100, 200)
@@ -71,7 +73,7 @@ st.caption("Counts come from each dataset's meta.json; the overview below counts
            "Pick the dataset to inspect in the sidebar.")
 
 info = next((i for i in infos if i.name == sel.dataset_name), None)
-overview_tab, browse_tab, add_tab = st.tabs(["Overview", "Browse rows", "Add a dataset"])
+overview_tab, browse_tab, index_tab, add_tab = st.tabs(["Overview", "Browse rows", "Build indexes", "Add a dataset"])
 dataset = None
 if info is None or not is_beir_folder(info.path):
     with overview_tab:
@@ -136,6 +138,41 @@ if dataset is not None:
         first = (int(page) - 1) * size + 1 if len(rows) else 0
         st.caption(f"Rows {first:,}–{first + len(shown) - 1 if len(shown) else 0:,} of {len(rows):,}"
                    + (f" matching the filter (of {len(_rows(kind, key, dataset)):,})" if needle.strip() else ""))
+
+    with index_tab:
+        engine = get_engine(sel)
+        st.caption("Open or build the BM25 indexes and corpus embeddings the chosen profiles need. On Ray, the corpus "
+                   "streams through a pool of embedding actors (a local Ray on this machine, or a cluster's address); "
+                   "the table it writes is the one this process would write. See docs/scale.md.")
+        chosen = st.multiselect("Profiles", list(engine.profiles), default=list(engine.profiles), key="datasets_index_profiles")
+        engine_choice = st.radio("Embed the corpus", ENGINES, horizontal=True, key="datasets_index_engine",
+                                 format_func=lambda e: {"local": "in this process", "ray": "on Ray"}[e])
+        options = None
+        if engine_choice == "ray":
+            address_col, actors_col, cpus_col, gpus_col = st.columns([3, 1, 1, 1])
+            address = address_col.text_input("Ray address", key="datasets_index_address",
+                                             placeholder="empty: a local Ray; or auto, host:port, ray://host:port")
+            actors = actors_col.number_input("Actors", min_value=1, max_value=1024, value=1, key="datasets_index_actors")
+            cpus = cpus_col.number_input("CPUs per actor", min_value=0.1, value=1.0, step=0.5, key="datasets_index_cpus")
+            gpus = gpus_col.number_input("GPUs per actor", min_value=0.0, value=0.0, step=1.0, key="datasets_index_gpus")
+            options = RayOptions(address=address.strip() or None, actors=int(actors), cpus_per_actor=float(cpus),
+                                 gpus_per_actor=float(gpus))
+        if st.button("Build indexes", key="datasets_index_build", type="primary", disabled=not chosen):
+            bar = st.progress(0.0, text="Opening indexes…")
+            previous = engine.progress
+            engine.progress = lambda stage, fraction: bar.progress(min(max(fraction, 0.0), 1.0), text=f"{stage} ({fraction:.0%})")
+            try:
+                reports = build_indexes(engine, chosen, options)
+            except WorkbenchError as exc:
+                st.error(escape_markdown(str(exc)))
+            else:
+                bar.progress(1.0, text="Done.")
+                if reports:
+                    st.success("\n".join(f"- {escape_markdown(str(report))}" for report in reports))
+                else:
+                    st.success("Every index these profiles need is already open.")
+            finally:
+                engine.progress = previous
 
 with add_tab:
     st.subheader("Import a BEIR zip", anchor=False)

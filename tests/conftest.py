@@ -85,3 +85,13 @@ def csn_engine(session_workspace, csn_mini):
     engine = Engine(session_workspace, csn_mini, default_profiles())
     engine.warm(list(engine.profiles))
     return engine
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray cluster of two CPUs (started on first use, shut down after the session)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -70,6 +70,33 @@ def requested_profiles(engine, requested: str | None) -> list[str]:
     return names
 
 
+def add_ray_options(parser, what: str) -> None:
+    """--engine and the Ray options (docs/scale.md) on a subcommand; ``what`` says what Ray does there."""
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help=f"run in this process (local) or {what} on Ray (ray); see docs/scale.md")
+    parser.add_argument("--address", help="with --engine ray: 'auto', 'host:port' or 'ray://host:port' (default: a local Ray)")
+    parser.add_argument("--actors", type=int, default=1, help="with --engine ray: embedding actors (default 1)")
+    parser.add_argument("--cpus-per-actor", type=float, default=1.0, help="with --engine ray: CPUs each actor or task reserves (default 1)")
+    parser.add_argument("--gpus-per-actor", type=float, default=0.0, help="with --engine ray: GPUs each actor reserves (default 0)")
+
+
+def ray_options(args):
+    """The RayOptions the arguments ask for, or None for --engine local (Ray options without it are an error)."""
+    from core.errors import ClusterError
+    from core.index.distributed import RayOptions, check_address, import_ray
+
+    if args.engine != "ray":
+        if args.address or args.actors != 1 or args.cpus_per_actor != 1.0 or args.gpus_per_actor:
+            raise ClusterError("--address, --actors, --cpus-per-actor and --gpus-per-actor apply only with --engine ray.")
+        return None
+    options = RayOptions(address=args.address, actors=args.actors, cpus_per_actor=args.cpus_per_actor,
+                         gpus_per_actor=args.gpus_per_actor)
+    options.check()
+    import_ray()
+    check_address(options.address)  # before any work: nothing to build would otherwise hide a wrong address
+    return options
+
+
 def split_names(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split(",") if part.strip()]
 

@@ -40,12 +40,12 @@ def cmd_build_stdlib(args, workspace: Workspace) -> None:
 
 
 def cmd_build_benchmark(args, workspace: Workspace) -> None:
-    from core.data.source_benchmark import build_from_tree, check_source_root
+    from core.data.source_benchmark import build_from_trees, check_source_root
 
-    root = check_source_root(args.root)
+    roots = [check_source_root(root) for root in args.root]
     name = check_new_dataset_name(workspace, args.name)
-    dataset = build_from_tree(root, name, args.direction, split_names(args.languages) or None, args.queries, args.seed,
-                              args.strip_docstring, out_dir=workspace.datasets_dir)
+    dataset = build_from_trees(roots, name, args.direction, split_names(args.languages) or None, args.queries, args.seed,
+                               args.strip_docstring, out_dir=workspace.datasets_dir)
     languages = ", ".join(dataset.languages) or "none"
     print(f"built {name}: {len(dataset.queries)} queries, {len(dataset.documents)} documents ({languages}) "
           f"in {workspace.datasets_dir / name}")
@@ -71,8 +71,9 @@ def register(sub) -> None:
 
     sub.add_parser("build-stdlib", help="build the built-in standard-library benchmark").set_defaults(func=cmd_build_stdlib)
 
-    build = sub.add_parser("build-benchmark", help="build a code <-> docstring benchmark from a source tree")
-    build.add_argument("--root", required=True, help="source folder on this machine")
+    build = sub.add_parser("build-benchmark", help="build a code <-> docstring benchmark from one or more source trees")
+    build.add_argument("--root", required=True, action="append",
+                       help="source folder on this machine; repeat it to pool several trees into one benchmark")
     build.add_argument("--name", required=True, help="name of the new dataset")
     build.add_argument("--direction", choices=DIRECTIONS, default="code2doc")
     build.add_argument("--languages", help="comma-separated, e.g. python,go (default: all supported)")

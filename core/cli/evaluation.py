@@ -5,7 +5,7 @@ import argparse
 import time
 from pathlib import Path
 
-from core.cli.common import evaluated, open_engine, requested_profiles, split_names
+from core.cli.common import add_ray_options, evaluated, open_engine, ray_options, requested_profiles, split_names
 from core.errors import ProfileError
 from core.retrieval.limits import check_number
 from core.workspace import Workspace
@@ -26,11 +26,19 @@ def cmd_evaluate(args, workspace: Workspace) -> None:
     from core.evaluation.experiment import run_experiment
     from core.evaluation.metrics import DEFAULT_METRICS, language_groups, slice_means
 
+    options = ray_options(args)
     engine = open_engine(workspace, args.dataset, quiet=args.quiet)
     names = requested_profiles(engine, args.profiles)
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(DEFAULT_METRICS)
+    runner = None
+    if options is not None:  # each profile's queries split into Ray tasks (progress per profile)
+        from core.retrieval.scale import run_with_ray
+
+        def runner(name: str, depth: int):
+            report = (lambda fraction: engine.progress(f"run {name} on Ray", fraction)) if engine.progress else None
+            return run_with_ray(engine, name, options, depth=depth, queries_per_task=args.queries_per_task, progress=report)
     started = time.perf_counter()
-    result = run_experiment(engine, names, metrics, depth=args.depth, save=not args.no_save)
+    result = run_experiment(engine, names, metrics, depth=args.depth, save=not args.no_save, runner=runner)
     elapsed = time.perf_counter() - started
     for report in engine.reports:
         print(report)
@@ -112,6 +120,8 @@ def register(sub) -> None:
     evaluate.add_argument("--by-language", action="store_true", help="also print means per language")
     evaluate.add_argument("--no-save", action="store_true", help="do not save the runs")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_ray_options(evaluate, "split each run into tasks")
+    evaluate.add_argument("--queries-per-task", type=int, default=1000, help="with --engine ray: queries per Ray task (default 1000)")
     evaluate.set_defaults(func=cmd_evaluate)
 
     compare = sub.add_parser("compare", help="paired significance tests between profiles")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from core.cli.common import open_engine, requested_profiles
+from core.cli.common import add_ray_options, open_engine, ray_options, requested_profiles
 from core.workspace import Workspace
 
 def cmd_profiles(args, workspace: Workspace) -> None:
@@ -16,8 +16,13 @@ def cmd_profiles(args, workspace: Workspace) -> None:
 
 
 def cmd_index(args, workspace: Workspace) -> None:
+    options = ray_options(args)
     engine = open_engine(workspace, args.dataset)
     names = requested_profiles(engine, args.profiles)
+    if options is not None:  # corpus embeddings on Ray first; warm() below then opens them like any table it built
+        from core.retrieval.scale import embed_with_ray
+
+        engine.reports.extend(embed_with_ray(engine, names, options, rebuild=args.rebuild))
     if args.rebuild:
         from core.index.lexical import open_lexical_index
         from core.retrieval.profiles import Bm25Profile
@@ -83,7 +88,9 @@ def register(sub) -> None:
     index = sub.add_parser("index", help="build (or reuse) the indexes profiles need")
     index.add_argument("--dataset", required=True)
     index.add_argument("--profiles", help="comma-separated profile names (default: all)")
-    index.add_argument("--rebuild", action="store_true", help="rebuild BM25 indexes even when they are current")
+    index.add_argument("--rebuild", action="store_true",
+                       help="rebuild BM25 indexes (and, with --engine ray, corpus embeddings) even when they are current")
+    add_ray_options(index, "embed the corpus")
     index.set_defaults(func=cmd_index)
 
     search = sub.add_parser("search", help="search one query ('-' reads it from stdin)")

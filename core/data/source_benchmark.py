@@ -18,7 +18,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -471,6 +471,43 @@ def build_from_tree(root: Path, name: str, direction: Direction, languages: Iter
     dataset = build_benchmark(functions, name, direction, n_queries, seed, strip_docstring_from_query, source=str(root))
     if out_dir is not None:
         meta = benchmark_meta(Path(root), direction, functions, dataset, seed, strip_docstring_from_query)
+        write_dataset(dataset, Path(out_dir) / name, meta)
+    return dataset
+
+
+def tree_labels(roots: Sequence[Path]) -> list[str]:
+    """A distinct label per root (its folder name, numbered when two share one): the prefix of its functions' paths."""
+    names = [Path(root).name or "root" for root in roots]
+    return [name if names.count(name) == 1 else f"{name}-{position}" for position, name in enumerate(names, start=1)]
+
+
+def extract_functions_from_trees(roots: Sequence[Path], languages: Iterable[str] | None = None) -> list[CodeFunction]:
+    """Documented functions of several source trees as one pool, each path prefixed by its tree's label.
+
+    Docstrings or code shared across trees (a vendored copy, the same package twice) are dropped like
+    those shared inside one tree, so no query has two right answers.
+    """
+    if not roots:
+        raise DatasetError("Give at least one source folder.")
+    pooled = []
+    for root, label in zip(roots, tree_labels(roots)):
+        pooled += [replace(f, path=f"{label}/{f.path}") for f in extract_functions(root, languages)]
+    return sorted(drop_shared(pooled), key=lambda f: (f.id, f.code))
+
+
+def build_from_trees(roots: Sequence[Path], name: str, direction: Direction, languages: Iterable[str] | None = None,
+                     n_queries: int = 200, seed: int = DEFAULT_SEED, strip_docstring_from_query: bool = False,
+                     out_dir: Path | None = None) -> Dataset:
+    """``build_from_tree`` over many source trees at once (every installed package, several languages' trees)."""
+    if len(roots) == 1:
+        return build_from_tree(roots[0], name, direction, languages, n_queries, seed, strip_docstring_from_query, out_dir)
+    functions = extract_functions_from_trees(roots, languages)
+    source = os.pathsep.join(str(root) for root in roots)
+    dataset = build_benchmark(functions, name, direction, n_queries, seed, strip_docstring_from_query, source=source)
+    if out_dir is not None:
+        meta = benchmark_meta(Path(roots[0]), direction, functions, dataset, seed, strip_docstring_from_query,
+                              source_roots=[str(root) for root in roots], tree_labels=tree_labels(roots))
+        meta["source_root"] = source
         write_dataset(dataset, Path(out_dir) / name, meta)
     return dataset
 

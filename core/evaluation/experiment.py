@@ -28,14 +28,18 @@ class ExperimentResult:
 
 def run_experiment(engine: Engine, profile_names: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS,
                    depth: int = DEFAULT_DEPTH, save: bool = True,
-                   on_profile: Callable[[str, int, int], None] | None = None) -> ExperimentResult:
-    """Run and evaluate each profile over the dataset's judged queries; save the runs when asked."""
+                   on_profile: Callable[[str, int, int], None] | None = None,
+                   runner: Callable[[str, int], Run] | None = None) -> ExperimentResult:
+    """Run and evaluate each profile over the dataset's judged queries; save the runs when asked.
+
+    ``runner(name, depth)`` replaces ``engine.run`` (core.retrieval.scale.run_with_ray splits a run into Ray tasks).
+    """
     engine.warm(profile_names)
     runs, evaluations = [], []
     for position, name in enumerate(profile_names):
         if on_profile:
             on_profile(name, position, len(profile_names))
-        run = engine.run(name, depth=depth)
+        run = runner(name, depth) if runner else engine.run(name, depth=depth)
         if save:
             run = save_run(run, engine.workspace.runs_dir)
         runs.append(run)

@@ -26,6 +26,8 @@ from core.workspace import Workspace, slug
 
 DEFAULT_MODEL = "minilm"
 BACKENDS = ("torch", "onnx")
+# Caps the torch threads one encoder uses (a Ray embedding actor sets it to the CPUs it was given; unset: every core).
+THREADS_ENV = "CODEIR_ENCODE_THREADS"
 
 
 class Encoder(Protocol):
@@ -125,9 +127,15 @@ def torch_threads(n: int) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
+def encode_threads() -> int:
+    """Threads for a large batch: ``$CODEIR_ENCODE_THREADS`` when set to a positive integer, else every core."""
+    value = os.environ.get(THREADS_ENV, "")
+    return int(value) if value.isdigit() and int(value) > 0 else max(1, os.cpu_count() or 1)
+
+
 def torch_threads_for(n_texts: int):
-    """One thread for a handful of texts, every core for more."""
-    return torch_threads(1 if n_texts <= _SMALL_BATCH else max(1, os.cpu_count() or 1))
+    """One thread for a handful of texts, every core (or ``$CODEIR_ENCODE_THREADS``) for more."""
+    return torch_threads(1 if n_texts <= _SMALL_BATCH else encode_threads())
 
 
 @dataclass
@@ -136,6 +144,7 @@ class TorchEncoder:
 
     name: str
     source: Path | str
+    device: str = "cpu"  # "cuda" on a GPU actor; the fingerprint stays the same (vectors agree to cosine >= 0.9999)
     _model: object = field(default=None, repr=False)
     _fingerprint: str = field(default="", repr=False)
 
@@ -148,7 +157,7 @@ class TorchEncoder:
             if local:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never wait on the network
             try:
-                self._model = SentenceTransformer(str(self.source), device="cpu", local_files_only=local or _hub_offline())
+                self._model = SentenceTransformer(str(self.source), device=self.device, local_files_only=local or _hub_offline())
             except Exception as exc:
                 if local:
                     raise ModelUnavailableError(f"Model folder {self.source} could not be loaded: {exc}") from exc
@@ -182,8 +191,9 @@ class TorchEncoder:
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
-def load_encoder(name: str = DEFAULT_MODEL, workspace: Workspace | None = None, backend: str = "torch") -> Encoder:
-    """An encoder for a model name and backend (``torch``, or ``onnx`` for int8 ONNX Runtime)."""
+def load_encoder(name: str = DEFAULT_MODEL, workspace: Workspace | None = None, backend: str = "torch",
+                 device: str = "cpu") -> Encoder:
+    """An encoder for a model name and backend (``torch``, or ``onnx`` for int8 ONNX Runtime); ``device`` is torch's."""
     if backend not in BACKENDS:
         raise ModelUnavailableError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
     source = resolve_model(name, workspace)
@@ -198,7 +208,7 @@ def load_encoder(name: str = DEFAULT_MODEL, workspace: Workspace | None = None, 
 
         cache = (workspace.models_dir if workspace else Path.home() / ".cache" / "codeir") / f"{slug(name)}-onnx"
         return OnnxEncoder(name, source, cache)
-    return TorchEncoder(name, source)
+    return TorchEncoder(name, source, device)
 
 
 def model_card(encoder: Encoder) -> dict:

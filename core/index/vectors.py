@@ -280,3 +280,71 @@ def benchmark_query_vectors(workspace: Workspace, dataset: Dataset, encoder: Enc
     _, vectors, report = _open_or_build(workspace, name, [q.id for q in dataset.queries], [q.text for q in dataset.queries],
                                         encoder, f"query embeddings ({encoder.name}) for {dataset.name}", False, progress, prefix)
     return {q.id: row for row, q in enumerate(dataset.queries)}, vectors, report
+
+
+# ---- corpus tables written by another process (core/index/distributed.py writes them with Ray) ----------------
+
+def corpus_table_schema(dim: int) -> pa.Schema:
+    """The columns of a corpus table as a writer outside this module must produce them: row, id, vector."""
+    return pa.schema([("row", pa.int64()), ("id", pa.string()), ("vector", pa.list_(pa.float32(), dim))])
+
+
+def open_current_corpus_table(workspace: Workspace, dataset: Dataset, encoder: Encoder) -> VectorIndex | None:
+    """The corpus table of (dataset, encoder) when it exists and passes its checks, else None (nothing is built)."""
+    db = _connect(workspace)
+    name = corpus_table_name(dataset, encoder)
+    if name not in table_names(db):
+        return None
+    try:
+        table, vectors, _ = read_checked_table(db, name, {"fingerprint": encoder.fingerprint, "count": len(dataset.documents),
+                                                          "dim": encoder.dim})
+    except IndexCorruptError:
+        return None
+    return VectorIndex(table, vectors)
+
+
+def adopt_corpus_table(workspace: Workspace, dataset: Dataset, encoder: Encoder, staged: Path,
+                       started: float | None = None) -> tuple[VectorIndex, BuildReport]:
+    """Make a Lance dataset of (row, id, vector) written elsewhere the corpus table of (dataset, encoder).
+
+    The staged dataset must hold every row exactly once with the corpus ids; it is stamped with the
+    metadata and checksum the engine verifies, given the ANN index when the corpus is large, and moved
+    into place by a rename, so until then the previous table keeps serving.
+    """
+    import lance
+
+    started = time.perf_counter() if started is None else started
+    name = corpus_table_name(dataset, encoder)
+    ids = [d.id for d in dataset.documents]
+    expected = {"fingerprint": encoder.fingerprint, "count": len(ids), "dim": encoder.dim}
+    staged_dataset = lance.dataset(str(staged))
+    data = staged_dataset.to_table(columns=["row", "id", "vector"]).sort_by("row")
+    if data.num_rows != len(ids) or not np.array_equal(data["row"].to_numpy(), np.arange(len(ids))):
+        raise IndexCorruptError(f"The staged table {staged} holds {data.num_rows} rows, not each of the corpus's "
+                                f"{len(ids)} rows once.")
+    if data["id"].to_pylist() != ids:
+        raise IndexCorruptError(f"The staged table {staged} has ids that do not match the corpus rows.")
+    if data.schema.field("vector").type.list_size != expected["dim"]:
+        raise IndexCorruptError(f"The staged table {staged} has vectors of the wrong dimension.")
+    vectors = np.concatenate([chunk.flatten().to_numpy(zero_copy_only=False) for chunk in data["vector"].chunks])
+    vectors = vectors.reshape(len(ids), expected["dim"]).astype(np.float32, copy=False)
+    del data
+    staged_dataset.update_schema_metadata({META_KEY.decode(): json.dumps({**expected, "checksum": _checksum(ids, vectors)})})
+    if len(ids) > ANN_THRESHOLD:
+        lancedb.connect(str(staged.parent)).open_table(staged.name.removesuffix(".lance")).create_index(
+            metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)
+    target = workspace.vectors_dir / f"{name}.lance"
+    with workspace.lock(name):
+        retired = staged.parent / f"{staged.name}.retired"
+        if target.exists():  # a rebuild: the old table steps aside only once the new one is complete
+            target.rename(retired)
+        staged.rename(target)
+        shutil.rmtree(retired, ignore_errors=True)
+        db = _connect(workspace)
+        table, vectors, _ = read_checked_table(db, name, expected)
+        prefix = f"docs__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__"
+        for other in table_names(db):  # as after a single-process build: older versions of this (dataset, model, backend) go
+            if other != name and other.startswith(prefix) and _backend_tag(other) == _backend_tag(name):
+                db.drop_table(other)
+    return VectorIndex(table, vectors), BuildReport(f"embeddings ({encoder.name}) for {dataset.name}", False,
+                                                    time.perf_counter() - started, len(ids))

@@ -1,0 +1,48 @@
+"""One benchmark from many source trees: functions pooled with their tree as path prefix, cross-tree copies dropped."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from core.cli.main import main
+from core.data.source_benchmark import build_from_trees, extract_functions_from_trees, tree_labels
+
+
+def write_module(folder: Path, verb: str, count: int, shared: bool = True) -> Path:
+    """``count`` documented functions whose docstrings use ``verb``, plus (when ``shared``) one function every tree has."""
+    (folder / "pkg").mkdir(parents=True, exist_ok=True)
+    blocks = [f'def {verb}_{i}(x):\n    """{verb.title()} record number {i} into the output."""\n    y = x + {i}\n    return y\n'
+              for i in range(count)]
+    if shared:
+        blocks.append('def vendored(x):\n    """A helper copied into every tree verbatim."""\n    y = x * 2\n    return y\n')
+    (folder / "pkg" / "mod.py").write_text("\n\n".join(blocks), encoding="utf-8")
+    return folder
+
+
+def test_trees_are_pooled_under_their_labels_and_cross_tree_copies_are_dropped(tmp_path):
+    first = write_module(tmp_path / "a" / "src", "parse", 4)
+    second = write_module(tmp_path / "b" / "src", "render", 3)
+    assert tree_labels([first, second]) == ["src-1", "src-2"]
+    functions = extract_functions_from_trees([first, second], ["python"])
+    assert sorted(f.id for f in functions) == sorted(
+        [f"src-1/pkg/mod.py:{1 + 6 * i}:parse_{i}" for i in range(4)] + [f"src-2/pkg/mod.py:{1 + 6 * i}:render_{i}" for i in range(3)])
+    assert not any(f.name == "vendored" for f in functions)  # in both trees: two right answers, so neither is kept
+
+
+def test_a_benchmark_from_two_trees_records_both_roots(tmp_path):
+    first = write_module(tmp_path / "go-tree", "parse", 4, shared=False)
+    second = write_module(tmp_path / "java-tree", "render", 3, shared=False)
+    dataset = build_from_trees([first, second], "two-trees", "code2doc", n_queries=5, out_dir=tmp_path / "datasets")
+    assert len(dataset.documents) == 7 and len(dataset.queries) == 5
+    meta = json.loads((tmp_path / "datasets" / "two-trees" / "meta.json").read_text())
+    assert meta["source_roots"] == [str(first), str(second)] and meta["tree_labels"] == ["go-tree", "java-tree"]
+    assert meta["functions"] == 7
+
+
+def test_build_benchmark_takes_root_more_than_once(tmp_path, capsys):
+    first = write_module(tmp_path / "one", "parse", 4, shared=False)
+    second = write_module(tmp_path / "two", "render", 3, shared=False)
+    code = main(["--workspace", str(tmp_path / "ws"), "build-benchmark", "--root", str(first), "--root", str(second),
+                 "--name", "pooled", "--queries", "6"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("built pooled: 6 queries, 7 documents (python)")
