@@ -219,9 +219,12 @@ class BuildReport:
     reused: bool
     seconds: float
     items: int
+    cached: int = 0  # embeddings only: vectors taken from the embedding cache instead of encoded
 
     def __str__(self) -> str:
         verb = "reused" if self.reused else f"built in {self.seconds:.1f}s ({self.items / max(self.seconds, 1e-9):,.0f} docs/s)"
+        if self.cached and not self.reused:
+            verb += f", {self.cached:,} of {self.items:,} vectors from the embedding cache"
         return f"{self.what}: {verb}"
 
 
