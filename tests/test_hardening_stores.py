@@ -167,7 +167,7 @@ def test_damaged_lexical_index_is_detected_and_rebuilt_with_identical_results(wo
     after = rankings(engine)
     assert after == before
     reused = {report.what: report.reused for report in engine.reports}
-    assert reused == {f"BM25 index (code) for {csn_mini.name}": False, f"BM25 index (plain) for {csn_mini.name}": True}
+    assert reused == {f"BM25 index (code) for {csn_mini.name}": False, f"BM25 index (words) for {csn_mini.name}": True}
     assert open_checked_index(folder, get_analyzer("code"), csn_mini).num_docs == len(csn_mini.documents)
 
 

@@ -21,7 +21,7 @@ from core.retrieval.engine import Engine
 from core.retrieval.runs import Run
 from core.workspace import DATA_DIR_ENV, WORKSPACE_ENV, Workspace
 
-DEFAULT_SELECTED = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")
+DEFAULT_SELECTED = ("bm25-code", "dense-minilm", "hybrid-rrf", "hybrid-weighted", "rerank-fusion")
 
 
 @dataclass(frozen=True)

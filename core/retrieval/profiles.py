@@ -22,6 +22,7 @@ import tomli_w
 from core.errors import ProfileError
 
 FUSION_METHODS = ("rrf", "weighted")
+TUNING = ("none", "folds")
 NORMALIZATIONS = ("minmax", "zscore", "none")
 RERANKERS = ("fusion", "bi-encoder", "cross-encoder")
 
@@ -71,7 +72,13 @@ class DenseProfile:
 
 @dataclass(frozen=True)
 class HybridProfile:
-    """Fusion of member profiles' top ``candidate_depth`` lists: RRF, or weighted normalised scores."""
+    """Fusion of member profiles' top ``candidate_depth`` lists: RRF, or weighted normalised scores.
+
+    ``tune = "folds"`` (two members) chooses the weights per dataset on held-out judged queries
+    (``core.retrieval.tuning``): each hash fold of the judged queries is ranked with the weights that did best on
+    the other fold, and the run records the folds and weights. ``weights`` then serve only where nothing can be
+    tuned (a dataset without judged queries).
+    """
 
     name: str
     members: tuple[str, ...] = ("bm25-code", "dense-minilm")
@@ -80,6 +87,7 @@ class HybridProfile:
     weights: tuple[float, ...] = ()
     normalization: str = "minmax"
     candidate_depth: int = 100
+    tune: str = "none"
     kind: ClassVar[str] = "hybrid"
 
     def validate(self) -> None:
@@ -93,6 +101,10 @@ class HybridProfile:
             raise ProfileError(f"{self.name}: give one weight per member ({len(self.members)}), or none for equal weights.")
         if self.rrf_k < 0 or self.candidate_depth < 1:
             raise ProfileError(f"{self.name}: rrf_k must be >= 0 and candidate_depth >= 1.")
+        if self.tune not in TUNING:
+            raise ProfileError(f"{self.name}: tune must be one of {', '.join(TUNING)}, not {self.tune!r}.")
+        if self.tune != "none" and len(self.members) != 2:
+            raise ProfileError(f"{self.name}: tuned weights need exactly two members (the first gets w, the second 1 - w).")
 
 
 @dataclass(frozen=True)
@@ -129,11 +141,12 @@ def default_profiles() -> dict[str, Profile]:
     """The profiles every workspace starts with."""
     profiles: list[Profile] = [
         Bm25Profile("bm25-code", analyzer="code"),
-        Bm25Profile("bm25-plain", analyzer="plain"),
+        Bm25Profile("bm25-plain", analyzer="words"),
         DenseProfile("dense-minilm", model="minilm"),
         HybridProfile("hybrid-rrf", members=("bm25-code", "dense-minilm"), method="rrf", rrf_k=60),
+        # weights tuned per dataset on held-out folds; 0.3/0.7 only where no query is judged
         HybridProfile("hybrid-weighted", members=("bm25-code", "dense-minilm"), method="weighted",
-                      weights=(0.3, 0.7), normalization="minmax"),
+                      weights=(0.3, 0.7), normalization="minmax", tune="folds"),
         RerankProfile("rerank-fusion", first_stage="hybrid-rrf", pool_depth=50, reranker="fusion", model="minilm", alpha=0.7),
     ]
     return {p.name: p for p in profiles}
