@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from core.data.datasets import Dataset, Qrels, Query
+from core.data.datasets import Qrels, Query
 from core.errors import ProfileError
 from core.evaluation.metrics import evaluate
 from core.retrieval.engine import Engine
