@@ -27,7 +27,8 @@ from core.index.analyzers import get_analyzer
 from core.index.lexical import INFO_FILE, open_checked_index, index_path, open_lexical_index
 from core.retrieval.profiles import Bm25Profile, DenseProfile, default_profiles
 from core.retrieval.engine import Engine
-from core.index.vectors import EMBED_CHUNK_ENV, read_checked_table, table_names, corpus_table_name, open_vector_index, query_table_name
+from core.index.vectors import (EMBED_CHUNK_ENV, EmbeddingCache, corpus_table_name, open_vector_index, query_table_name,
+                                read_checked_table, table_names, text_key)
 from core.workspace import Workspace
 from tests.conftest import slice_dataset
 
@@ -166,7 +167,7 @@ def test_damaged_lexical_index_is_detected_and_rebuilt_with_identical_results(wo
     after = rankings(engine)
     assert after == before
     reused = {report.what: report.reused for report in engine.reports}
-    assert reused == {f"BM25 index (code) for {csn_mini.name}": False, f"BM25 index (plain) for {csn_mini.name}": True}
+    assert reused == {f"BM25 index (code) for {csn_mini.name}": False, f"BM25 index (words) for {csn_mini.name}": True}
     assert open_checked_index(folder, get_analyzer("code"), csn_mini).num_docs == len(csn_mini.documents)
 
 
@@ -222,21 +223,86 @@ def test_damaged_vector_table_is_detected_and_rebuilt_with_identical_results(tmp
     read_checked_table(lancedb.connect(str(workspace.vectors_dir)), table, expected)
 
 
+class Interrupted(Exception):
+    """Raised by ``StoppingEncoder`` to interrupt a build the way a kill would: between two chunks."""
+
+
+@dataclass
+class StoppingEncoder(CountingEncoder):
+    """The real encoder, stopping the build once it has encoded ``limit`` texts."""
+
+    limit: int = 0
+
+    def encode(self, texts, batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        if self.encoded + len(texts) > self.limit:
+            raise Interrupted()
+        return super().encode(texts, batch_size, show_progress)
+
+
+def cache_shards(workspace: Workspace, encoder: Encoder) -> list[Path]:
+    return EmbeddingCache.for_encoder(workspace, encoder).shards()
+
+
 def test_damaged_embedding_checkpoint_is_recomputed_not_reused(workspace: Workspace, tiny: Dataset, encoder: Encoder,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints (cache shards of a build's chunks) that are poisoned or not arrays at all are never reused."""
     monkeypatch.setenv(EMBED_CHUNK_ENV, "8")
-    partial = workspace.vectors_dir / ".partial" / corpus_table_name(tiny, encoder)
-    partial.mkdir(parents=True)
-    np.save(partial / "000000000.npy", np.full((8, encoder.dim), np.nan, dtype=np.float32))  # right shape, poisoned
-    np.save(partial / "000000008.npy", np.zeros((8, 3), dtype=np.float32))                    # wrong dimension
-    (partial / "000000016.npy").write_bytes(b"\x93NUMPY garbage")                             # not an array at all
+    cache = EmbeddingCache.for_encoder(workspace, encoder)
+    keys = [text_key(d.full_text) for d in tiny.documents]
+    cache.add(keys[0:8], np.full((8, encoder.dim), np.nan, dtype=np.float32))  # right shape, poisoned (its checksum holds)
+    cache.add(keys[8:16], np.zeros((8, 3), dtype=np.float32))                    # wrong dimension (its checksum holds)
+    (cache.folder / "0123456789abcdef0123456789abcdef-00000000.npz").write_bytes(b"PK\x03\x04 garbage")  # not an archive
+    legacy = workspace.vectors_dir / ".partial" / corpus_table_name(tiny, encoder)  # the layout before the cache
+    legacy.mkdir(parents=True)
+    np.save(legacy / "000000000.npy", np.zeros((8, encoder.dim), dtype=np.float32))
     counting = CountingEncoder(encoder)
 
     index, report = open_vector_index(workspace, tiny, counting)
 
     assert counting.encoded == len(tiny.documents), "no damaged checkpoint may be reused"
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1.0, atol=1e-4)
-    assert not partial.exists(), "checkpoints are removed once the table serves"
+    assert len(cache_shards(workspace, encoder)) == len(tiny.documents) // 8, "damaged shards are deleted, good ones kept"
+    assert not legacy.exists(), "checkpoints of the old layout are removed, never reused"
+
+
+DAMAGED_CHECKPOINT = {
+    # what issue 15.8 found: finite, plausible values (off by up to 0.034) written over a checkpoint
+    "values shifted by up to 0.034, file rewritten": lambda path, rng: _rewrite_shard(
+        path, lambda vectors: vectors + rng.uniform(-0.034, 0.034, vectors.shape).astype(np.float32)),
+    "one vector replaced by another row's": lambda path, rng: _rewrite_shard(path, lambda vectors: np.roll(vectors, 1, axis=0)),
+    "bytes flipped in the vectors": lambda path, rng: flip_bytes(path, at=0.7, count=4),
+    "file truncated": lambda path, rng: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
+}
+
+
+def _rewrite_shard(path: Path, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    with np.load(path) as shard:
+        keys, vectors = shard["keys"], shard["vectors"]
+    with path.open("wb") as handle:
+        np.savez(handle, keys=keys, vectors=change(vectors))
+
+
+@pytest.mark.parametrize("case", DAMAGED_CHECKPOINT, ids=list(DAMAGED_CHECKPOINT))
+def test_checkpoint_damaged_after_an_interruption_is_detected_on_resume(workspace: Workspace, tiny: Dataset, encoder: Encoder,
+                                                                       monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    """An interrupted build's checkpoints are checksummed when written and verified on resume (issue 15.8)."""
+    monkeypatch.setenv(EMBED_CHUNK_ENV, "8")
+    clean = encoder.encode([d.full_text for d in tiny.documents])
+    with pytest.raises(Interrupted):
+        open_vector_index(workspace, tiny, StoppingEncoder(encoder, limit=16))
+    shards = cache_shards(workspace, encoder)
+    assert len(shards) == 2, "two chunks were checkpointed before the interruption"
+    damaged = shards[0]
+
+    DAMAGED_CHECKPOINT[case](damaged, np.random.default_rng(3))
+
+    counting = CountingEncoder(encoder)
+    index, report = open_vector_index(workspace, tiny, counting)
+    assert counting.encoded == len(tiny.documents) - 8, "the damaged chunk is encoded again, the intact one reused"
+    assert report.cached == 8
+    assert np.allclose(index.vectors, clean, atol=1e-5), "the finished table holds the true vectors"
+    assert not damaged.exists()
+    assert len(cache_shards(workspace, encoder)) == len(tiny.documents) // 8
 
 
 # ---- interrupted builds -----------------------------------------------------------------------------
@@ -308,18 +374,19 @@ def test_killed_embedding_build_keeps_the_old_table_and_the_next_run_reuses_its_
     workspace = Workspace.open(tmp_path / "workspace", tmp_path / "data")
     old_index, _ = open_vector_index(workspace, old, encoder)
     old_table, new_table = corpus_table_name(old, encoder), corpus_table_name(new, encoder)
-    partial = workspace.vectors_dir / ".partial" / new_table
+    cached_before = len(cache_shards(workspace, encoder))  # the old corpus, embedded in one chunk
 
-    def checkpoints() -> list[Path]:
-        return [p for p in partial.glob("*.npy") if not p.name.endswith(".tmp.npy")] if partial.is_dir() else []
+    def checkpoints() -> int:  # chunks the killed build wrote to the embedding cache
+        return len(cache_shards(workspace, encoder)) - cached_before
 
     builder = subprocess.Popen(cli_command(workspace, "index", "--dataset", new.name, "--profiles", "dense-minilm"),
                                cwd=ROOT, env=cli_env(**{EMBED_CHUNK_ENV: str(chunk)}),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    kill_when(builder, lambda: len(checkpoints()) >= 2)
+    kill_when(builder, lambda: checkpoints() >= 2)
 
-    done = len(checkpoints())
-    assert 2 <= done < len(new.documents) // chunk, "the kill landed mid-embedding"
+    done = checkpoints()
+    # the old corpus comes from the cache, so only the 48 added documents (6 chunks) are embedded at all
+    assert 2 <= done < len(others) // chunk, "the kill landed mid-embedding"
     db = lancedb.connect(str(workspace.vectors_dir))
     assert new_table not in table_names(db), "no table is written before every chunk is embedded"
     reopened, report = open_vector_index(workspace, old, encoder)
@@ -330,8 +397,9 @@ def test_killed_embedding_build_keeps_the_old_table_and_the_next_run_reuses_its_
     finished, report = open_vector_index(workspace, new, counting)
 
     assert not report.reused
-    assert counting.encoded == len(new.documents) - done * chunk, "checkpointed chunks are reused, not embedded again"
-    assert np.allclose(finished.vectors[: len(old.documents)], old_index.vectors, atol=1e-5)
+    assert counting.encoded == len(others) - done * chunk, "checkpointed chunks and the cached old corpus are not embedded again"
+    assert report.cached == len(new.documents) - counting.encoded
+    assert np.array_equal(finished.vectors[: len(old.documents)], old_index.vectors)
     assert np.allclose(np.linalg.norm(finished.vectors, axis=1), 1.0, atol=1e-4)
-    assert not partial.exists()
+    assert len(cache_shards(workspace, encoder)) == cached_before + len(others) // chunk, "each text cached once"
     assert table_names(lancedb.connect(str(workspace.vectors_dir))) == [new_table], "the old version goes once the new one serves"

@@ -23,7 +23,7 @@ from core.retrieval.runs import Run
 from core.workspace import DATA_DIR_ENV, WORKSPACE_ENV, Workspace
 from ui.render import escape_markdown
 
-DEFAULT_SELECTED = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")
+DEFAULT_SELECTED = ("bm25-code", "dense-minilm", "hybrid-rrf", "hybrid-weighted", "rerank-fusion")
 
 
 @dataclass(frozen=True)

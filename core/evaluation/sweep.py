@@ -90,7 +90,9 @@ def sweep_hybrid_weight(engine: Engine, base: HybridProfile, weights: Sequence[f
         weight = round(float(weight), 10)
         if not 0.0 <= weight <= 1.0:
             raise ProfileError(f"Weight {weight} is outside [0, 1]: the first member gets w and the second 1 - w.")
-        variants.append((weight, replace(base, name=point_name(base, "weight", weight), weights=(weight, round(1.0 - weight, 10)))))
+        # tune="none": each point is scored with the weight it names, not with weights tuned per fold
+        variants.append((weight, replace(base, name=point_name(base, "weight", weight), weights=(weight, round(1.0 - weight, 10)),
+                                         tune="none")))
     return run_points(engine, "weight", variants, metric, depth)
 
 

@@ -2,7 +2,10 @@
 
 ``code`` splits identifiers into their parts (camelCase, PascalCase, snake_case, digits) and keeps
 the whole identifier too, so ``getUserName`` matches both "get user name" and ``getusername``.
-``plain`` is the word tokenizer most BM25 baselines use, kept so the two can be compared.
+``words`` splits text into runs of letters and digits (``[A-Za-z0-9]+`` on ASCII), so ``read_json`` gives
+``read`` and ``json`` but ``getUserName`` stays whole; the ``bm25-plain`` profile uses it (docs/results.md
+compares it with ``plain``). ``plain`` keeps underscores inside words (``read_json`` stays whole), as the
+``bm25-plain`` profile did before; it stays for profiles that name it.
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from dataclasses import dataclass
 
 # Words: runs of letters/digits/underscore in any script; \w covers RTL scripts and CJK.
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Letters and digits only: exactly [A-Za-z0-9]+ on ASCII text; other scripts' letters and digits count too.
+_ALNUM = re.compile(r"[^\W_]+", re.UNICODE)
 # Parts of one identifier piece: acronyms (HTTPServer -> HTTP, Server), Capitalised, lower, digits, other letters.
 _PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+|[^\W\d_A-Za-z]+", re.UNICODE)
 
@@ -27,6 +32,12 @@ MAX_TOKEN_CHARS = 64  # longer tokens are hashes/base64 blobs; Tantivy refuses t
 def plain_tokens(text: str) -> list[str]:
     """Lowercased words of two or more characters, stopwords dropped."""
     return [w for w in (m.group().lower() for m in _WORD.finditer(text))
+            if len(w) > 1 and len(w) <= MAX_TOKEN_CHARS and w not in STOPWORDS]
+
+
+def word_tokens(text: str) -> list[str]:
+    """Lowercased runs of letters and digits (``[A-Za-z0-9]+`` on ASCII) of two or more characters, stopwords dropped."""
+    return [w for w in (m.group().lower() for m in _ALNUM.finditer(text))
             if len(w) > 1 and len(w) <= MAX_TOKEN_CHARS and w not in STOPWORDS]
 
 
@@ -68,6 +79,7 @@ class Analyzer:
 ANALYZERS: dict[str, Analyzer] = {
     "code": Analyzer("code", "identifiers split (camelCase, snake_case, digits) + whole identifier", code_tokens),
     "plain": Analyzer("plain", "lowercased words, no identifier splitting", plain_tokens),
+    "words": Analyzer("words", "lowercased [A-Za-z0-9]+ words, as common BM25 tokenisers split", word_tokens),
 }
 
 

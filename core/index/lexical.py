@@ -220,12 +220,15 @@ class BuildReport:
     seconds: float
     items: int
     damage: str = ""  # why the index on disk failed its check, when this build replaced a damaged one
+    cached: int = 0  # embeddings only: vectors taken from the embedding cache instead of encoded
 
     def __str__(self) -> str:
         if self.reused:
             return f"{self.what}: reused"
         verb = "rebuilt" if self.damage else "built"
         done = f"{verb} in {self.seconds:.1f}s ({self.items / max(self.seconds, 1e-9):,.0f} docs/s)"
+        if self.cached:
+            done += f", {self.cached:,} of {self.items:,} vectors from the embedding cache"
         return f"{self.what}: {done}" + (f"; damage found: {self.damage}" if self.damage else "")
 
 

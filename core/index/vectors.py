@@ -4,6 +4,12 @@ One table per (dataset, model) holds the corpus embeddings; its name carries the
 hash and the model fingerprint, and its schema metadata repeats them, so a table is reused exactly
 until the corpus text or the model changes. Benchmark query embeddings are cached the same way.
 
+Under the tables lies the embedding cache (``EmbeddingCache``): every vector a model computed, keyed by
+(model fingerprint, hash of the text). A table is assembled from it, and only texts it lacks are
+encoded, so a text already embedded by that model, for any dataset or query set, is never encoded
+again. The cache also serves as the checkpoints of a build: each encoded chunk is written to it at
+once, under a content checksum that is verified whenever the chunk is read back.
+
 Search is exact (a matrix product over the vectors held in memory) up to ``ANN_THRESHOLD``
 documents; past that an IVF index in LanceDB (``ANN_INDEX_TYPE``) proposes ``ANN_OVERSAMPLE`` x k
 candidates whose exact cosines pick the k best. Its recall against the exact search is reported by the
@@ -11,10 +17,13 @@ benchmark script.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,7 +47,7 @@ ANN_INDEX_TYPE = "IVF_FLAT"
 # The index proposes this many times k candidates; their cosines from the in-memory vectors pick the k best, so
 # scores are the very float32 values the exact search computes.
 ANN_OVERSAMPLE = 2
-EMBED_CHUNK = 1024  # embeddings are checkpointed every chunk, so an interrupted build resumes
+EMBED_CHUNK = 1024  # embeddings are written to the cache every chunk, so an interrupted build resumes
 EMBED_CHUNK_ENV = "CODEIR_EMBED_CHUNK"  # overrides EMBED_CHUNK (tests use small chunks to interrupt a build mid-way)
 META_KEY = b"codeir"
 
@@ -106,12 +115,43 @@ def table_names(db) -> list[str]:
     return list(names)
 
 
+def _name_part(text: str, limit: int) -> str:
+    """A readable, table-safe piece of a name that never holds the ``__`` separator."""
+    return re.sub(r"_{2,}", "_", slug(text, limit)).strip("_") or "x"
+
+
+def table_key(kind: str, dataset_name: str, model_name: str) -> str:
+    """A short hash of the exact (kind, dataset, model) names.
+
+    Readable slugs alone collide (``tiny`` and ``tiny-`` share one, and ``tiny`` + ``__minilm`` used to
+    read as a prefix of ``tiny__minilm``); the key tells them apart, so stale-table cleanup drops only
+    older versions of the very same (dataset, model).
+    """
+    return hashlib.sha256(f"{kind}\x00{dataset_name}\x00{model_name}".encode("utf-8", "surrogatepass")).hexdigest()[:12]
+
+
+def _table_name(kind: str, dataset_name: str, model_name: str, content_hash: str, fingerprint: str) -> str:
+    return (f"{kind}__{_name_part(dataset_name, 48)}__{_name_part(model_name, 32)}__{table_key(kind, dataset_name, model_name)}"
+            f"__{content_hash[:12]}__{fingerprint[:24]}")
+
+
 def corpus_table_name(dataset: Dataset, encoder: Encoder) -> str:
-    return f"docs__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__{dataset.corpus_hash[:12]}__{encoder.fingerprint[:24]}"
+    return _table_name("docs", dataset.name, encoder.name, dataset.corpus_hash, encoder.fingerprint)
 
 
 def query_table_name(dataset: Dataset, encoder: Encoder) -> str:
-    return f"queries__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__{dataset.queries_hash[:12]}__{encoder.fingerprint[:24]}"
+    return _table_name("queries", dataset.name, encoder.name, dataset.queries_hash, encoder.fingerprint)
+
+
+def is_stale_version(other: str, name: str) -> bool:
+    """Whether table ``other`` is an older version (another corpus or model build) of table ``name``.
+
+    Same kind and same exact (dataset, model) key, same backend; names are compared field by field
+    (no field holds ``__``), never by prefix.
+    """
+    mine, theirs = name.split("__"), other.split("__")
+    return (other != name and len(theirs) == len(mine) == 6 and theirs[0] == mine[0] and theirs[3] == mine[3]
+            and _backend_tag(other) == _backend_tag(name))
 
 
 def embed_chunk_size() -> int:
@@ -187,32 +227,145 @@ def read_checked_table(db, name: str, expected: dict) -> tuple[object, np.ndarra
         raise IndexCorruptError(f"Vector table {name} cannot be read ({type(exc).__name__}: {exc}).") from exc
 
 
-def _embed_resumable(texts: Sequence[str], encoder: Encoder, partial_dir: Path,
-                     progress: Callable[[float], None] | None) -> np.ndarray:
-    """Embed in checkpointed chunks: chunks already on disk from an interrupted build are reused."""
-    partial_dir.mkdir(parents=True, exist_ok=True)
-    size = embed_chunk_size()
-    chunks = []
-    for start in range(0, len(texts), size):
-        path = partial_dir / f"{start:09d}.npy"
-        if path.is_file():
-            try:
-                chunk = np.load(path)
-                # a chunk file is keyed by its first row; its length says which rows it covers, so a
-                # checkpoint written with another chunk size is reused only when it covers the same rows
-                if chunk.shape == (len(texts[start:start + size]), encoder.dim) and np.isfinite(chunk).all():
-                    chunks.append(chunk)
-                    continue
-            except (OSError, ValueError, EOFError):
-                pass  # a damaged chunk is recomputed (writes are atomic, so a kill leaves none)
-        chunk = encoder.encode(texts[start:start + size])
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, chunk)
+def text_key(text: str) -> bytes:
+    """The cache key of one text: 16 bytes of BLAKE2b over its UTF-8 bytes (lone surrogates kept as they are)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _shard_digest(keys: np.ndarray, vectors: np.ndarray) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.ascontiguousarray(keys, dtype=np.uint8))
+    digest.update(np.ascontiguousarray(vectors, dtype=np.float32))
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """Every vector one model computed in a workspace, keyed by the hash of its text.
+
+    One folder per model fingerprint holds immutable shards (``<checksum>.npz``: the text keys and their
+    vectors), each written atomically as soon as its chunk is encoded. The file name is the BLAKE2b
+    checksum of the shard's keys and vectors, recomputed whenever a shard is used: a damaged or rewritten
+    shard (even with finite, plausible values) is deleted and its texts encoded again. Concurrent builders
+    only ever add files, so they need no lock.
+    """
+
+    def __init__(self, folder: Path, dim: int):
+        self.folder = folder
+        self.dim = dim
+        self.rejected: list[str] = []  # shards that failed their check (deleted), for reports and tests
+
+    @classmethod
+    def for_encoder(cls, workspace: Workspace, encoder: Encoder) -> "EmbeddingCache":
+        return cls(embedding_cache_dir(workspace) / slug(encoder.fingerprint, 80), encoder.dim)
+
+    def shards(self) -> list[Path]:
+        return sorted(self.folder.glob("*.npz")) if self.folder.is_dir() else []
+
+    def _read(self, path: Path, with_vectors: bool) -> tuple[np.ndarray, np.ndarray | None] | None:
+        try:
+            with np.load(path, allow_pickle=False) as shard:
+                keys = shard["keys"]
+                vectors = shard["vectors"] if with_vectors else None
+        except Exception:  # truncated, not a zip, missing members: the shard is unusable
+            return None
+        if keys.dtype != np.uint8 or keys.ndim != 2 or keys.shape[1] != 16:
+            return None
+        if vectors is not None:
+            if (vectors.dtype != np.float32 or vectors.shape != (len(keys), self.dim) or not np.isfinite(vectors).all()
+                    or _shard_digest(keys, vectors) != path.stem.split("-")[0]):
+                return None
+        return keys, vectors
+
+    def _reject(self, path: Path) -> None:
+        self.rejected.append(path.name)
+        path.unlink(missing_ok=True)
+
+    def fill(self, keys: Sequence[bytes], out: np.ndarray) -> np.ndarray:
+        """Copy the cached vector of each key into ``out`` (same row); return the mask of rows found.
+
+        Only shards holding a wanted key have their vectors read, and each is verified before use.
+        """
+        wanted: dict[bytes, list[int]] = {}
+        for row, key in enumerate(keys):
+            wanted.setdefault(key, []).append(row)
+        found = np.zeros(len(keys), dtype=bool)
+        for path in self.shards():
+            if not wanted:
+                break
+            head = self._read(path, with_vectors=False)
+            if head is None:
+                self._reject(path)
+                continue
+            hits = [(i, key) for i, key in enumerate(map(bytes, head[0])) if key in wanted]
+            if not hits:
+                continue
+            shard = self._read(path, with_vectors=True)
+            if shard is None:
+                self._reject(path)
+                continue
+            vectors = shard[1]
+            for i, key in hits:
+                rows = wanted.pop(key, None)
+                if rows is not None:
+                    out[rows] = vectors[i]
+                    found[rows] = True
+        return found
+
+    def forget(self, texts: Sequence[str]) -> None:
+        """Delete every shard holding one of ``texts``, so they are encoded again."""
+        keys = {text_key(text) for text in texts}
+        for path in self.shards():
+            head = self._read(path, with_vectors=False)
+            if head is None or any(bytes(key) in keys for key in head[0]):
+                path.unlink(missing_ok=True)
+
+    def add(self, keys: Sequence[bytes], vectors: np.ndarray) -> Path:
+        """Write one shard (atomically: a temporary file renamed into place)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        path = self.folder / f"{_shard_digest(key_array, vectors)}-{uuid.uuid4().hex[:8]}.npz"
+        tmp = self.folder / f".{path.name}.tmp"  # not *.npz: never listed as a shard
+        with tmp.open("wb") as handle:
+            np.savez(handle, keys=key_array, vectors=vectors)
         tmp.replace(path)
-        chunks.append(chunk)
+        return path
+
+
+def embedding_cache_dir(workspace: Workspace) -> Path:
+    """``indexes/embeddings/``: the embedding cache, one folder per model fingerprint."""
+    return workspace.vectors_dir.parent / "embeddings"
+
+
+def _embed_resumable(texts: Sequence[str], encoder: Encoder, cache: EmbeddingCache,
+                     progress: Callable[[float], None] | None) -> tuple[np.ndarray, int]:
+    """Vectors of ``texts`` in order, and how many came from the cache.
+
+    Texts the cache lacks (each distinct text once) are encoded in chunks, every chunk written to the cache
+    as it is done: an interrupted build resumes from there, whatever chunk size the next run uses.
+    """
+    keys = [text_key(text) for text in texts]
+    vectors = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    found = cache.fill(keys, vectors)
+    first_row: dict[bytes, int] = {}
+    for row in np.flatnonzero(~found).tolist():
+        first_row.setdefault(keys[row], row)
+    missing = list(first_row.values())
+    size = embed_chunk_size()
+    done = len(texts) - len(missing)
+    for start in range(0, len(missing), size):
+        rows = missing[start:start + size]
+        chunk = encoder.encode([texts[row] for row in rows])
+        cache.add([keys[row] for row in rows], chunk)
+        vectors[rows] = chunk
+        done += len(rows)
         if progress:
-            progress(min(1.0, (start + size) / max(len(texts), 1)))
-    return np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), np.float32)
+            progress(min(1.0, done / max(len(texts), 1)))
+    if missing:  # repeated texts take the vector of their first occurrence
+        duplicates = np.flatnonzero(~found)
+        source = np.array([first_row[keys[row]] for row in duplicates.tolist()], dtype=np.int64)
+        vectors[duplicates] = vectors[source]
+    return vectors, int(found.sum())
 
 
 def _drop_damaged(db, workspace: Workspace, name: str) -> None:
@@ -228,7 +381,7 @@ def _drop_damaged(db, workspace: Workspace, name: str) -> None:
 
 
 def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: Sequence[str], encoder: Encoder,
-                   what: str, rebuild: bool, progress: Callable[[float], None] | None, stale_prefix: str):
+                   what: str, rebuild: bool, progress: Callable[[float], None] | None):
     db = _connect(workspace)
     expected = {"fingerprint": encoder.fingerprint, "count": len(ids), "dim": encoder.dim}
     started = time.perf_counter()
@@ -246,29 +399,29 @@ def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: S
                 return table, vectors, BuildReport(what, True, time.perf_counter() - started, len(ids))
             except IndexCorruptError:
                 _drop_damaged(db, workspace, name)
-        partial_dir = workspace.vectors_dir / ".partial" / name
-        if rebuild:
-            shutil.rmtree(partial_dir, ignore_errors=True)
-        vectors = _embed_resumable(texts, encoder, partial_dir, progress)
+        cache = EmbeddingCache.for_encoder(workspace, encoder)
+        if rebuild:  # a rebuild means "compute again": this table's texts leave the cache first
+            cache.forget(texts)
+        vectors, cached = _embed_resumable(texts, encoder, cache, progress)
         table = db.create_table(name, record_batches(vectors_to_arrow(ids, vectors, expected)), mode="overwrite")
         if len(ids) > ANN_THRESHOLD:
             table.create_index(metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)
         table, vectors, _ = read_checked_table(db, name, expected)
-        shutil.rmtree(partial_dir, ignore_errors=True)
+        # checkpoints of the layout before the cache (.partial/<table>/) are never reused: they carried no checksum
+        shutil.rmtree(workspace.vectors_dir / ".partial" / name, ignore_errors=True)
         for other in table_names(db):  # older versions of this (dataset, model, backend) are dropped once the new one serves
-            if other != name and other.startswith(stale_prefix) and _backend_tag(other) == _backend_tag(name):
+            if is_stale_version(other, name):
                 db.drop_table(other)
-    return table, vectors, BuildReport(what, False, time.perf_counter() - started, len(ids))
+    return table, vectors, BuildReport(what, False, time.perf_counter() - started, len(ids), cached=cached)
 
 
 def open_vector_index(workspace: Workspace, dataset: Dataset, encoder: Encoder, rebuild: bool = False,
                       progress: Callable[[float], None] | None = None) -> tuple[VectorIndex, BuildReport]:
     """The corpus embeddings of ``dataset`` under ``encoder``, computed once and then reused."""
     name = corpus_table_name(dataset, encoder)
-    prefix = f"docs__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__"
     table, vectors, report = _open_or_build(workspace, name, [d.id for d in dataset.documents],
                                             [d.full_text for d in dataset.documents], encoder,
-                                            f"embeddings ({encoder.name}) for {dataset.name}", rebuild, progress, prefix)
+                                            f"embeddings ({encoder.name}) for {dataset.name}", rebuild, progress)
     return VectorIndex(table, vectors), report
 
 
@@ -276,9 +429,8 @@ def benchmark_query_vectors(workspace: Workspace, dataset: Dataset, encoder: Enc
                             progress: Callable[[float], None] | None = None) -> tuple[dict[str, int], np.ndarray, BuildReport]:
     """Embeddings of all benchmark queries (cached in LanceDB): query id -> row, and the matrix."""
     name = query_table_name(dataset, encoder)
-    prefix = f"queries__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__"
     _, vectors, report = _open_or_build(workspace, name, [q.id for q in dataset.queries], [q.text for q in dataset.queries],
-                                        encoder, f"query embeddings ({encoder.name}) for {dataset.name}", False, progress, prefix)
+                                        encoder, f"query embeddings ({encoder.name}) for {dataset.name}", False, progress)
     return {q.id: row for row, q in enumerate(dataset.queries)}, vectors, report
 
 
@@ -342,9 +494,8 @@ def adopt_corpus_table(workspace: Workspace, dataset: Dataset, encoder: Encoder,
         shutil.rmtree(retired, ignore_errors=True)
         db = _connect(workspace)
         table, vectors, _ = read_checked_table(db, name, expected)
-        prefix = f"docs__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__"
         for other in table_names(db):  # as after a single-process build: older versions of this (dataset, model, backend) go
-            if other != name and other.startswith(prefix) and _backend_tag(other) == _backend_tag(name):
+            if is_stale_version(other, name):
                 db.drop_table(other)
     return VectorIndex(table, vectors), BuildReport(f"embeddings ({encoder.name}) for {dataset.name}", False,
                                                     time.perf_counter() - started, len(ids))

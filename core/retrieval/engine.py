@@ -8,6 +8,7 @@ after its first stage, costs only the fusion or the re-scoring. Streamlit keeps 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +21,11 @@ from core.errors import ProfileError, QueryError
 from core.retrieval.fusion import Hits, rrf, weighted_sum
 from core.retrieval.limits import check_number
 from core.index.lexical import BuildReport, LexicalIndex, open_lexical_index
-from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile, RerankProfile, profile_to_dict
+from core.retrieval.profiles import (Bm25Profile, DenseProfile, HybridProfile, Profile, RerankProfile, dependencies,
+                                     profile_to_dict)
 from core.retrieval.rerankers import CrossEncoderScorer, merge_reranked, rerank_fusion
 from core.retrieval.runs import Ranking, Run
+from core.retrieval.tuning import FoldTuning, tune_by_folds
 from core.index.vectors import VectorIndex, benchmark_query_vectors, open_vector_index
 from core.workspace import Workspace
 
@@ -45,6 +48,10 @@ class SearchResult:
 class _Retrieved:
     hits: list[Hits]
     seconds: float
+
+
+def json_key(data: dict) -> str:
+    return json.dumps(data, sort_keys=True, default=str)
 
 
 def clean_query_text(text: str) -> tuple[str, bool]:
@@ -75,6 +82,7 @@ class Engine:
     _adhoc_vectors: dict = field(default_factory=dict, repr=False)
     _results: dict = field(default_factory=dict, repr=False)
     _cross_encoders: dict = field(default_factory=dict, repr=False)
+    _tunings: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         ids = [d.id for d in self.dataset.documents]
@@ -166,14 +174,12 @@ class Engine:
             members = [self._retrieve(member, queries, max(profile.candidate_depth, depth)) for member in profile.members]
             member_seconds = sum(m.seconds for m in members)
             started = time.perf_counter()
-            weights = list(profile.weights) or None
+            tuning = self._tuning(profile, depth) if profile.tune == "folds" else None
             hits = []
-            for i in range(len(queries)):
+            for i, query in enumerate(queries):
                 lists = [m.hits[i].top(profile.candidate_depth) for m in members]
-                if profile.method == "rrf":
-                    hits.append(rrf(lists, profile.rrf_k, weights, depth))
-                else:
-                    hits.append(weighted_sum(lists, weights, profile.normalization, depth))
+                weights = list(self._query_weights(tuning, query) if tuning else profile.weights) or None
+                hits.append(self._fuse(profile, lists, weights, depth))
         elif isinstance(profile, RerankProfile):
             first = self._retrieve(profile.first_stage, queries, max(depth, profile.pool_depth))
             member_seconds = first.seconds
@@ -186,6 +192,44 @@ class Engine:
         result = _Retrieved(hits, member_seconds + time.perf_counter() - started)
         self._results[key] = result
         return result
+
+    @staticmethod
+    def _fuse(profile: HybridProfile, lists: Sequence[Hits], weights: Sequence[float] | None, depth: int) -> Hits:
+        if profile.method == "rrf":
+            return rrf(lists, profile.rrf_k, weights, depth)
+        return weighted_sum(lists, weights, profile.normalization, depth)
+
+    def _query_weights(self, tuning: FoldTuning, query: Query) -> tuple[float, ...]:
+        """A judged benchmark query (same id, same text) gets its fold's weights; any other query the all-query ones."""
+        known = query.id in self.dataset.query_index and self.dataset.query(query.id).text == query.text
+        return tuning.weights_for(query.id if known else "")
+
+    def _tuning(self, profile: HybridProfile, depth: int) -> FoldTuning:
+        """Cross-fitted weights of a tuned hybrid over the judged queries (computed once per engine)."""
+        key = (profile.name, json_key(profile_to_dict(profile)))
+        if key not in self._tunings:
+            judged = list(self.dataset.judged_queries)
+            members = [self._retrieve(member, judged, max(profile.candidate_depth, depth)) for member in profile.members]
+            lists = [[m.hits[i].top(profile.candidate_depth) for m in members] for i in range(len(judged))]
+            doc_row = self.dataset.doc_index
+            gains = [{doc_row[d]: float(g) for d, g in self.dataset.qrels.grades(q.id).items() if d in doc_row} for q in judged]
+
+            def fuse(candidates: Sequence[Hits], weights: tuple[float, ...]) -> Hits:
+                return self._trec_order(self._fuse(profile, candidates, weights, 10))
+
+            self._tunings[key] = tune_by_folds([q.id for q in judged], lists, gains, fuse, tuple(profile.weights) or (0.5, 0.5))
+        return self._tunings[key]
+
+    def tuning_record(self, name: str, queries: Sequence[Query]) -> dict:
+        """The fold tuning of every tuned hybrid ``name`` runs through (itself or a member/first stage), for the run."""
+        records = {}
+        for dependency in dependencies(self.profiles, name):
+            profile = self.profiles[dependency]
+            if isinstance(profile, HybridProfile) and profile.tune == "folds":
+                key = (profile.name, json_key(profile_to_dict(profile)))
+                if key in self._tunings:
+                    records[dependency] = self._tunings[key].record([q.id for q in queries])
+        return records
 
     def _rerank(self, profile: RerankProfile, queries: Sequence[Query], first_stage: list[Hits], depth: int) -> list:
         pool_size = profile.pool_depth
@@ -231,6 +275,9 @@ class Engine:
                 "queries": len(queries), "depth": depth, "corpus_hash": self.dataset.corpus_hash,
                 "queries_hash": self.dataset.queries_hash, "split": self.dataset.split,
                 "models": {f"{m}/{b}": e.fingerprint for (m, b), e in self._encoders.items()}}
+        tuning = self.tuning_record(name, queries)
+        if tuning:
+            meta["tuning"] = tuning
         return Run(name, rankings, self.dataset.name, profile_to_dict(profile), meta)
 
     def search(self, name: str, text: str, depth: int = DEFAULT_DEPTH) -> SearchResult:

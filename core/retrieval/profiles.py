@@ -23,6 +23,7 @@ from core.errors import OptionError, ProfileError
 from core.retrieval.limits import check_number
 
 FUSION_METHODS = ("rrf", "weighted")
+TUNING = ("none", "folds")
 NORMALIZATIONS = ("minmax", "zscore", "none")
 RERANKERS = ("fusion", "bi-encoder", "cross-encoder")
 
@@ -72,7 +73,13 @@ class DenseProfile:
 
 @dataclass(frozen=True)
 class HybridProfile:
-    """Fusion of member profiles' top ``candidate_depth`` lists: RRF, or weighted normalised scores."""
+    """Fusion of member profiles' top ``candidate_depth`` lists: RRF, or weighted normalised scores.
+
+    ``tune = "folds"`` (two members) chooses the weights per dataset on held-out judged queries
+    (``core.retrieval.tuning``): each hash fold of the judged queries is ranked with the weights that did best on
+    the other fold, and the run records the folds and weights. ``weights`` then serve only where nothing can be
+    tuned (a dataset without judged queries).
+    """
 
     name: str
     members: tuple[str, ...] = ("bm25-code", "dense-minilm")
@@ -81,6 +88,7 @@ class HybridProfile:
     weights: tuple[float, ...] = ()
     normalization: str = "minmax"
     candidate_depth: int = 100
+    tune: str = "none"
     kind: ClassVar[str] = "hybrid"
 
     def validate(self) -> None:
@@ -101,6 +109,10 @@ class HybridProfile:
                 raise ProfileError(str(exc)) from None
         if self.weights and not any(self.weights):
             raise ProfileError(f"{self.name}: at least one weight must be above 0.")
+        if self.tune not in TUNING:
+            raise ProfileError(f"{self.name}: tune must be one of {', '.join(TUNING)}, not {self.tune!r}.")
+        if self.tune != "none" and len(self.members) != 2:
+            raise ProfileError(f"{self.name}: tuned weights need exactly two members (the first gets w, the second 1 - w).")
 
 
 @dataclass(frozen=True)
@@ -137,11 +149,12 @@ def default_profiles() -> dict[str, Profile]:
     """The profiles every workspace starts with."""
     profiles: list[Profile] = [
         Bm25Profile("bm25-code", analyzer="code"),
-        Bm25Profile("bm25-plain", analyzer="plain"),
+        Bm25Profile("bm25-plain", analyzer="words"),
         DenseProfile("dense-minilm", model="minilm"),
         HybridProfile("hybrid-rrf", members=("bm25-code", "dense-minilm"), method="rrf", rrf_k=60),
+        # weights tuned per dataset on held-out folds; 0.3/0.7 only where no query is judged
         HybridProfile("hybrid-weighted", members=("bm25-code", "dense-minilm"), method="weighted",
-                      weights=(0.3, 0.7), normalization="minmax"),
+                      weights=(0.3, 0.7), normalization="minmax", tune="folds"),
         RerankProfile("rerank-fusion", first_stage="hybrid-rrf", pool_depth=50, reranker="fusion", model="minilm", alpha=0.7),
     ]
     return {p.name: p for p in profiles}

@@ -27,10 +27,12 @@ def test_pool_sweep_point_equals_the_profile_with_that_pool_depth(csn_engine):
 
 
 def test_weight_sweep_point_equals_the_weighted_hybrid(csn_engine):
-    base = csn_engine.profile("hybrid-weighted")  # weights (0.3, 0.7), minmax
+    base = csn_engine.profile("hybrid-weighted")  # weights (0.3, 0.7), minmax; tuned per fold, which a sweep point is not
     points = sweep_hybrid_weight(csn_engine, base, weights=[0.0, 0.3, 1.0], metric="hit@10")
     assert [p.value for p in points] == [0.0, 0.3, 1.0]
-    assert points[1].metric_value == pytest.approx(direct_score(csn_engine, "hybrid-weighted", "hit@10"), abs=1e-12)
+    fixed = replace(base, name="hybrid-weighted-0.3", tune="none")
+    untuned = replace(csn_engine, profiles={**csn_engine.profiles, fixed.name: fixed})
+    assert points[1].metric_value == pytest.approx(direct_score(untuned, fixed.name, "hit@10"), abs=1e-12)
     assert points[0].metric_value == pytest.approx(direct_score(csn_engine, "dense-minilm", "hit@10"), abs=1e-12)
 
 

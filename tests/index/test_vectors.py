@@ -1,9 +1,16 @@
-"""LanceDB corpus and query embeddings."""
+"""LanceDB corpus and query embeddings, and the embedding cache under them."""
+from dataclasses import replace
+
 import lancedb
 import numpy as np
+import pytest
 
+from core.data.datasets import Dataset, Query
 from core.index.encoders import load_encoder
-from core.index.vectors import benchmark_query_vectors, corpus_table_name, open_vector_index, top_k
+from core.index.vectors import (benchmark_query_vectors, corpus_table_name, open_vector_index, query_table_name,
+                                table_names, top_k)
+from tests.conftest import slice_dataset
+from tests.test_hardening_stores import CountingEncoder
 
 
 def test_top_k_is_exact_and_breaks_ties_by_row():
@@ -66,3 +73,95 @@ def test_ann_search_re_scores_its_candidates_exactly(tmp_path):
     assert whole.rows.shape == (2, 4000)
     assert all(sorted(row) == list(range(4000)) for row in whole.rows.tolist())
     assert np.allclose(whole.scores, np.take_along_axis(queries[:2] @ vectors.T, whole.rows, axis=1), atol=1e-5)
+
+
+# ---- the embedding cache: any text a model embedded is never encoded again ------------------------
+
+def renamed(dataset: Dataset, name: str, documents=None, queries=None) -> Dataset:
+    return Dataset(name, tuple(documents if documents is not None else dataset.documents),
+                   tuple(queries if queries is not None else dataset.queries), dataset.qrels, dataset.split)
+
+
+@pytest.fixture(scope="module")
+def tiny(csn_mini: Dataset) -> Dataset:
+    return slice_dataset(csn_mini, 4, 24, name="cache-tiny")
+
+
+def test_a_dataset_sharing_a_corpus_is_assembled_from_the_cache_without_encoding(workspace, tiny, csn_mini):
+    counting = CountingEncoder(load_encoder("minilm", workspace))
+    first, report = open_vector_index(workspace, tiny, counting)
+    assert counting.encoded == len(tiny.documents) and report.cached == 0
+
+    # an import of the same corpus under another name (as cosqa re-imported, or -nodoc beside code2doc): nothing encoded
+    twin = renamed(tiny, "cache-tiny-import")
+    counting.encoded = 0
+    twin_index, twin_report = open_vector_index(workspace, twin, counting)
+    assert counting.encoded == 0
+    assert not twin_report.reused and twin_report.cached == len(tiny.documents)
+    assert "24 of 24 vectors from the embedding cache" in str(twin_report)
+    assert np.array_equal(twin_index.vectors, first.vectors)
+
+    # a grown, reordered corpus: only the new texts are encoded, each vector lands on its own row
+    extra = [d for d in csn_mini.documents if d.id not in tiny.doc_index][:5]
+    grown = renamed(tiny, "cache-tiny-grown", documents=list(reversed(tiny.documents)) + extra)
+    counting.encoded = 0
+    grown_index, grown_report = open_vector_index(workspace, grown, counting)
+    assert counting.encoded == 5 and grown_report.cached == len(tiny.documents)
+    assert np.array_equal(grown_index.vectors[:len(tiny.documents)], first.vectors[::-1])
+    fresh = load_encoder("minilm", workspace).encode([d.full_text for d in extra])
+    assert np.allclose(grown_index.vectors[len(tiny.documents):], fresh, atol=1e-5)
+
+    # query texts share the cache too: queries that are corpus texts cost nothing
+    as_queries = renamed(tiny, "cache-tiny-q", queries=[Query(f"q{i}", d.full_text) for i, d in enumerate(tiny.documents[:6])])
+    counting.encoded = 0
+    _, query_vectors, _ = benchmark_query_vectors(workspace, as_queries, counting)
+    assert counting.encoded == 0 and np.array_equal(query_vectors, first.vectors[:6])
+
+
+def test_repeated_texts_are_encoded_once(workspace, tiny):
+    doubled = renamed(tiny, "cache-doubled", documents=list(tiny.documents) + [replace(d, id=d.id + "-again") for d in tiny.documents])
+    counting = CountingEncoder(load_encoder("minilm", workspace))
+    index, _ = open_vector_index(workspace, doubled, counting)
+    assert counting.encoded == len(tiny.documents)
+    assert np.array_equal(index.vectors[:len(tiny.documents)], index.vectors[len(tiny.documents):])
+
+
+def test_rebuild_encodes_again_even_when_cached(workspace, tiny):
+    counting = CountingEncoder(load_encoder("minilm", workspace))
+    open_vector_index(workspace, tiny, counting)
+    counting.encoded = 0
+    _, report = open_vector_index(workspace, tiny, counting, rebuild=True)
+    assert counting.encoded == len(tiny.documents) and report.cached == 0
+
+
+# ---- issue 15.3: similar dataset names never delete each other's tables -----------------------------
+
+def test_similar_dataset_names_keep_their_own_tables(workspace, csn_mini):
+    encoder = load_encoder("minilm", workspace)
+    documents = list(csn_mini.documents)
+    # tiny and tiny- share a slug; tiny__minilm used to extend tiny's table-name prefix; TINY differs in case only
+    names = ["tiny", "tiny-", "tiny__minilm", "tiny_minilm", "TINY"]
+    datasets = [Dataset(name, tuple(documents[8 * i: 8 * i + 8]), tuple(csn_mini.queries[:2]), csn_mini.qrels)
+                for i, name in enumerate(names)]
+    tables = []
+    for dataset in datasets:
+        open_vector_index(workspace, dataset, encoder)
+        benchmark_query_vectors(workspace, dataset, encoder)
+        tables += [corpus_table_name(dataset, encoder), query_table_name(dataset, encoder)]
+    assert len(set(tables)) == len(tables)
+    assert sorted(table_names(lancedb.connect(str(workspace.vectors_dir)))) == sorted(tables)
+    for dataset in datasets:
+        assert open_vector_index(workspace, dataset, encoder)[1].reused, dataset.name
+        assert benchmark_query_vectors(workspace, dataset, encoder)[2].reused, dataset.name
+
+
+def test_a_changed_corpus_replaces_only_its_own_older_table(workspace, csn_mini):
+    encoder = load_encoder("minilm", workspace)
+    documents = list(csn_mini.documents)
+    before = Dataset("tiny", tuple(documents[:8]), (), csn_mini.qrels)
+    neighbour = Dataset("tiny-", tuple(documents[8:16]), (), csn_mini.qrels)
+    after = Dataset("tiny", tuple(documents[:9]), (), csn_mini.qrels)
+    for dataset in (before, neighbour, after):
+        open_vector_index(workspace, dataset, encoder)
+    assert sorted(table_names(lancedb.connect(str(workspace.vectors_dir)))) == sorted(
+        [corpus_table_name(neighbour, encoder), corpus_table_name(after, encoder)])
