@@ -9,6 +9,12 @@ from core.cli.common import evaluated, open_engine, requested_profiles, split_na
 from core.errors import ProfileError
 from core.workspace import Workspace
 
+def _positive(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
 def add_significance_options(parser: argparse.ArgumentParser) -> None:
     from core.evaluation.significance import CORRECTIONS, TESTS
 
@@ -36,6 +42,14 @@ def cmd_evaluate(args, workspace: Workspace) -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(f"\n{engine.dataset.name}: {len(engine.dataset.judged_queries)} queries, {len(engine.dataset.documents)} documents\n")
         print(result.table().to_string())
+        if args.ci:
+            from core.evaluation.bootstrap import confidence_intervals, interval_frame
+
+            keys = list(result.evaluations[0].metrics)
+            intervals = confidence_intervals(result.evaluations, keys, resamples=args.resamples, seed=args.seed)
+            print(f"\n95% percentile bootstrap intervals over queries ({args.resamples} resamples, seed {args.seed}): "
+                  "mean ± half width [low, high]")
+            print(interval_frame(intervals, digits=4, bracket=True).to_string())
         if args.by_language:
             groups = language_groups(engine.dataset)
             for evaluation in result.evaluations:
@@ -110,6 +124,9 @@ def register(sub) -> None:
     evaluate.add_argument("--metrics", help="comma-separated, e.g. ndcg@10,hit@10,recall@100,mrr@10")
     evaluate.add_argument("--depth", type=int, default=100)
     evaluate.add_argument("--by-language", action="store_true", help="also print means per language")
+    evaluate.add_argument("--ci", action="store_true", help="also print 95%% bootstrap confidence intervals of each mean")
+    evaluate.add_argument("--resamples", type=_positive, default=10_000, help="bootstrap resamples for --ci (default 10000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed for --ci (default 0)")
     evaluate.add_argument("--no-save", action="store_true", help="do not save the runs")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(func=cmd_evaluate)
