@@ -56,3 +56,16 @@ def sweep_against_oracle(points: pd.DataFrame, oracle: float, members: Sequence[
     figure.update_layout(xaxis_title=f"weight of {html.escape(weight_of)} (the other member gets 1 − w)",
                          yaxis_title=metric_label, height=380, margin={"l": 10, "r": 10, "t": 30, "b": 10})
     return figure
+
+
+def slice_chart(found: pd.DataFrame) -> go.Figure:
+    """Horizontal bars of each slice's effect, darker when significant, the query count in the hover."""
+    ordered = found.iloc[::-1]
+    colours = np.where(ordered["significant"], "#d62728", "#f4a6a6")
+    figure = go.Figure(go.Bar(x=ordered["effect"], y=[html.escape(s) for s in ordered["slice"]], orientation="h",
+                              marker_color=colours, customdata=np.stack([ordered["queries"], ordered["p (Holm)"]], axis=1),
+                              hovertemplate="%{y}<br>effect %{x:+.4f}<br>%{customdata[0]} queries, "
+                                            "p (Holm) %{customdata[1]:.2g}<extra></extra>"))
+    figure.update_layout(xaxis_title="effect (how much worse than overall)", height=120 + 24 * len(found),
+                         margin={"l": 10, "r": 10, "t": 10, "b": 10})
+    return figure

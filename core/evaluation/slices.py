@@ -14,6 +14,7 @@ support (the slice's share of the queries), so large, clearly worse slices come 
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
@@ -177,7 +178,9 @@ def find_slices(values: pd.Series, labels: pd.DataFrame, worse: str = "lower", m
             continue  # too small, everything, or the same queries as a simpler slice already listed
         seen.add(key)
         inside, outside = array[mask], array[~mask]
-        test = stats.ttest_ind(inside, outside, equal_var=False, alternative="less" if worse == "lower" else "greater")
+        with warnings.catch_warnings():  # slices of identical values (all 0 or all 1): scipy warns, the p-value is NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            test = stats.ttest_ind(inside, outside, equal_var=False, alternative="less" if worse == "lower" else "greater")
         p = float(test.pvalue) if np.isfinite(test.pvalue) else 1.0
         effect = sign * (overall - float(inside.mean()))
         rows.append([label, " & ".join(features), size, float(inside.mean()), float(outside.mean()), effect,
