@@ -69,3 +69,48 @@ def slice_chart(found: pd.DataFrame) -> go.Figure:
     figure.update_layout(xaxis_title="effect (how much worse than overall)", height=120 + 24 * len(found),
                          margin={"l": 10, "r": 10, "t": 10, "b": 10})
     return figure
+
+
+def embedding_map_figure(points: pd.DataFrame, colour_by: str = "rank", k: int = 10, selected: str | None = None,
+                         depth: int = 100) -> go.Figure:
+    """WebGL scatter: documents grey, queries coloured by the positive's rank (or hit@k), a line from ``selected`` to its positive.
+
+    Every point carries its id as customdata, so a selection names the query or document picked.
+    """
+    documents = points[points["kind"] == "document"]
+    queries = points[points["kind"] == "query"]
+    figure = go.Figure()
+    figure.add_trace(go.Scattergl(x=documents["x"], y=documents["y"], mode="markers", name="documents",
+                                  marker={"size": 4, "color": "#bdbdbd", "opacity": 0.6}, customdata=documents["id"],
+                                  hovertext=[html.escape(t) for t in documents["hover"]],
+                                  hovertemplate="document %{customdata}<br>%{hovertext}<extra></extra>"))
+    hover = [html.escape(t) for t in queries["hover"]]
+    if colour_by == "hit":
+        for hit, colour, name in ((True, "#2ca02c", f"query: hit@{k}"), (False, "#d62728", f"query: miss@{k}")):
+            part = queries["hit"] == hit
+            figure.add_trace(go.Scattergl(x=queries.loc[part, "x"], y=queries.loc[part, "y"], mode="markers", name=name,
+                                          marker={"size": 7, "color": colour}, customdata=queries.loc[part, "id"],
+                                          hovertext=[h for h, p in zip(hover, part) if p],
+                                          hovertemplate="query %{customdata}<br>%{hovertext}<extra></extra>"))
+    else:
+        ranks = queries["positive_rank"].fillna(depth + 1).clip(upper=depth + 1)
+        figure.add_trace(go.Scattergl(x=queries["x"], y=queries["y"], mode="markers", name="queries",
+                                      marker={"size": 7, "color": np.log10(ranks), "colorscale": "Viridis_r", "cmin": 0,
+                                              "cmax": float(np.log10(depth + 1)),
+                                              "colorbar": {"title": "positive's rank", "tickvals": [0, 1, 2, float(np.log10(depth + 1))],
+                                                           "ticktext": ["1", "10", "100", "not found"]}},
+                                      customdata=queries["id"], text=queries["positive_rank"].map(
+                                          lambda r: "not retrieved" if pd.isna(r) else f"rank {int(r)}"),
+                                      hovertext=hover,
+                                      hovertemplate="query %{customdata} (%{text})<br>%{hovertext}<extra></extra>"))
+    if selected is not None and selected in set(queries["id"]):
+        query = queries[queries["id"] == selected].iloc[0]
+        positive = documents[documents["id"] == query["positive_id"]]
+        if not positive.empty:
+            figure.add_trace(go.Scattergl(x=[query["x"], positive.iloc[0]["x"]], y=[query["y"], positive.iloc[0]["y"]],
+                                          mode="lines+markers", name="query → positive", hoverinfo="skip",
+                                          line={"color": "#ff7f0e", "width": 3}, marker={"size": 12, "color": "#ff7f0e"}))
+    figure.update_layout(height=620, margin={"l": 10, "r": 10, "t": 10, "b": 10}, dragmode="pan",
+                         legend={"orientation": "h", "y": -0.08}, xaxis={"title": "component 1"},
+                         yaxis={"title": "component 2", "scaleanchor": "x"})
+    return figure
