@@ -89,7 +89,8 @@ linked = decode_query_ids(st.query_params.get(QIDS_PARAM, ""))  # a link (comple
 if linked:
     chosen_ids = [q for q in linked if chosen_ids is None or q in set(chosen_ids)]
     note, clear = st.columns([4, 1])
-    note.info(f"Showing only the {len(set(linked) & set(table.index))} queries named by the link that opened this page.")
+    found = len(set(linked) & set(table.index))
+    note.info(f"Showing only the {found} {'query' if found == 1 else 'queries'} named by the link that opened this page.")
     if clear.button("Show all queries", key="breakdown_clear_link"):
         del st.query_params[QIDS_PARAM]
         st.rerun()

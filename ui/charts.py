@@ -37,7 +37,7 @@ def upset_chart(intersections: pd.DataFrame, profiles: Sequence[str], title: str
                                     marker={"size": 14, "color": np.where(solved, SOLVED_COLOUR, UNSOLVED_COLOUR)},
                                     showlegend=False), row=2, col=1)
     figure.update_xaxes(showticklabels=False, showgrid=False, zeroline=False)
-    figure.update_yaxes(title_text="queries", row=1, col=1)
+    figure.update_yaxes(title_text="queries", range=[0, max(1, int(intersections["queries"].max())) * 1.18], row=1, col=1)
     figure.update_yaxes(categoryorder="array", categoryarray=list(reversed(profiles)), row=2, col=1)
     figure.update_layout(title=title or None, height=260 + 34 * len(profiles), margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10})
     return figure
@@ -93,12 +93,15 @@ def embedding_map_figure(points: pd.DataFrame, colour_by: str = "rank", k: int =
                                           hovertext=[h for h, p in zip(hover, part) if p],
                                           hovertemplate="query %{customdata}<br>%{hovertext}<extra></extra>"))
     else:
-        ranks = queries["positive_rank"].fillna(depth + 1).clip(upper=depth + 1)
+        not_found = 2 * depth  # drawn past the deepest rank, so "not retrieved" has its own end of the scale
+        ranks = queries["positive_rank"].fillna(not_found).clip(upper=not_found)
+        ticks = [rank for rank in (1, 10, 100, 1000) if rank <= depth]
         figure.add_trace(go.Scattergl(x=queries["x"], y=queries["y"], mode="markers", name="queries",
                                       marker={"size": 7, "color": np.log10(ranks), "colorscale": "Viridis_r", "cmin": 0,
-                                              "cmax": float(np.log10(depth + 1)),
-                                              "colorbar": {"title": "positive's rank", "tickvals": [0, 1, 2, float(np.log10(depth + 1))],
-                                                           "ticktext": ["1", "10", "100", "not found"]}},
+                                              "cmax": float(np.log10(not_found)),
+                                              "colorbar": {"title": {"text": "positive's rank", "side": "right"},
+                                                           "tickvals": [*np.log10(ticks), float(np.log10(not_found))],
+                                                           "ticktext": [*map(str, ticks), "not retrieved"]}},
                                       customdata=queries["id"], text=queries["positive_rank"].map(
                                           lambda r: "not retrieved" if pd.isna(r) else f"rank {int(r)}"),
                                       hovertext=hover,
