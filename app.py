@@ -21,6 +21,6 @@ PAGES = [
     st.Page("pages/finetune.py", title="Fine-tune", icon=":material/model_training:"),
 ]
 
-navigation = st.navigation(PAGES)
+navigation = st.navigation(PAGES, expanded=True)  # every page listed: past ten, Streamlit folds the rest under "View more"
 st.session_state["_selection"] = sidebar()
 navigation.run()
