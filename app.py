@@ -11,6 +11,9 @@ PAGES = [
     st.Page("pages/breakdown.py", title="Per-query breakdown", icon=":material/table_rows:"),
     st.Page("pages/failures.py", title="Failure cases", icon=":material/report:"),
     st.Page("pages/compare.py", title="Significance & report", icon=":material/compare_arrows:"),
+    st.Page("pages/complementarity.py", title="Complementarity", icon=":material/join_inner:"),
+    st.Page("pages/slices.py", title="Slice finder", icon=":material/filter_alt:"),
+    st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
     st.Page("pages/sweep.py", title="Quality vs latency", icon=":material/speed:"),
     st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
     st.Page("pages/build_benchmark.py", title="Build a benchmark", icon=":material/construction:"),
@@ -28,6 +31,6 @@ def _to_leaderboard() -> None:
 # /leaderboard from showing "Page not found".
 ALIASES = [st.Page(_to_leaderboard, title="Leaderboard", url_path="leaderboard", visibility="hidden")]
 
-navigation = st.navigation(PAGES + ALIASES)
+navigation = st.navigation(PAGES + ALIASES, expanded=True)  # every page listed: past ten, Streamlit folds the rest under "View more"
 st.session_state["_selection"] = sidebar()
 navigation.run()

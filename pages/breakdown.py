@@ -20,6 +20,7 @@ from core.evaluation.compare import (
 )
 from core.errors import WorkbenchError
 from core.evaluation.metrics import parse_metric
+from ui.links import QIDS_PARAM, decode_query_ids
 from ui.render import escape_markdown
 from ui.state import current_selection, get_engine, get_evaluation, get_run
 
@@ -84,6 +85,15 @@ outcome = win_tie_loss(by_name[profile_a], by_name[profile_b], metric)
 decided = set(outcome.won_query_ids) | set(outcome.lost_query_ids)
 chosen_ids = {"all": None, "b_wins": outcome.lost_query_ids, "a_wins": outcome.won_query_ids,
               "ties": [q for q in table.index if q not in decided]}[show]
+linked = decode_query_ids(st.query_params.get(QIDS_PARAM, ""))  # a link (complementarity, slices, map) names the queries
+if linked:
+    chosen_ids = [q for q in linked if chosen_ids is None or q in set(chosen_ids)]
+    note, clear = st.columns([4, 1])
+    found = len(set(linked) & set(table.index))
+    note.info(f"Showing only the {found} {'query' if found == 1 else 'queries'} named by the link that opened this page.")
+    if clear.button("Show all queries", key="breakdown_clear_link"):
+        del st.query_params[QIDS_PARAM]
+        st.rerun()
 shown = filter_queries(table, languages or None, lengths or None, chosen_ids)
 st.caption(f"{len(shown)} of {len(table)} queries · {escape_markdown(label)} of each profile, then the rank of its positive "
            "(None: not retrieved in the top 100). Click a header to sort, a row to select it.")

@@ -13,6 +13,7 @@ from core.evaluation.leaderboard import (RUN_ID_COLUMN, TIME_COLUMN, best_rows, 
                               profile_statuses, saved_run_label, saved_runs_table, status_table)
 from core.evaluation.metrics import Evaluation, evaluate, parse_metric
 from core.retrieval.engine import Engine
+from core.evaluation.bootstrap import confidence_intervals
 from core.evaluation.significance import markers_frame
 from core.retrieval.runs import Run, list_runs, load_run, read_trec, save_run
 from ui.render import escape_markdown, metrics_bar_chart, styled_leaderboard
@@ -127,20 +128,22 @@ else:
     table = leaderboard_table(runs, evaluations, labels)
     best = best_rows(table, [*metric_columns, TIME_COLUMN])
     markers = significance_markers(labels, evaluations, sel.metrics)
-    st.dataframe(styled_leaderboard(table, best, metric_columns, TIME_COLUMN, markers), width="stretch",
+    intervals = confidence_intervals(evaluations, metric_columns, labels)  # 95 %, 10,000 paired resamples, seed 0
+    st.dataframe(styled_leaderboard(table, best, metric_columns, TIME_COLUMN, markers, intervals), width="stretch",
                  column_config={"_index": st.column_config.TextColumn("run", pinned=True),
                                 RUN_ID_COLUMN: st.column_config.TextColumn(RUN_ID_COLUMN, width="medium"),
                                 **{key: st.column_config.Column(parse_metric(key).label()) for key in metric_columns}})
     st.caption("**Bold**: best in its column (for ms/query, the fastest). Superscript letters: the rows (a = first, "
                "b = second, ...) this row beats significantly — paired randomization test, 10,000 permutations, Holm "
-               "correction per metric, alpha 0.05; other tests on *Significance & report*. ms/query: retrieval time per "
+               "correction per metric, alpha 0.05; other tests on *Significance & report*. ± half the width of the "
+               "95% percentile bootstrap interval over queries (10,000 resamples, seed 0; bars on the chart). ms/query: retrieval time per "
                "query on this machine, index building and model loading excluded.")
     st.download_button("Download CSV", table.to_csv().encode("utf-8"), file_name=f"leaderboard-{dataset.name}.csv",
                        mime="text/csv", key="leaderboard_csv", on_click="ignore", icon=":material/download:")
 
     chart_tab, language_tab = st.tabs(["Chart", "By language"])
     with chart_tab:
-        st.plotly_chart(metrics_bar_chart(table, metric_columns), width="stretch")
+        st.plotly_chart(metrics_bar_chart(table, metric_columns, intervals), width="stretch")
     with language_tab:
         metric = st.selectbox("Metric", metric_columns, format_func=lambda key: parse_metric(key).label(),
                               key="leaderboard_language_metric", width=240)

@@ -62,11 +62,17 @@ def highlighted_markdown(spans: Sequence[Span]) -> str:
 
 
 def styled_leaderboard(table: pd.DataFrame, best: Mapping[str, Sequence[str]], metric_columns: Sequence[str],
-                       time_column: str, markers: pd.DataFrame | None = None) -> Styler:
+                       time_column: str, markers: pd.DataFrame | None = None,
+                       intervals: pd.DataFrame | None = None) -> Styler:
     """Metric means to 4 decimals, time to 2, the best cell of each column in bold.
 
-    ``markers`` (row label x column -> short text, e.g. significance marks) is appended to the cells it names.
+    ``markers`` (row label x column -> short text, e.g. significance marks) is appended to the cells it names;
+    ``intervals`` (long: run, metric, mean, low, high, from core.evaluation.bootstrap) adds "± half width".
     """
+    spread = {}
+    if intervals is not None:
+        spread = {(run, metric): (high - low) / 2 for run, metric, low, high
+                  in intervals[["run", "metric", "low", "high"]].itertuples(index=False)}
     styler = table.style
     css = pd.DataFrame("", index=table.index, columns=table.columns)
     for column in [*metric_columns, time_column]:
@@ -78,6 +84,8 @@ def styled_leaderboard(table: pd.DataFrame, best: Mapping[str, Sequence[str]], m
             marker = ""
             if markers is not None and label in markers.index and column in markers.columns:
                 marker = markers.at[label, column] if isinstance(markers.at[label, column], str) else ""
+            if (label, column) in spread:
+                marker = f"± {spread[label, column]:.3f} {marker}".rstrip()
             styler = styler.format(_number(digits, marker), subset=pd.IndexSlice[[label], [column]])
             if label in winners:
                 css.at[label, column] = "font-weight: bold"
@@ -92,13 +100,19 @@ def _number(digits: int, marker: str):
     return fmt
 
 
-def metrics_bar_chart(table: pd.DataFrame, metric_columns: Sequence[str]) -> go.Figure:
-    """Grouped bars: one group per metric, one bar per run."""
+def metrics_bar_chart(table: pd.DataFrame, metric_columns: Sequence[str], intervals: pd.DataFrame | None = None) -> go.Figure:
+    """Grouped bars: one group per metric, one bar per run; error bars from ``intervals`` (run, metric, low, high)."""
     long = (table[list(metric_columns)].rename_axis("run").reset_index()
             .melt(id_vars="run", var_name="metric", value_name="value"))
     labelled = len(long) <= 16  # values on the bars while they stay legible; hover shows them otherwise
+    errors = {}
+    if intervals is not None:
+        long = long.merge(intervals[["run", "metric", "low", "high"]], on=["run", "metric"], how="left")
+        long["above"], long["below"] = long["high"] - long["value"], long["value"] - long["low"]
+        errors = {"error_y": "above", "error_y_minus": "below"}
     long["metric"] = [_metric_label(key) for key in long["metric"]]
-    figure = px.bar(long, x="metric", y="value", color="run", barmode="group", text_auto=".3f" if labelled else False)
+    figure = px.bar(long, x="metric", y="value", color="run", barmode="group", text_auto=".3f" if labelled else False,
+                    **errors)
     figure.update_layout(yaxis_title=None, xaxis_title=None, legend_title_text=None, margin=dict(l=10, r=10, t=30, b=10),
                          legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
     figure.update_yaxes(range=[0, 1.05])

@@ -10,6 +10,12 @@ from core.errors import ProfileError
 from core.retrieval.limits import check_number
 from core.workspace import Workspace
 
+def _positive(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
 def add_significance_options(parser: argparse.ArgumentParser) -> None:
     from core.evaluation.significance import CORRECTIONS, TESTS
 
@@ -45,6 +51,14 @@ def cmd_evaluate(args, workspace: Workspace) -> None:
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4f}".format):
         print(f"\n{engine.dataset.name}: {len(engine.dataset.judged_queries)} queries, {len(engine.dataset.documents)} documents\n")
         print(result.table().to_string())
+        if args.ci:
+            from core.evaluation.bootstrap import confidence_intervals, interval_frame
+
+            keys = list(result.evaluations[0].metrics)
+            intervals = confidence_intervals(result.evaluations, keys, resamples=args.resamples, seed=args.seed)
+            print(f"\n95% percentile bootstrap intervals over queries ({args.resamples} resamples, seed {args.seed}): "
+                  "mean ± half width [low, high]")
+            print(interval_frame(intervals, digits=4, bracket=True).to_string())
         if args.by_language:
             groups = language_groups(engine.dataset)
             for evaluation in result.evaluations:
@@ -77,9 +91,16 @@ def cmd_report(args, workspace: Workspace) -> None:
     from core.evaluation.report import build_report
 
     metrics = split_names(args.metrics) or list(DEFAULT_METRICS)
+    from core.evaluation.embedding_map import dense_model, embedding_map, has_vectors, map_points
+
     engine, result = evaluated(workspace, args.dataset, args.profiles, metrics, args.depth)
+    mapped = next((e for e in result.evaluations if has_vectors(engine.profiles, e.run_name)), None)
+    points = None
+    if mapped is not None:  # the first profile with dense vectors colours the map
+        points = map_points(embedding_map(engine, *dense_model(engine.profiles, mapped.run_name)), engine.dataset, mapped)
     files = build_report(engine.dataset, result.evaluations, result.runs, metrics, args.baseline, Path(args.out),
-                         failures_top_n=args.failures, test=args.test, correction=args.correction, alpha=args.alpha)
+                         failures_top_n=args.failures, test=args.test, correction=args.correction, alpha=args.alpha,
+                         map_points=points)
     print(f"wrote {files.html}\nwrote {files.markdown} (+ {len(files.images)} images in {files.markdown.parent / 'images'})")
 
 
@@ -118,6 +139,9 @@ def register(sub) -> None:
     evaluate.add_argument("--metrics", help="comma-separated, e.g. ndcg@10,hit@10,recall@100,mrr@10")
     evaluate.add_argument("--depth", type=int, default=100)
     evaluate.add_argument("--by-language", action="store_true", help="also print means per language")
+    evaluate.add_argument("--ci", action="store_true", help="also print 95%% bootstrap confidence intervals of each mean")
+    evaluate.add_argument("--resamples", type=_positive, default=10_000, help="bootstrap resamples for --ci (default 10000)")
+    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed for --ci (default 0)")
     evaluate.add_argument("--no-save", action="store_true", help="do not save the runs")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     add_ray_options(evaluate, "split each run into tasks")

@@ -29,7 +29,10 @@ from matplotlib.ticker import ScalarFormatter
 
 from core.data.datasets import Dataset
 from core.errors import MetricError
+from core.evaluation.bootstrap import confidence_intervals, interval_frame
+from core.evaluation.complementarity import complementarity, oracle_comparison
 from core.evaluation.metrics import POSITIVE_RANK, Evaluation, language_groups, parse_metric, slice_means
+from core.evaluation.slices import query_features, slices_for
 from core.retrieval.runs import Run
 from core.evaluation.significance import ComparisonTable, compare_all, run_letters, significance_markers
 from core.workspace import Workspace, slug
@@ -90,6 +93,13 @@ class _Context:
     best: str
     created: str
     machine: tuple[tuple[str, str], ...]
+    intervals: pd.DataFrame | None = None
+    solved_metric: str = ""
+    groups: pd.DataFrame | None = None
+    intersections: pd.DataFrame | None = None
+    oracle: pd.DataFrame | None = None
+    slices: pd.DataFrame | None = None
+    map_points: pd.DataFrame | None = None
 
 
 def default_report_dir(workspace: Workspace, dataset_name: str) -> Path:
@@ -156,13 +166,16 @@ def _plain(label: str) -> str:
     return str(label).replace("$", r"\$")
 
 
-def _bar_chart(path: Path, groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str) -> Path:
+def _bar_chart(path: Path, groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str,
+               errors: Mapping[str, np.ndarray] | None = None) -> Path:
+    """Grouped bars; ``errors`` (series name -> 2 x groups array of below/above distances) adds error bars."""
     figure = Figure(figsize=(8, 3.6), dpi=110)
     axes = figure.subplots()
     width = 0.8 / max(len(series), 1)
     positions = np.arange(len(groups))
     for i, (name, values) in enumerate(series.items()):
-        axes.bar(positions + i * width - 0.4 + width / 2, values, width, label=_plain(name))
+        axes.bar(positions + i * width - 0.4 + width / 2, values, width, label=_plain(name),
+                 yerr=errors.get(name) if errors else None, capsize=3 if errors else 0)
     axes.set_xticks(positions, [_plain(g) for g in groups])
     axes.set_ylim(0, 1.05)
     axes.set_ylabel(_plain(ylabel))
@@ -202,12 +215,72 @@ def _charts(context: _Context, folder: Path) -> tuple[Path, ...]:
     means = {e.run_name: [e.mean()[m] for m in context.metrics] for e in context.evaluations}
     by_language = {name: context.languages[name].tolist() for name in names}
     depth = max((run.depth for run in context.runs), default=1)
-    return (
-        _bar_chart(folder / "metrics.png", [parse_metric(m).label() for m in context.metrics], means, "Mean per metric", "mean"),
+    errors = None
+    if context.intervals is not None:
+        indexed = context.intervals.set_index(["run", "metric"])
+        errors = {name: np.array([[means[name][i] - indexed.at[(name, m), "low"] for i, m in enumerate(context.metrics)],
+                                  [indexed.at[(name, m), "high"] - means[name][i] for i, m in enumerate(context.metrics)]])
+                  for name in names}
+    charts = [
+        _bar_chart(folder / "metrics.png", [parse_metric(m).label() for m in context.metrics], means,
+                   "Mean per metric" + (" (95% bootstrap intervals)" if errors else ""), "mean", errors),
         _bar_chart(folder / "languages.png", [str(g) for g in context.languages.index], by_language,
                    f"{parse_metric(metric).label()} per language", parse_metric(metric).label()),
         _rank_chart(folder / "positive_rank.png", context.evaluations, depth),
-    )
+    ]
+    if context.intersections is not None:
+        charts.append(_upset_chart(folder / "complementarity.png", context.intersections, names, context.solved_metric))
+    if context.slices is not None and not context.slices.empty:
+        charts.append(_slice_chart(folder / "slices.png", context.slices.head(10), context.best))
+    if context.map_points is not None:
+        charts.append(_map_chart(folder / "embedding_map.png", context.map_points))
+    return tuple(charts)
+
+
+def _upset_chart(path: Path, intersections: pd.DataFrame, names: Sequence[str], metric: str) -> Path:
+    """Bars of each combination of solving runs, the combination as dots underneath (an UpSet chart)."""
+    figure = Figure(figsize=(8, 2.4 + 0.3 * len(names)), dpi=110)
+    bars, dots = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, max(1, len(names) * 0.5)]})
+    positions = np.arange(len(intersections))
+    bars.bar(positions, intersections["queries"], color="#1f3b73")
+    for x, count in zip(positions, intersections["queries"]):
+        bars.text(x, count, str(count), ha="center", va="bottom", fontsize=8)
+    bars.set_ylabel("queries")
+    bars.set_title(_plain(f"Which runs solve which queries ({parse_metric(metric).label()} > 0)"))
+    for row, name in enumerate(names):
+        solved = intersections[name].to_numpy(dtype=bool)
+        dots.scatter(positions, [row] * len(positions), c=np.where(solved, "#1f3b73", "#d9d9d9"), s=60)
+    dots.set_yticks(range(len(names)), [_plain(n) for n in names])
+    dots.set_xticks([])
+    dots.invert_yaxis()
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def _slice_chart(path: Path, slices: pd.DataFrame, best: str) -> Path:
+    figure = Figure(figsize=(8, 1 + 0.35 * len(slices)), dpi=110)
+    axes = figure.subplots()
+    ordered = slices.iloc[::-1]
+    axes.barh([_plain(s) for s in ordered["slice"]], ordered["effect"],
+              color=np.where(ordered["significant"], "#d62728", "#f4a6a6"))
+    axes.set_xlabel("effect: overall mean minus the slice's (dark: significant after Holm)")
+    axes.set_title(_plain(f"Slices where {best} does worst"))
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def _map_chart(path: Path, points: pd.DataFrame) -> Path:
+    figure = Figure(figsize=(7, 6), dpi=110)
+    axes = figure.subplots()
+    documents, queries = points[points["kind"] == "document"], points[points["kind"] == "query"]
+    axes.scatter(documents["x"], documents["y"], s=3, c="#bdbdbd", label="documents")
+    hit = queries["hit"].astype(bool)
+    axes.scatter(queries.loc[hit, "x"], queries.loc[hit, "y"], s=8, c="#2ca02c", label="query: hit@k")
+    axes.scatter(queries.loc[~hit, "x"], queries.loc[~hit, "y"], s=8, c="#d62728", label="query: miss@k")
+    axes.set_title("Embedding map (PCA)")
+    axes.legend(fontsize=8)
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path
 
 
 # ---- shared content -----------------------------------------------------------------------------------
@@ -254,9 +327,37 @@ def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _num_cell(value: float, markers: str = "") -> str:
+def _num_cell(value: float, markers: str = "", spread: float | None = None) -> str:
     sup = f"<sup>{_e(markers)}</sup>" if markers else ""
-    return f'<td class="num" data-value="{value!r}">{value:.4f}{sup}</td>'
+    plus_minus = f" ± {spread:.3f}" if spread is not None else ""
+    return f'<td class="num" data-value="{value!r}">{value:.4f}{plus_minus}{sup}</td>'
+
+
+def _spread(context: _Context, name: str, metric: str) -> float | None:
+    """Half the width of the run's bootstrap interval on ``metric`` (None without intervals)."""
+    if context.intervals is None:
+        return None
+    row = context.intervals[(context.intervals["run"] == name) & (context.intervals["metric"] == metric)]
+    return None if row.empty else float((row["high"].iloc[0] - row["low"].iloc[0]) / 2)
+
+
+def _diagnosis_frames(context: _Context) -> list[tuple[str, str, pd.DataFrame]]:
+    """(title, table id, frame) of the diagnosis sections: intervals, complementarity, oracle, slices."""
+    sections = []
+    if context.intervals is not None:
+        sections.append(("Confidence intervals (95% percentile bootstrap over queries, paired resamples)", "intervals",
+                         interval_frame(context.intervals, digits=4, bracket=True)))
+    if context.groups is not None:
+        sections.append((f"Complementarity: queries solved ({parse_metric(context.solved_metric).label()} > 0)",
+                         "complementarity", context.groups))
+    if context.oracle is not None:
+        sections.append((f"The oracle (per query, the best member) on {parse_metric(context.metrics[0]).label()}", "oracle",
+                         context.oracle))
+    if context.slices is not None and not context.slices.empty:
+        frame = context.slices.head(10).drop(columns=["query_ids", "features"]).set_index("slice")
+        sections.append((f"Slices where {context.best} does worst ({parse_metric(context.metrics[0]).label()}, "
+                         "one-sided Welch t-test, Holm-corrected)", "slices", frame))
+    return sections
 
 
 def _html_table(frame: pd.DataFrame, table_id: str) -> str:
@@ -283,7 +384,8 @@ def _html(context: _Context, images: Sequence[Path]) -> str:
     rows = []
     for evaluation in context.evaluations:
         means = evaluation.mean()
-        cells = "".join(_num_cell(means[m], _markers(context, i, evaluation.run_name)) for i, m in enumerate(context.metrics))
+        cells = "".join(_num_cell(means[m], _markers(context, i, evaluation.run_name), _spread(context, evaluation.run_name, m))
+                        for i, m in enumerate(context.metrics))
         rows.append(f"<tr><td>{_e(context.letters[evaluation.run_name])}</td><td>{_e(evaluation.run_name)}</td>{cells}"
                     f'<td class="num">{_e(_ms(runs[evaluation.run_name]))}</td></tr>')
     leaderboard = f'<table id="leaderboard"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
@@ -329,6 +431,7 @@ def _html(context: _Context, images: Sequence[Path]) -> str:
 {''.join(figures)}
 <h2>Significance tests</h2>
 {''.join(comparisons) or '<p>Only one profile: nothing to compare.</p>'}
+{''.join(f"<h2>{_e(title)}</h2>" + _html_table(frame, table_id) for title, table_id, frame in _diagnosis_frames(context))}
 <h2>Failure cases of {_e(context.best)}</h2>
 {''.join(cases) or '<p>The best profile ranks every positive first.</p>'}
 <h2>Profiles</h2>
@@ -388,7 +491,9 @@ def _markdown(context: _Context, images: Sequence[Path]) -> str:
         cells = []
         for i, metric in enumerate(context.metrics):
             markers = _markers(context, i, evaluation.run_name)
-            cells.append(f"{means[metric]:.4f}" + (f"<sup>{markers}</sup>" if markers else ""))
+            spread = _spread(context, evaluation.run_name, metric)
+            cells.append(f"{means[metric]:.4f}" + (f" ± {spread:.3f}" if spread is not None else "")
+                         + (f"<sup>{markers}</sup>" if markers else ""))
         rows.append([context.letters[evaluation.run_name], md_cell(evaluation.run_name), *cells, _ms(runs[evaluation.run_name])])
     parts = [
         f"# Retrieval report: {md_cell(dataset.name)}", "",
@@ -404,6 +509,8 @@ def _markdown(context: _Context, images: Sequence[Path]) -> str:
     parts += ["## Significance tests", ""]
     for table in context.tables:
         parts += [f"### {parse_metric(table.metric).label()}", "", _md_frame(table.to_frame().set_index("a")), ""]
+    for title, _, frame in _diagnosis_frames(context):
+        parts += [f"## {md_cell(title)}", "", _md_frame(frame), ""]
     parts += [f"## Failure cases of {md_cell(context.best)}", ""]
     for case in context.failures:
         ranks = ", ".join(f"{md_cell(name)}: {_rank_text(rank)}" for name, rank in case.positive_ranks)
@@ -425,11 +532,15 @@ def _markdown(context: _Context, images: Sequence[Path]) -> str:
 # ---- entry points ------------------------------------------------------------------------------------------
 def build_report(dataset: Dataset, evaluations: Sequence[Evaluation], runs: Sequence[Run], metrics: Sequence[str],
                  baseline: str | None, out_dir: Path, failures_top_n: int = 10, test: str = "randomization",
-                 correction: str = "holm", alpha: float = 0.05) -> ReportFiles:
+                 correction: str = "holm", alpha: float = 0.05, resamples: int = 10_000, seed: int = 0,
+                 map_points: pd.DataFrame | None = None, slice_min_size: int | None = None) -> ReportFiles:
     """Write ``report.html`` (self-contained), ``report.md`` and ``images/*.png`` into ``out_dir``.
 
     ``evaluations`` and ``runs`` pair up by run name; ``metrics[0]`` picks the best profile, the
-    per-language table and the failure cases.
+    per-language table, the oracle, the slices and the failure cases. Every mean carries its bootstrap
+    interval (``resamples``, ``seed``); with two or more runs the report shows who solves which queries
+    (on the first hit@k metric, else ``metrics[0]`` > 0) and, with two or more non-fusion runs, the oracle.
+    ``map_points`` (``core.evaluation.embedding_map.map_points``) adds the embedding map.
     """
     metrics = tuple(parse_metric(m).key for m in metrics)
     if not metrics:
@@ -452,7 +563,9 @@ def build_report(dataset: Dataset, evaluations: Sequence[Evaluation], runs: Sequ
         dataset, metrics, tuple(by_name[n] for n in names), tuple(evaluations), tables, run_letters(names),
         language_table(dataset, evaluations, metrics[0]),
         tuple(failure_cases(dataset, best, by_name[best.run_name], metrics[0], failures_top_n, others)),
-        best.run_name, datetime.now(timezone.utc).isoformat(timespec="seconds"), machine_info())
+        best.run_name, datetime.now(timezone.utc).isoformat(timespec="seconds"), machine_info(),
+        confidence_intervals(evaluations, metrics, resamples=resamples, seed=seed),
+        **_diagnosis(dataset, evaluations, [by_name[n] for n in names], metrics, best, slice_min_size), map_points=map_points)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = _charts(context, out_dir / IMAGES_DIR)
@@ -461,6 +574,28 @@ def build_report(dataset: Dataset, evaluations: Sequence[Evaluation], runs: Sequ
     markdown_path = out_dir / MARKDOWN_FILE
     markdown_path.write_text(_markdown(context, images), encoding="utf-8")
     return ReportFiles(html_path, markdown_path, images)
+
+
+def _diagnosis(dataset: Dataset, evaluations: Sequence[Evaluation], runs: Sequence[Run], metrics: Sequence[str],
+               best: Evaluation, slice_min_size: int | None) -> dict:
+    """Complementarity, oracle and slice tables for the report (absent where there is too little to show)."""
+    found: dict = {}
+    solved_metric = next((m for m in metrics if parse_metric(m).name == "hit"), metrics[0])
+    if len(evaluations) > 1:
+        solved = complementarity(evaluations, solved_metric)
+        groups = pd.DataFrame([(g.label, g.queries) for g in solved.summary()], columns=["queries solved by", "queries"])
+        found.update(solved_metric=solved_metric, groups=groups.set_index("queries solved by"),
+                     intersections=solved.intersections())
+        fusion_kinds = {"hybrid", "rerank"}
+        members = [e for e, r in zip(evaluations, runs) if dict(r.profile).get("kind") not in fusion_kinds]
+        fusions = [e for e, r in zip(evaluations, runs) if dict(r.profile).get("kind") in fusion_kinds]
+        if len(members) > 1:
+            found["oracle"] = oracle_comparison(members, fusions, metrics[0]).frame()
+    queries = len(best.per_query)
+    min_size = slice_min_size if slice_min_size is not None else max(5, queries // 20)
+    if queries >= 2 * min_size:
+        found["slices"] = slices_for(best.per_query[metrics[0]], query_features(dataset), "lower", min_size)
+    return found
 
 
 def report_zip(files: ReportFiles) -> bytes:

@@ -62,3 +62,19 @@ def test_styled_leaderboard_formats_numbers_bolds_best_cells_and_appends_markers
     assert html.count("font-weight: bold") == 1  # one CSS rule naming both best cells
     bold_rule = html.split("font-weight: bold")[0]  # the selectors of the one bold rule
     assert "row1_col0" in bold_rule and "row0_col1" in bold_rule and "row0_col0" not in bold_rule
+
+
+def test_styled_leaderboard_adds_the_intervals_half_width_and_the_chart_its_error_bars():
+    import pytest
+
+    from ui.render import metrics_bar_chart
+
+    table = pd.DataFrame({"ndcg@10": [0.5, 0.75], "ms/query": [1.0, 2.0]}, index=["x", "y"])
+    intervals = pd.DataFrame({"run": ["x", "y"], "metric": ["ndcg@10", "ndcg@10"], "mean": [0.5, 0.75],
+                              "low": [0.45, 0.70], "high": [0.56, 0.78]})
+    markers = pd.DataFrame({"ndcg@10": ["", "ᵃ"]}, index=["x", "y"])
+    html = styled_leaderboard(table, {"ndcg@10": ["y"]}, ["ndcg@10"], "ms/query", markers, intervals).to_html()
+    assert "0.5000 ± 0.055<" in html and "0.7500 ± 0.040 ᵃ" in html
+    bars = metrics_bar_chart(table, ["ndcg@10"], intervals).data
+    by_run = {trace.name: trace for trace in bars}
+    assert list(by_run["x"].error_y.array) == pytest.approx([0.06]) and list(by_run["x"].error_y.arrayminus) == pytest.approx([0.05])

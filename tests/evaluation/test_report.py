@@ -198,13 +198,39 @@ def test_report_on_real_runs_marks_what_the_significance_tests_found(csn_engine,
     page.feed(files.html.read_text(encoding="utf-8"))
     board = page.leaderboard()
     letters = run_letters(names)
+    from core.evaluation.bootstrap import confidence_intervals
+
+    intervals = confidence_intervals(evaluations, METRICS).set_index(["run", "metric"])  # the report's defaults
     for i, metric in enumerate(METRICS):
         markers = significance_markers(compare_all(evaluations, metric))
         for evaluation in evaluations:
             values, texts = board[evaluation.run_name]
             assert values[i] == evaluation.mean()[metric]
             expected = "".join(letters[other] for other in markers[evaluation.run_name])
-            assert texts[2 + i] == f"{evaluation.mean()[metric]:.4f}{expected}"
+            spread = (intervals.at[(evaluation.run_name, metric), "high"] - intervals.at[(evaluation.run_name, metric), "low"]) / 2
+            assert texts[2 + i] == f"{evaluation.mean()[metric]:.4f} ± {spread:.3f}{expected}"
     languages = language_table(csn_engine.dataset, evaluations, "ndcg@10")
     assert languages.loc["python", "dense-minilm"] == pytest.approx(evaluations[1].mean()["ndcg@10"])
     assert files.html.read_text(encoding="utf-8").count('class="case"') <= 3
+
+
+def test_report_carries_intervals_complementarity_oracle_slices_and_the_map(csn_engine, tmp_path):
+    from core.evaluation.complementarity import complementarity, oracle_comparison
+    from core.evaluation.embedding_map import embedding_map, map_points
+
+    names = ["bm25-code", "dense-minilm", "hybrid-rrf"]
+    runs = [csn_engine.run(name) for name in names]
+    evaluations = [evaluate(csn_engine.dataset.qrels, run, METRICS) for run in runs]
+    points = map_points(embedding_map(csn_engine, "minilm"), csn_engine.dataset, evaluations[1])
+    files = build_report(csn_engine.dataset, evaluations, runs, METRICS, baseline=None, out_dir=tmp_path / "r",
+                         failures_top_n=1, map_points=points, slice_min_size=5)
+    assert [p.name for p in files.images][-3:] == ["complementarity.png", "slices.png", "embedding_map.png"]
+    text = files.html.read_text(encoding="utf-8")
+    for table_id in ("intervals", "complementarity", "oracle", "slices"):
+        assert f'<table id="{table_id}">' in text
+    oracle = oracle_comparison(evaluations[:2], evaluations[2:], METRICS[0]).oracle
+    assert f'data-value="{oracle!r}"' in text  # the oracle row of the oracle table
+    solved = complementarity(evaluations, METRICS[0])  # no hit@k among the metrics: solved means nDCG@10 > 0
+    markdown = files.markdown.read_text(encoding="utf-8")
+    assert f"| all 3 | {solved.by_all().queries} |" in markdown
+    assert "## Confidence intervals" in markdown and "![embedding_map](images/embedding_map.png)" in markdown
