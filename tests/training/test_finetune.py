@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.data.datasets import Dataset, Document
+from core.data.datasets import Dataset, Document, Qrels, Query
 from core.index.encoders import load_encoder, resolve_model
 from core.errors import WorkbenchError
 from core.cli import training as training_commands
@@ -241,3 +241,24 @@ def test_saved_model_keeps_the_base_models_input_window(trained):
 def test_finetune_command_adds_a_dense_profile_for_the_new_model(trained):
     profile = load_profiles(trained.profiles_file)["dense-tiny-ft"]
     assert profile == DenseProfile("dense-tiny-ft", model="tiny-ft")
+
+
+def test_a_training_docstring_found_among_an_eval_sets_unjudged_documents_is_not_trained_on(tmp_path):
+    """The issue's case: training queries that are verbatim docstrings of an eval corpus's *unjudged* documents."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in CLICK_FILES:
+        shutil.copy(package_roots(["click"])[0] / name, tree / name)
+    before = build_training_set([tree], evals=())
+    leaked = [q.text for q in before.dataset.judged_queries[:3]]
+    evaluation = Dataset("code2doc-eval", (Document("judged", "Compute the checksum of a byte string."),)
+                         + tuple(Document(f"unjudged-{i}", text.upper() + "  ") for i, text in enumerate(leaked)),
+                         (Query("e1", "def checksum(data):\n    return sum(data) % 256", "python"),), Qrels({"e1": {"judged": 1}}))
+
+    training = build_training_set([tree], evals=[evaluation])
+    queries = {q.text for q in training.dataset.queries}
+    assert not queries & set(leaked)
+    assert len(training.dataset.queries) == len(before.dataset.queries) - 3
+    summary = training.leakage[0]
+    assert summary.text_counts["train query = eval document (exact)"] == 3 and summary.dropped_train_queries == 3
+    assert sum(summary.counts.values()) == 0  # the judged-pair checks alone saw nothing
