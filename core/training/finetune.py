@@ -25,10 +25,11 @@ import random
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from core.data.datasets import Dataset
 from core.index.encoders import DEFAULT_MODEL, load_encoder, resolve_model, torch_threads
@@ -37,6 +38,9 @@ from core.training.leakage import audit_many, audit_texts, filter_train_texts, n
 from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile
 from core.data.source_benchmark import DEFAULT_EXCLUDED_DIRS, DEFAULT_SEED, CodeFunction, Direction, build_benchmark, extract_functions
 from core.workspace import Workspace, slug
+
+if TYPE_CHECKING:
+    from core.training.queries import QueryGenerator
 
 MiningMethod = Literal["bm25", "dense", "both"]
 MINING_METHODS: tuple[str, ...] = ("bm25", "dense", "both")
@@ -93,11 +97,14 @@ class TrainingData:
     direction: str
     functions: int
     leakage: tuple[LeakageSummary, ...]
+    languages: Mapping[str, int] = field(default_factory=dict)  # functions extracted per language
+    queries: Mapping[str, object] = field(default_factory=dict)  # how the queries were made (core.training.queries)
 
     def describe(self) -> dict[str, object]:
         """What ``codeir-finetune.json`` records about the data."""
         return {"dataset": self.dataset.name, "sources": list(self.sources), "direction": self.direction,
-                "functions": self.functions, "train_queries": len(self.dataset.judged_queries),
+                "functions": self.functions, "languages": dict(self.languages), "queries": dict(self.queries),
+                "train_queries": len(self.dataset.judged_queries),
                 "corpus_documents": len(self.dataset.documents),
                 "leakage": [asdict(summary) | {"counts": dict(summary.counts), "text_counts": dict(summary.text_counts)}
                             for summary in self.leakage]}
@@ -145,25 +152,46 @@ def remove_leakage(train: Dataset, evals: Sequence[Dataset]) -> tuple[Dataset, t
 
 def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), name: str = DEFAULT_TRAIN_NAME,
                        direction: Direction = "doc2code", seed: int = DEFAULT_SEED,
-                       exclude_dirs: Collection[str] = TRAINING_EXCLUDED_DIRS) -> TrainingData:
-    """Every documented Python function under ``roots`` as a training pair, minus those leaking into ``evals``.
+                       exclude_dirs: Collection[str] = TRAINING_EXCLUDED_DIRS, *, languages: Sequence[str] = ("python",),
+                       queries: "QueryGenerator | None" = None, workspace: Workspace | None = None, validate_k: int = 10,
+                       progress: Callable[[str, float], None] | None = None) -> TrainingData:
+    """Every documented function under ``roots`` as a training pair, minus those leaking into ``evals``.
 
     ``doc2code`` pairs a docstring (query) with its function without the docstring (answer), the
-    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine. Every
-    function is audited, as a query and so as a corpus document: no eval text stays, not even as a
-    negative. Sample queries for training afterwards (``Dataset.subset``), never before the audit.
+    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine. With
+    a query generator (``core.training.queries``; doc2code only, needs ``workspace``) each docstring is
+    replaced by a generated search-style query that the base retriever validates in its top
+    ``validate_k``. The audit runs last, on the queries actually trained on and on every function,
+    as a query and as a corpus document: no eval text stays, not even as a negative. Sample queries
+    for training afterwards (``Dataset.subset``), never before the audit.
     """
     functions: list[CodeFunction] = []
-    for root in roots:
-        found = extract_functions(Path(root), ["python"], exclude_dirs=exclude_dirs)
+    for position, root in enumerate(roots):
+        found = extract_functions(Path(root), list(languages), exclude_dirs=exclude_dirs)
         # Paths are relative to their root: prefixing the root's name keeps ids unique across trees.
         functions += [replace(f, path=f"{Path(root).name}/{f.path}") for f in found]
+        if progress:
+            progress("extracting functions", (position + 1) / len(roots))
     if not functions:
-        raise DatasetError("No documented Python functions under " + ", ".join(map(str, roots)) + ": pick source trees with docstrings.")
+        raise DatasetError("No documented functions under " + ", ".join(map(str, roots)) + ": pick source trees with docstrings.")
     dataset = build_benchmark(functions, name, direction, n_queries=len(functions), seed=seed,
                               source=", ".join(map(str, roots)))
+    generated = None
+    if queries is not None:
+        from core.training.queries import generate_queries
+
+        if direction != "doc2code" or workspace is None:
+            raise WorkbenchError("Generated queries need the doc2code direction and a workspace to validate them in.")
+        generated = generate_queries(dataset, queries, workspace, k=validate_k, progress=progress)
+        dataset = generated.dataset
+    if progress:
+        progress("auditing for leakage", 0.0)
     dataset, summaries = remove_leakage(dataset, evals)
-    return TrainingData(dataset, tuple(str(r) for r in roots), direction, len(functions), summaries)
+    if progress:
+        progress("auditing for leakage", 1.0)
+    languages_found = dict(sorted(Counter(f.language for f in functions).items()))
+    return TrainingData(dataset, tuple(str(r) for r in roots), direction, len(functions), summaries,
+                        languages_found, generated.describe() if generated else {"generator": "docstring"})
 
 
 # ---- mining ------------------------------------------------------------------------------------------
@@ -515,7 +543,7 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
                 batch = schedule[step]
                 columns = [[e.query for e in batch], [e.positive for e in batch]]
                 columns += [[e.negatives[k] for e in batch] for k in range(len(batch[0].negatives))]
-                features = [{k: v.to(device) for k, v in model.preprocess(column).items()} for column in columns]
+                features = [{k: v.to(device) if hasattr(v, "to") else v for k, v in model.preprocess(column).items()} for column in columns]
                 loss = loss_fn(features, None)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

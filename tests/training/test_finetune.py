@@ -23,6 +23,9 @@ from core.training.finetune import (
     EXAMPLES_FILE,
     INFO_FILE,
     TrainingExample,
+    TrainingInterrupted,
+    TrainingStep,
+    checkpoint_dir,
     example_batches,
     _filled,
     build_training_set,
@@ -262,3 +265,48 @@ def test_a_training_docstring_found_among_an_eval_sets_unjudged_documents_is_not
     summary = training.leakage[0]
     assert summary.text_counts["train query = eval document (exact)"] == 3 and summary.dropped_train_queries == 3
     assert sum(summary.counts.values()) == 0  # the judged-pair checks alone saw nothing
+
+
+def _tiny_run(workspace: Workspace, name: str, **kwargs) -> Path:
+    examples = [TrainingExample(f"how to {verb} a file", f"def {verb}_file(path):\n    return {verb}(path)", (f"def {verb}_dir(p): pass",))
+                for verb in ("open", "close", "read", "write", "copy", "move", "delete", "rename")]
+    return finetune(examples, workspace, output_name=name, batch_size=2, max_seq_length=16, learning_rate=1e-3, threads=1,
+                    progress=False, checkpoint_every=1, **kwargs)
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(workspace):
+    from safetensors.numpy import load_file
+
+    steps = []
+    straight = _tiny_run(workspace, "straight", on_step=steps.append)
+    assert [s.step for s in steps] == [1, 2, 3, 4] and all(s.total_steps == 4 and s.loss > 0 for s in steps)
+    assert steps[1].eta_seconds == pytest.approx(steps[1].seconds)  # two steps done, two to go, same pace
+
+    def stop_after_two(step: TrainingStep) -> None:
+        if step.step == 2:
+            raise TrainingInterrupted("stopped on purpose")
+
+    with pytest.raises(TrainingInterrupted):
+        _tiny_run(workspace, "resumed", on_step=stop_after_two)
+    assert not (workspace.models_dir / "resumed").exists() and (checkpoint_dir(workspace, "resumed") / "state.pt").is_file()
+    resumed_steps = []
+    resumed = _tiny_run(workspace, "resumed", on_step=resumed_steps.append)
+    assert [s.step for s in resumed_steps] == [3, 4] and resumed_steps[0].resumed_from == 2
+    assert not checkpoint_dir(workspace, "resumed").exists()  # removed once the model is saved
+
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(np.allclose(a[name], b[name], atol=1e-6) for name in a)
+    info, straight_info = read_finetune_info(resumed), read_finetune_info(straight)
+    assert info["resumed_from_step"] == 2 and info["loss_curve"] == straight_info["loss_curve"]
+    assert straight_info["peak_rss_mb"] > 100 and straight_info["machine"]["device"] in ("cpu", "cuda")
+
+
+def test_a_checkpoint_of_other_examples_or_settings_is_not_resumed(workspace):
+    def stop_at_once(step: TrainingStep) -> None:
+        raise TrainingInterrupted("stopped")
+
+    with pytest.raises(TrainingInterrupted):
+        _tiny_run(workspace, "changed", on_step=stop_at_once)
+    steps = []
+    _tiny_run(workspace, "changed", on_step=steps.append, seed=7)  # another seed: other batches, so a fresh start
+    assert [s.step for s in steps] == [1, 2, 3, 4]
