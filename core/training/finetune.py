@@ -609,6 +609,41 @@ def _save_atomically(model, target: Path, info: dict, examples: Sequence[Trainin
     return target
 
 
+def leakage_table(summaries: Sequence[LeakageSummary]):
+    """One row per eval set, one column per kind of overlap (judged-pair checks, then every-text categories)."""
+    import pandas as pd
+
+    rows = {}
+    for summary in summaries:
+        row = {f"pair: {kind}": count for kind, count in summary.counts.items()}
+        row |= dict(summary.text_counts)
+        row |= {"training queries dropped": summary.dropped_train_queries,
+                "corpus documents dropped": summary.dropped_train_documents}
+        rows[summary.eval] = row
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "eval set"
+    return frame
+
+
+def describe_training(info: Mapping[str, object]) -> str:
+    """What a saved run actually trained on, in one sentence (examples left out of full batches included)."""
+    trained, examples, steps = info.get("examples_trained", 0), info.get("examples", 0), info.get("steps", 0)
+    batch = info.get("params", {}).get("batch_size", "?")
+    epochs = info.get("params", {}).get("epochs", 1)
+    text = (f"Trained on {trained} of {examples} examples in {steps} step{'s' if steps != 1 else ''} "
+            f"(batch size {batch}, {epochs} epoch{'s' if epochs != 1 else ''})")
+    if trained < examples:
+        text += (f"; {examples - trained} examples never made a full batch without repeated texts and were left out "
+                 "(a last partial batch is dropped)")
+    if info.get("loss_first") is not None:
+        text += f". Loss {info['loss_first']:.3f} → {info['loss_last']:.3f}"
+    if info.get("peak_rss_mb"):
+        text += f"; peak memory {info['peak_rss_mb']:,.0f} MB on {info.get('machine', {}).get('device', 'cpu')}"
+    if info.get("resumed_from_step"):
+        text += f"; resumed from the checkpoint at step {info['resumed_from_step']}"
+    return text + "."
+
+
 def read_finetune_info(folder: Path) -> dict:
     """The ``codeir-finetune.json`` of a fine-tuned model folder (empty for other models)."""
     try:
