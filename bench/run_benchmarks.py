@@ -29,12 +29,13 @@ from core.errors import WorkbenchError  # noqa: E402
 from core.workspace import Workspace  # noqa: E402
 
 PARTS = {1: "warm evaluation", 2: "paste-to-results latency", 3: "BM25 vs bm25s", 4: "dense vs numpy",
-         5: "ONNX int8 vs torch", 6: "metrics vs ranx / pytrec_eval", 7: "cold builds", 8: "scaling"}
+         5: "ONNX int8 vs torch", 6: "metrics vs ranx / pytrec_eval", 7: "cold builds", 8: "scaling",
+         9: "fine-tuning memory"}
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
 def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext], list[Measure]]:
-    from bench import baselines, building, end_to_end, scale
+    from bench import baselines, building, end_to_end, finetuning, scale
 
     return {
         1: end_to_end.warm_evaluation,
@@ -45,6 +46,7 @@ def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext]
         6: baselines.metrics_versus_libraries,
         7: lambda context: building.cold_builds(context, args.build_repeats),
         8: lambda context: scale.scaling(context, args.scale_sizes),
+        9: finetuning.training_memory,
     }[part]
 
 
@@ -102,7 +104,7 @@ def _parse_sizes(text: str) -> list[int]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="subsets and fewer repeats: every part in a few minutes")
-    parser.add_argument("--only", type=_parse_parts, default=sorted(PARTS), help="comma-separated part numbers (1-8)")
+    parser.add_argument("--only", type=_parse_parts, default=sorted(PARTS), help="comma-separated part numbers (1-9)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per figure, median reported (default 5, --quick 2)")
     parser.add_argument("--build-repeats", type=int, default=1, help="runs of each cold embedding build in part 7 (default 1)")
     parser.add_argument("--workspace", type=Path, default=None, help="workspace folder (default: the project's workspace/)")
