@@ -535,7 +535,7 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
             torch.cuda.set_rng_state(state["cuda_rng"])
         losses, first_step = list(state["losses"]), int(state["step"])
     model.train()
-    run_started = time.perf_counter()
+    run_started, run_cpu = time.perf_counter(), time.process_time()
     with torch_threads(n_threads):
         with tqdm(total=total_steps, initial=first_step, desc=f"fine-tuning {output_name}", unit="step", file=sys.stderr,
                   disable=not progress) as bar:
@@ -560,6 +560,7 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
                         "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None})
                 if on_step is not None:
                     on_step(TrainingStep(step + 1, total_steps, losses[-1], time.perf_counter() - run_started, first_step))
+    training_seconds, training_cpu = time.perf_counter() - run_started, time.process_time() - run_cpu
     model.eval()
     model.max_seq_length = window
     info = {
@@ -574,6 +575,8 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
         "data": dict(data or {}),
         "versions": _versions(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "device": device},
         "peak_rss_mb": peak_rss_mb(),
+        # The steps of this call only (a resumed run counts from its checkpoint); CPU time adds up every thread.
+        "training_seconds": round(training_seconds, 1), "training_cpu_seconds": round(training_cpu, 1),
     }
     folder = _save_atomically(model, target, info, trained, workspace)
     shutil.rmtree(checkpoints, ignore_errors=True)
