@@ -30,8 +30,8 @@ def _examples(n: int):
 
     functions = extract_functions(package_roots(["click"])[0], ["python"])
     random.Random(0).shuffle(functions)
-    codes = [f.code_without_doc for f in functions]
-    return [TrainingExample(f.docstring, f.code_without_doc, tuple(codes[(i + k) % len(codes)] for k in range(1, NEGATIVES + 1)))
+    spare = [f.code_without_doc for f in functions[n:]]  # negatives that are no row's positive
+    return [TrainingExample(f.docstring, f.code_without_doc, tuple(spare[(NEGATIVES * i + k) % len(spare)] for k in range(NEGATIVES)))
             for i, f in enumerate(functions[:n])]
 
 
@@ -39,7 +39,7 @@ def child(mini_batch: int, steps: int, threads: int | None) -> dict:
     from core.training.finetune import finetune
     from core.workspace import Workspace
 
-    examples = _examples(BATCH * steps * 2)
+    examples = _examples(BATCH * steps)
     with tempfile.TemporaryDirectory() as folder:
         workspace = Workspace.open(Path(folder) / "ws")
         cpu, wall, step_cpu = time.process_time(), time.perf_counter(), []
