@@ -246,8 +246,9 @@ def test_training_on_the_fine_tune_page_shows_steps_loss_what_was_trained_and_th
         page.get_by_label("Examples", exact=True).fill("32")
         page.get_by_label("Hard negatives per example", exact=True).fill("1")
         page.get_by_label("Batch size", exact=True).fill("8")
-        page.get_by_role("button", name="Train").click()
-        page.get_by_text("Trained on", exact=False).wait_for(timeout=1_500_000)
+        page.get_by_role("button", name="Train", exact=True).click()
+        # The intro says "trained on" too: wait for the alert that reports the finished run.
+        page.get_by_test_id("stAlert").filter(has_text=re.compile(r"Trained on \d+ of 32 examples")).wait_for(timeout=1_500_000)
         wait_for_app(page)
         screenshot(page, artifacts / "finetune-trained.png")
 
