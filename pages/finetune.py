@@ -127,7 +127,8 @@ if start:
         st.info(describe_training(info))
         if training.leakage:
             st.markdown("**Leakage audit**: overlaps found per eval set, each kind counted separately; every one was dropped.")
-            st.dataframe(leakage_table(training.leakage), width="stretch", key="ft_leakage_table")
+            # One row per kind of overlap, one column per eval set: narrow enough to read without scrolling.
+            st.dataframe(leakage_table(training.leakage).T, width="stretch", key="ft_leakage_table")
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
     except Exception as exc:  # torch, disk or tokenizer failures: a short message here, the traceback in the server log

@@ -64,11 +64,11 @@ def test_training_from_the_page_saves_a_usable_model_and_a_dense_profile(fresh_w
     assert "peak memory" in trained[0]
     steps = [m.value for m in at.markdown if m.value.startswith("Step ")]
     assert steps and steps[-1].startswith(f"Step {info['steps']} / {info['steps']} · loss ")  # the last step stays visible
-    leakage = next(frame.value for frame in at.dataframe if "training queries dropped" in frame.value.columns)
-    assert set(leakage.index) == {"cosqa-mini", "csn-mini"}
-    assert "train query = eval document (exact)" in leakage.columns and "pair: function_name" in leakage.columns
+    leakage = next(frame.value for frame in at.dataframe if "training queries dropped" in frame.value.index)
+    assert set(leakage.columns) == {"cosqa-mini", "csn-mini"}
+    assert "train query = eval document (exact)" in leakage.index and "pair: function_name" in leakage.index
     for summary in info["data"]["leakage"]:
-        assert leakage.loc[summary["eval"], "training queries dropped"] == summary["dropped_train_queries"]
+        assert leakage.loc["training queries dropped", summary["eval"]] == summary["dropped_train_queries"]
 
     listed = next(frame.value for frame in at.dataframe if "model" in frame.value.columns)
     assert list(listed["model"]) == ["page-ft"] and list(listed["examples"]) == [32]
