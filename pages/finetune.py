@@ -128,7 +128,8 @@ if start:
         if training.leakage:
             st.markdown("**Leakage audit**: overlaps found per eval set, each kind counted separately; every one was dropped.")
             # One row per kind of overlap, one column per eval set: narrow enough to read without scrolling.
-            st.dataframe(leakage_table(training.leakage).T, width="stretch", key="ft_leakage_table")
+            table = leakage_table(training.leakage).T
+            st.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3, key="ft_leakage_table")  # every row shown
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
     except Exception as exc:  # torch, disk or tokenizer failures: a short message here, the traceback in the server log

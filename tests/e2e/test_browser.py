@@ -244,6 +244,8 @@ def test_training_on_the_fine_tune_page_shows_steps_loss_what_was_trained_and_th
         # The intro says "trained on" too: wait for the alert that reports the finished run.
         page.get_by_test_id("stAlert").filter(has_text=re.compile(r"Trained on \d+ of 32 examples")).wait_for(timeout=1_500_000)
         wait_for_app(page)
+        leakage = dataframe_with_column(page, "cosqa-mini")  # one column per eval set, one row per kind of overlap
+        leakage.first.wait_for(timeout=120_000)  # the data grids draw after the script has finished
         screenshot(page, artifacts / "finetune-trained.png")
 
         info = read_finetune_info(workspace.models_dir / "browser-ft")
@@ -252,7 +254,6 @@ def test_training_on_the_fine_tune_page_shows_steps_loss_what_was_trained_and_th
         assert f"Trained on {info['examples_trained']} of 32 examples in {info['steps']} step" in main
         assert f"Step {info['steps']} / {info['steps']} · loss {info['loss_last']:.3f}" in main  # the box stayed open
         assert "Mined " in main and "hard negatives" in main
-        leakage = dataframe_with_column(page, "cosqa-mini")  # one column per eval set, one row per kind of overlap
         assert leakage.count() == 1 and leakage.is_visible()
         assert exceptions(page) == []
     finally:
