@@ -6,7 +6,7 @@
 Parts: 1 warm evaluation, 2 paste-to-results latency, 3 BM25 vs bm25s, 4 dense vs numpy, 5 ONNX int8 vs
 torch, 6 metrics vs ranx/pytrec_eval, 7 cold builds, 8 scaling to 100k/1M synthetic documents, 9 peak memory
 of importing a 1 GiB corpus zip, 10 the Ray engine vs one process (embedding, runs split into tasks), 11 diagnosis
-(bootstrap intervals at leaderboard scale, a 10k-point embedding map from its cache).
+(bootstrap intervals at leaderboard scale, a 10k-point embedding map from its cache), 12 fine-tuning memory per step.
 Each figure is the median of --repeats runs; each ratio compares two timings taken in this process.
 Indexes and embeddings of the bundled sets are built on first use in the workspace and reused after.
 """
@@ -32,12 +32,13 @@ from core.workspace import Workspace  # noqa: E402
 
 PARTS = {1: "warm evaluation", 2: "paste-to-results latency", 3: "BM25 vs bm25s", 4: "dense vs numpy",
          5: "ONNX int8 vs torch", 6: "metrics vs ranx / pytrec_eval", 7: "cold builds", 8: "scaling",
-         9: "zip import memory", 10: "Ray engine vs one process", 11: "diagnosis: bootstrap intervals, embedding map"}
+         9: "zip import memory", 10: "Ray engine vs one process", 11: "diagnosis: bootstrap intervals, embedding map",
+         12: "fine-tuning memory"}
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
 def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext], list[Measure]]:
-    from bench import baselines, building, diagnosis, distributed, end_to_end, scale, zip_import
+    from bench import baselines, building, diagnosis, distributed, end_to_end, finetuning, scale, zip_import
 
     return {
         1: end_to_end.warm_evaluation,
@@ -51,6 +52,7 @@ def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext]
         9: lambda context: zip_import.zip_import(context, 64 * 1024**2 if args.quick else 1024**3),
         10: lambda context: distributed.ray_versus_single_process(context, args.ray_docs),
         11: diagnosis.diagnosis,
+        12: finetuning.training_memory,
     }[part]
 
 

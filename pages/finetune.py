@@ -1,17 +1,22 @@
 """Fine-tune: train MiniLM on leakage-free code/docstring pairs with mined hard negatives, then use it as a dense model."""
 import logging
+import math
 
 import pandas as pd
 import streamlit as st
 
 from core.data.catalog import list_datasets, open_dataset
 from core.errors import WorkbenchError
-from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS, add_dense_profile,
-                           build_training_set, check_model_name, finetune, package_roots, read_finetune_info,
-                           sample_and_mine)
+from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS, TrainingStep,
+                                    add_dense_profile, build_training_set, check_model_name, describe_training, finetune,
+                                    leakage_table, package_roots, read_finetune_info, sample_and_mine)
+from core.training.queries import QUERY_GENERATORS, make_generator
+from core.training.recipes import RECIPES, get_recipe, recipe_trees
 from core.workspace import slug
 from ui.render import escape_markdown
 from ui.state import current_selection
+
+CUSTOM = "custom (the fields below)"
 
 st.title("Fine-tune a bi-encoder")
 sel = current_selection()
@@ -20,48 +25,111 @@ if sel is None:
 workspace = sel.workspace
 
 st.markdown(
-    "Pairs come from the documented functions of installed packages (docstring → code), audited against the eval "
-    "sets with the leakage audit so no eval pair is trained on; hard negatives are mined with BM25 or MiniLM from the "
-    "same corpus, near-copies of the answer dropped. Training uses MultipleNegativesRankingLoss on the CPU: the "
-    "defaults take minutes. The model is saved in the workspace and added as a dense profile."
+    "Pairs come from the documented functions of installed packages (docstring or a generated search query → code). "
+    "Every training query and corpus document is audited against every query and document of the eval sets (exact text "
+    "and MinHash near-duplicates, judged or not) and what overlaps is dropped, so no eval text is trained on, not even as "
+    "a negative. Hard negatives are mined with BM25 or MiniLM from the same corpus. Training uses "
+    "MultipleNegativesRankingLoss (GradCache, so memory stays flat) on every CPU core, or on a GPU when there is one."
 )
+
+
+def _duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "…"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
 
 eval_names = [info.name for info in list_datasets(workspace) if info.origin != "builtin"]
 with st.form("finetune"):
-    packages = st.multiselect("Training packages", list(DEFAULT_PACKAGES), default=list(DEFAULT_PACKAGES[:4]), key="ft_packages")
+    recipe_name = st.selectbox("Recipe", [CUSTOM, *RECIPES], key="ft_recipe",
+                               help="code-v1: Python packages plus Debian's Go, JavaScript, Ruby, PHP and Java sources, template "
+                                    "queries, 3 epochs. The fields below still set the examples, negatives, epochs and batch size.")
+    packages = st.multiselect("Training packages (custom)", list(DEFAULT_PACKAGES), default=list(DEFAULT_PACKAGES[:4]), key="ft_packages")
     audit_against = st.multiselect("Audit against (eval sets)", eval_names, default=eval_names, key="ft_audit")
     left, middle, right = st.columns(3)
     output = left.text_input("Model name", value=DEFAULT_OUTPUT, key="ft_output")
-    max_examples = middle.number_input("Examples", min_value=16, max_value=20_000, value=DEFAULT_MAX_EXAMPLES, step=16, key="ft_examples")
+    max_examples = middle.number_input("Examples", min_value=16, max_value=200_000, value=DEFAULT_MAX_EXAMPLES, step=16, key="ft_examples")
     negatives = right.number_input("Hard negatives per example", min_value=0, max_value=10, value=3, key="ft_negatives")
     mining = left.selectbox("Mining", MINING_METHODS, index=0, key="ft_mining")
     epochs = middle.number_input("Epochs", min_value=1, max_value=10, value=1, key="ft_epochs")
-    batch_size = right.number_input("Batch size", min_value=2, max_value=256, value=32, key="ft_batch",
+    batch_size = right.number_input("Batch size", min_value=2, max_value=1024, value=32, key="ft_batch",
                                     help="In-batch negatives: larger batches train a stronger contrast, smaller ones fit small sets.")
+    queries = left.selectbox("Training queries", QUERY_GENERATORS, index=0, key="ft_queries",
+                             help="docstring: the docstring is the query. template: short search-style queries from the "
+                                  "docstring's first sentence and the function's name. openai: an OpenAI-compatible endpoint. "
+                                  "Generated queries are kept only when BM25 finds their function in the top 10.")
+    endpoint = middle.text_input("Endpoint (openai)", placeholder="http://127.0.0.1:8000/v1", key="ft_endpoint")
+    query_model = right.text_input("Endpoint model (openai)", key="ft_query_model")
+    checkpoint_every = left.number_input("Checkpoint every N steps (0: none)", min_value=0, max_value=100_000, value=0, key="ft_checkpoint",
+                                         help="A run stopped midway resumes from its last checkpoint when started again with the same settings.")
     overwrite = st.checkbox("Replace a model of the same name", key="ft_overwrite")
     start = st.form_submit_button("Train", type="primary", key="ft_train")
 
 if start:
     try:
         check_model_name(workspace, output, overwrite)  # before minutes of auditing and mining, not after
+        generator = make_generator(queries, endpoint=endpoint.strip() or None, model=query_model.strip() or None)
         if not audit_against:
             st.warning("No eval set to audit against: the training pairs are not checked for leakage.")
         with st.status("Fine-tuning…", expanded=True) as status:
-            st.write("Building training pairs and auditing them for leakage…")
+            stage = st.empty()
+            stage_bar = st.progress(0.0)
+
+            def show_stage(name: str, fraction: float) -> None:
+                stage.write(f"{escape_markdown(name)} ({fraction:.0%})")
+                stage_bar.progress(min(1.0, max(0.0, fraction)))
+
             evals = [open_dataset(workspace, name) for name in audit_against]
-            training = build_training_set(package_roots(packages), evals, name=f"{slug(output, 60)}-train")
-            for summary in training.leakage:
-                st.write(f"Leakage vs {escape_markdown(summary.eval)}: dropped {summary.dropped_train_queries:d} training queries.")
+            if recipe_name == CUSTOM:
+                roots, languages = package_roots(packages), ("python",)
+            else:
+                recipe = get_recipe(recipe_name)
+                found, missing = recipe_trees(recipe, workspace)
+                roots, languages = [path for path, _ in found], recipe.languages
+                for tree in missing:
+                    st.write(f"No {tree.language} sources at `{tree.pattern}` ({escape_markdown(tree.origin)}): going on without them.")
+            training = build_training_set(roots, evals, name=f"{slug(output, 60)}-train", languages=languages,
+                                          queries=generator, workspace=workspace, progress=show_stage)
+            if training.languages:
+                st.write("Functions per language: " + ", ".join(f"{escape_markdown(k)} {v:,}" for k, v in training.languages.items()))
+            if training.queries.get("generator", "docstring") != "docstring":
+                q = training.queries
+                st.write(f"Queries ({escape_markdown(str(q['generator']))}): {q['candidates']:,} generated for {q['functions']:,} "
+                         f"functions; {q['validated']:,} found their function in BM25's top {q['validation']['k']}; "
+                         f"{q['kept_queries']:,} kept.")
             n_examples = min(int(max_examples), len(training.dataset.judged_queries))
-            st.write(f"Mining {int(negatives):d} hard negatives for {n_examples:d} examples ({escape_markdown(mining)})…")
-            examples, data = sample_and_mine(training, workspace, int(max_examples), int(negatives), mining)
-            st.write("Training (see the progress in the server log)…")
-            folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size), max_examples=int(max_examples),
-                              progress=False, data=data, overwrite=overwrite)
+            st.write(f"Mining {int(negatives):d} hard negatives for {n_examples:,} examples ({escape_markdown(mining)})…")
+            examples, data = sample_and_mine(training, workspace, int(max_examples), int(negatives), mining, progress=show_stage)
+            st.write(f"Mined {data['mining']['mined']:,} hard negatives. Training (steps, loss and time left below; "
+                     "the server log shows the same bar)…")
+            step_text = st.empty()
+            step_bar = st.progress(0.0)
+            loss_chart = st.empty()
+            losses: list[float] = []
+
+            def show_step(step: TrainingStep) -> None:
+                losses.append(step.loss)
+                resumed = f" · resumed at step {step.resumed_from}" if step.resumed_from else ""
+                step_text.write(f"Step {step.step} / {step.total_steps} · loss {step.loss:.3f} · "
+                                f"{_duration(step.seconds)} elapsed · about {_duration(step.eta_seconds)} left{resumed}")
+                step_bar.progress(step.step / step.total_steps)
+                loss_chart.line_chart(pd.DataFrame({"loss": losses}, index=range(step.resumed_from + 1, step.step + 1)), height=180)
+
+            folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size),
+                              max_examples=int(max_examples), progress=True, data=data | ({"recipe": recipe_name} if recipe_name != CUSTOM else {}),
+                              overwrite=overwrite, checkpoint_every=int(checkpoint_every) or None, on_step=show_step)
             profile = add_dense_profile(workspace, output)
-            status.update(label=f"Saved {output}", state="complete")
+            status.update(label=f"Saved {output}", state="complete", expanded=True)
+        info = read_finetune_info(folder)
         st.success(f"Saved to {escape_markdown(str(folder))}; added the dense profile **{escape_markdown(profile)}** "
                    "(pick it in the sidebar).")
+        st.info(describe_training(info))
+        if training.leakage:
+            st.markdown("**Leakage audit**: overlaps found per eval set, each kind counted separately; every one was dropped.")
+            # One row per kind of overlap, one column per eval set: narrow enough to read without scrolling.
+            table = leakage_table(training.leakage).T
+            st.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3, key="ft_leakage_table")  # every row shown
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
     except Exception as exc:  # torch, disk or tokenizer failures: a short message here, the traceback in the server log
@@ -71,10 +139,12 @@ if start:
 
 st.subheader("Fine-tuned models in this workspace")
 rows = []
-for folder in sorted(p for p in workspace.models_dir.iterdir() if p.is_dir()) if workspace.models_dir.is_dir() else []:
+for folder in sorted(p for p in workspace.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")) if workspace.models_dir.is_dir() else []:
     info = read_finetune_info(folder)
     if info:
         rows.append({"model": folder.name, "base": info.get("base_model", ""), "examples": info.get("examples", ""),
+                     "trained": info.get("examples_trained", ""), "steps": info.get("steps", ""),
+                     "last loss": info.get("loss_last", ""), "peak MB": info.get("peak_rss_mb", ""),
                      "seconds": info.get("seconds", ""), "created": info.get("created", "")})
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

@@ -7,7 +7,7 @@ import streamlit as st
 from core.data.catalog import list_datasets
 from core.data.datasets import validate_name, write_dataset
 from core.errors import WorkbenchError
-from core.training.leakage import ALL_KINDS, DEFAULT_JACCARD, audit_many, filter_train
+from core.training.leakage import ALL_KINDS, DEFAULT_JACCARD, audit_many, audit_texts, filter_train
 from ui.render import escape_markdown
 from ui.state import current_selection, get_dataset
 
@@ -43,7 +43,7 @@ if st.button("Run audit", key="leak_run", type="primary", disabled=not (eval_nam
         with st.spinner(f"Fingerprinting {escape_markdown(train_name)} and {escape_markdown(', '.join(eval_names))}…"):
             train = get_dataset(str(workspace.root), data_dir, train_name)
             evals = [get_dataset(str(workspace.root), data_dir, name) for name in eval_names]
-            st.session_state[AUDIT_KEY] = (settings, audit_many(train, evals, threshold, kinds))
+            st.session_state[AUDIT_KEY] = (settings, audit_many(train, evals, threshold, kinds), audit_texts(train, evals, threshold))
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
 
@@ -51,7 +51,7 @@ stored = st.session_state.get(AUDIT_KEY)
 if stored is None or stored[0] != settings:
     st.info("Choose a train set and one or more eval sets, then press **Run audit**.")
     st.stop()
-reports = stored[1]
+reports, text_reports = stored[1], stored[2]
 
 st.subheader("Leaked eval queries per check")
 counts = pd.DataFrame({report.eval: report.counts() for report in reports}).T
@@ -64,6 +64,15 @@ st.dataframe(counts, width="stretch",
                                                                             max_value=1.0)})
 leaked_train = set().union(*(report.leaked_train_ids() for report in reports))
 st.caption(f"{reports[0].train_pairs:,} train pairs audited; {len(leaked_train):,} of them overlap some eval pair.")
+
+st.subheader("Every eval text, judged or not")
+st.caption("Each train query and corpus document against each eval query and corpus document: exact (normalised text; code "
+           "without comments and docstrings) or near-duplicate (token 3-gram Jaccard at or above the threshold). Counts are "
+           "train texts. The pair checks above only see judged eval pairs; a docstring sitting unjudged in an eval corpus "
+           "shows up here. Fine-tuning drops all of these.")
+text_counts = pd.DataFrame({report.eval: report.counts() for report in text_reports}).T
+text_counts.index.name = "eval dataset"
+st.dataframe(text_counts, width="stretch", key="leak_text_counts")
 
 overlaps = pd.concat([report.to_frame() for report in reports], ignore_index=True)
 st.subheader(f"Overlapping pairs ({len(overlaps):,})")

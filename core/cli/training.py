@@ -1,6 +1,7 @@
 """Subcommands for training: the leakage audit and fine-tuning."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -9,9 +10,12 @@ from core.cli.common import check_new_dataset_name, split_names
 from core.data.datasets import Dataset
 from core.errors import DatasetError
 from core.progress import tqdm_progress
-from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_PACKAGES, MINING_METHODS, TrainingData,
-                                    add_dense_profile, build_training_set, check_model_name, finetune, package_roots,
-                                    remove_leakage, sample_and_mine)
+from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MINI_BATCH, DEFAULT_PACKAGES,
+                                    MINING_METHODS, TrainingData, TrainingStep, add_dense_profile, build_training_set,
+                                    check_model_name, finetune, package_roots, read_finetune_info, remove_leakage,
+                                    sample_and_mine)
+from core.training.queries import QUERY_GENERATORS
+from core.training.recipes import RECIPES, get_recipe, recipe_trees
 from core.index.encoders import DEFAULT_MODEL
 from core.workspace import Workspace, slug
 
@@ -58,16 +62,50 @@ def eval_datasets(workspace: Workspace, requested: str | None, exclude: str) -> 
     return [open_dataset(workspace, name) for name in names if name != exclude]
 
 
-def training_data_from_args(args, workspace: Workspace) -> TrainingData:
+# Options a recipe sets; given on the command line, they win over the recipe.
+PLAIN_DEFAULTS = {"max_examples": DEFAULT_MAX_EXAMPLES, "negatives": 3, "epochs": 1, "batch_size": 32, "learning_rate": 2e-5,
+                  "max_seq_length": DEFAULT_MAX_SEQ_LENGTH, "mini_batch_size": DEFAULT_MINI_BATCH, "checkpoint_every": None,
+                  "queries": "docstring"}
+
+
+def resolved_settings(args) -> dict[str, object]:
+    """Each recipe-level setting: the command line's when given, else the recipe's, else the plain default."""
+    recipe = get_recipe(args.recipe) if args.recipe else None
+    settings = {}
+    for key, default in PLAIN_DEFAULTS.items():
+        given = getattr(args, key)
+        from_recipe = getattr(recipe, "query_generator" if key == "queries" else key) if recipe else default
+        settings[key] = given if given is not None else from_recipe
+    return settings
+
+
+def training_data_from_args(args, workspace: Workspace, settings: dict[str, object],
+                            progress=None) -> TrainingData:
     """The leakage-free training set a ``finetune`` command line asks for."""
     from core.data.catalog import open_dataset
+    from core.training.queries import make_generator
 
     evals = eval_datasets(workspace, args.audit_against, args.train or "")
     if args.train:
         dataset, summaries = remove_leakage(open_dataset(workspace, args.train), evals)
         return TrainingData(dataset, (args.train,), "as-is", len(dataset.queries), summaries)
-    roots = [Path(p) for p in args.from_tree] if args.from_tree else package_roots(p.strip() for p in args.packages.split(",") if p.strip())
-    return build_training_set(roots, evals, name=f"{slug(args.output, 60)}-train", direction=args.direction, seed=args.seed)
+    generator = make_generator(str(settings["queries"]), endpoint=args.query_endpoint, model=args.query_model,
+                               api_key=os.environ.get("CODEIR_QUERY_API_KEY", ""))
+    languages: tuple[str, ...] = ("python",)
+    if args.recipe and not args.from_tree:
+        recipe = get_recipe(args.recipe)
+        found, missing = recipe_trees(recipe, workspace)
+        for tree in missing:
+            print(f"recipe {recipe.name}: no {tree.language} sources at {tree.pattern} ({tree.origin}); going on without them",
+                  file=sys.stderr)
+        roots, languages = [path for path, _ in found], recipe.languages
+    elif args.from_tree:
+        roots = [Path(p) for p in args.from_tree]
+    else:
+        roots = package_roots(p.strip() for p in args.packages.split(",") if p.strip())
+    return build_training_set(roots, evals, name=f"{slug(args.output, 60)}-train", direction=args.direction, seed=args.seed,
+                              languages=languages, queries=generator, workspace=workspace, validate_k=args.validate_k,
+                              progress=progress)
 
 
 def cmd_finetune(args, workspace: Workspace) -> None:
@@ -75,21 +113,42 @@ def cmd_finetune(args, workspace: Workspace) -> None:
 
     started = time.perf_counter()
     check_model_name(workspace, args.output, args.overwrite)
-    training = training_data_from_args(args, workspace)
+    settings = resolved_settings(args)
+    progress = None if args.quiet else tqdm_progress()
+    training = training_data_from_args(args, workspace, settings, progress)
     if not training.leakage:
         print("warning: no eval dataset to audit against; name them with --audit-against", file=sys.stderr)
     for summary in training.leakage:
-        found = ", ".join(f"{kind} {count}" for kind, count in summary.counts.items())
-        print(f"leakage vs {summary.eval}: {found}; dropped {summary.dropped_train_queries} training queries")
+        found = ", ".join(f"{kind} {count}" for kind, count in [*summary.counts.items(), *summary.text_counts.items()] if count)
+        print(f"leakage vs {summary.eval}: {found or 'none'}; dropped {summary.dropped_train_queries} training queries, "
+              f"{summary.dropped_train_documents} corpus documents")
+    if training.languages:
+        print("functions per language: " + ", ".join(f"{lang} {n}" for lang, n in training.languages.items()))
+    if training.queries.get("generator", "docstring") != "docstring":
+        q = training.queries
+        print(f"queries ({q['generator']}): {q['candidates']} generated for {q['functions']} functions, "
+              f"{q['validated']} found their function in the top {q['validation']['k']}, {q['kept_queries']} kept")
     print(f"training set {training.dataset.name}: {len(training.dataset.judged_queries)} queries, "
           f"{len(training.dataset.documents)} documents")
-    examples, data = sample_and_mine(training, workspace, args.max_examples, args.negatives, args.mining, args.skip_top,
-                                     seed=args.seed, model=args.base_model, progress=None if args.quiet else tqdm_progress())
+    examples, data = sample_and_mine(training, workspace, settings["max_examples"], settings["negatives"], args.mining, args.skip_top,
+                                     seed=args.seed, model=args.base_model, progress=progress)
     print(f"mined {data['mining']['mined']} hard negatives for {len(examples)} examples ({args.mining})")
-    folder = finetune(examples, workspace, args.base_model, args.output, epochs=args.epochs, batch_size=args.batch_size,
-                      learning_rate=args.learning_rate, max_examples=args.max_examples, max_seq_length=args.max_seq_length,
-                      seed=args.seed, symmetric=not args.asymmetric, progress=not args.quiet, threads=args.threads,
-                      data=data, overwrite=args.overwrite)
+    if args.recipe:
+        data["recipe"] = args.recipe
+
+    def report(step: TrainingStep) -> None:  # the tqdm bar shows steps, loss and ETA; this says where a resumed run began
+        if step.resumed_from and step.step == step.resumed_from + 1:
+            print(f"resumed from the checkpoint at step {step.resumed_from} of {step.total_steps}", file=sys.stderr)
+
+    folder = finetune(examples, workspace, args.base_model, args.output, epochs=settings["epochs"], batch_size=settings["batch_size"],
+                      learning_rate=settings["learning_rate"], max_examples=settings["max_examples"],
+                      max_seq_length=settings["max_seq_length"], seed=args.seed, symmetric=not args.asymmetric,
+                      progress=not args.quiet, threads=args.threads, data=data, overwrite=args.overwrite,
+                      mini_batch_size=settings["mini_batch_size"], checkpoint_every=settings["checkpoint_every"],
+                      resume=not args.restart, on_step=report)
+    info = read_finetune_info(folder)
+    print(f"trained {info['examples_trained']} of {info['examples']} examples in {info['steps']} steps on {info['machine']['device']}, "
+          f"loss {info['loss_first']:.3f} -> {info['loss_last']:.3f}; peak memory {info['peak_rss_mb']:.0f} MB")
     print(f"saved {args.output} to {folder} in {time.perf_counter() - started:.0f}s")
     if args.add_profile:
         print(f"added dense profile {add_dense_profile(workspace, args.output)!r} to {workspace.profiles_file}")
@@ -117,14 +176,23 @@ def register(sub) -> None:
     parser.add_argument("--base-model", default=DEFAULT_MODEL)
     parser.add_argument("--direction", choices=("doc2code", "code2doc"), default="doc2code", help="pairs built from trees: query side")
     parser.add_argument("--audit-against", metavar="A,B", help="eval datasets to remove leaked pairs for (default: every dataset on disk)")
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--max-examples", type=int, default=DEFAULT_MAX_EXAMPLES)
-    parser.add_argument("--negatives", type=int, default=3, help="hard negatives per example")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), help="a named recipe: its sources and settings (options below override the settings)")
+    parser.add_argument("--queries", choices=QUERY_GENERATORS, help="training queries: the docstring, template search queries, "
+                        "or an OpenAI-compatible endpoint (key in $CODEIR_QUERY_API_KEY); default: docstring, or the recipe's")
+    parser.add_argument("--query-endpoint", metavar="URL", help="API root of the endpoint, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--query-model", metavar="NAME", help="model name to ask the endpoint for")
+    parser.add_argument("--validate-k", type=int, default=10, help="keep a generated query when BM25 ranks its function in the top k (0: keep all)")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--max-examples", type=int, help=f"training examples (default {DEFAULT_MAX_EXAMPLES}, or the recipe's)")
+    parser.add_argument("--negatives", type=int, help="hard negatives per example (default 3)")
     parser.add_argument("--mining", choices=MINING_METHODS, default="bm25")
     parser.add_argument("--skip-top", type=int, default=0, help="pass over this many top-ranked non-answers when mining")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=2e-5)
-    parser.add_argument("--max-seq-length", type=int, default=DEFAULT_MAX_SEQ_LENGTH)
+    parser.add_argument("--batch-size", type=int, help="default 32, or the recipe's")
+    parser.add_argument("--mini-batch-size", type=int, help=f"rows embedded at once inside a batch; bounds memory (default {DEFAULT_MINI_BATCH})")
+    parser.add_argument("--learning-rate", type=float)
+    parser.add_argument("--max-seq-length", type=int)
+    parser.add_argument("--checkpoint-every", type=int, metavar="STEPS", help="save a checkpoint every STEPS steps; a rerun resumes from it")
+    parser.add_argument("--restart", action="store_true", help="ignore a checkpoint left by an interrupted run")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, help="CPU threads for training (default: all cores; 1 is often faster on a busy machine)")
     parser.add_argument("--asymmetric", action="store_true", help="train the query -> answer direction only")

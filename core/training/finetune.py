@@ -25,18 +25,22 @@ import random
 import shutil
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from core.data.datasets import Dataset
 from core.index.encoders import DEFAULT_MODEL, load_encoder, resolve_model, torch_threads
 from core.errors import DatasetError, ModelUnavailableError, WorkbenchError
-from core.training.leakage import LeakageReport, audit_many, filter_train, normalise_docstring
+from core.training.leakage import audit_many, audit_texts, filter_train_texts, normalise_docstring
 from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile
 from core.data.source_benchmark import DEFAULT_EXCLUDED_DIRS, DEFAULT_SEED, CodeFunction, Direction, build_benchmark, extract_functions
 from core.workspace import Workspace, slug
+
+if TYPE_CHECKING:
+    from core.training.queries import QueryGenerator
 
 MiningMethod = Literal["bm25", "dense", "both"]
 MINING_METHODS: tuple[str, ...] = ("bm25", "dense", "both")
@@ -47,6 +51,8 @@ DEFAULT_TRAIN_NAME = "finetune-train"
 # Sized for two CPU cores: about four minutes for the whole command on quiet cores, 9-25 minutes on shared ones (docs/finetuning.md).
 DEFAULT_MAX_EXAMPLES = 256
 DEFAULT_MAX_SEQ_LENGTH = 128
+# Rows embedded at once inside a batch (GradCache): bounds the activations held, not the loss.
+DEFAULT_MINI_BATCH = 8
 MAX_JACCARD = 0.7
 MAX_COSINE = 0.95
 # Installed packages whose documented functions make the default training set: broad, well documented,
@@ -68,12 +74,18 @@ class TrainingExample:
 
 @dataclass(frozen=True)
 class LeakageSummary:
-    """What the audit against one eval set found, and how many training queries it cost."""
+    """What the audits against one eval set found, and how many training queries and documents it cost.
+
+    ``counts`` holds the judged-pair checks (eval queries found by each); ``text_counts`` the
+    all-text checks (training texts found in each category, e.g. ``train query = eval document (exact)``).
+    """
 
     eval: str
     eval_pairs: int
     counts: Mapping[str, int]
     dropped_train_queries: int
+    text_counts: Mapping[str, int] = field(default_factory=dict)
+    dropped_train_documents: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,13 +97,17 @@ class TrainingData:
     direction: str
     functions: int
     leakage: tuple[LeakageSummary, ...]
+    languages: Mapping[str, int] = field(default_factory=dict)  # functions extracted per language
+    queries: Mapping[str, object] = field(default_factory=dict)  # how the queries were made (core.training.queries)
 
     def describe(self) -> dict[str, object]:
         """What ``codeir-finetune.json`` records about the data."""
         return {"dataset": self.dataset.name, "sources": list(self.sources), "direction": self.direction,
-                "functions": self.functions, "train_queries": len(self.dataset.judged_queries),
+                "functions": self.functions, "languages": dict(self.languages), "queries": dict(self.queries),
+                "train_queries": len(self.dataset.judged_queries),
                 "corpus_documents": len(self.dataset.documents),
-                "leakage": [asdict(summary) | {"counts": dict(summary.counts)} for summary in self.leakage]}
+                "leakage": [asdict(summary) | {"counts": dict(summary.counts), "text_counts": dict(summary.text_counts)}
+                            for summary in self.leakage]}
 
 
 def package_roots(names: Iterable[str]) -> list[Path]:
@@ -106,40 +122,76 @@ def package_roots(names: Iterable[str]) -> list[Path]:
     return roots
 
 
-def leakage_summaries(reports: Sequence[LeakageReport]) -> tuple[LeakageSummary, ...]:
-    return tuple(LeakageSummary(r.eval, r.eval_pairs, r.counts(), len(r.leaked_train_ids())) for r in reports)
-
-
 def remove_leakage(train: Dataset, evals: Sequence[Dataset]) -> tuple[Dataset, tuple[LeakageSummary, ...]]:
-    """The train set without any pair that an eval set repeats (every check of ``core.training.leakage``)."""
+    """The train set without anything an eval set holds, judged or not.
+
+    Two audits: the judged-pair checks of ``audit_many`` (code, docstring, function name, near-duplicate
+    code), and ``audit_texts``, every training query and corpus document against every eval query
+    and corpus document. A leaking query is dropped; a leaking document leaves the corpus, so it is
+    neither trained on as a positive nor mined as a negative; a query left without its positive goes too.
+    """
     evals = [e for e in evals if e.name != train.name]
     if not evals:
         return train, ()
-    reports = audit_many(train, evals)
-    return filter_train(train, reports, name=train.name), leakage_summaries(reports)
+    pair_reports = audit_many(train, evals)
+    text_reports = audit_texts(train, evals)
+    leaked_queries = set().union(*(r.leaked_train_ids() for r in pair_reports), *(r.leaked_train_ids("query") for r in text_reports))
+    leaked_documents = set().union(*(r.leaked_train_ids("document") for r in text_reports))
+    # A pair leaking by the pair checks takes its answer along when no other query is judged on it (as filter_train does).
+    kept_judged = {d for q, grades in train.qrels.judgments.items() if q not in leaked_queries for d in grades}
+    leaked_answers = {d for q in set().union(*(r.leaked_train_ids() for r in pair_reports)) for d in train.qrels.positives(q)}
+    leaked_documents |= leaked_answers - kept_judged
+    filtered = filter_train_texts(train, leaked_queries, leaked_documents, name=train.name)
+    summaries = []
+    for pair_report, text_report in zip(pair_reports, text_reports):
+        queries = pair_report.leaked_train_ids() | text_report.leaked_train_ids("query")
+        summaries.append(LeakageSummary(pair_report.eval, pair_report.eval_pairs, pair_report.counts(), len(queries),
+                                        text_report.counts(), len(text_report.leaked_train_ids("document"))))
+    return filtered, tuple(summaries)
 
 
 def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), name: str = DEFAULT_TRAIN_NAME,
                        direction: Direction = "doc2code", seed: int = DEFAULT_SEED,
-                       exclude_dirs: Collection[str] = TRAINING_EXCLUDED_DIRS) -> TrainingData:
-    """Every documented Python function under ``roots`` as a training pair, minus those leaking into ``evals``.
+                       exclude_dirs: Collection[str] = TRAINING_EXCLUDED_DIRS, *, languages: Sequence[str] = ("python",),
+                       queries: "QueryGenerator | None" = None, workspace: Workspace | None = None, validate_k: int = 10,
+                       progress: Callable[[str, float], None] | None = None) -> TrainingData:
+    """Every documented function under ``roots`` as a training pair, minus those leaking into ``evals``.
 
     ``doc2code`` pairs a docstring (query) with its function without the docstring (answer), the
-    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine. Every
-    function is audited, as a query and so as a corpus document: no eval text stays, not even as a
-    negative. Sample queries for training afterwards (``Dataset.subset``), never before the audit.
+    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine. With
+    a query generator (``core.training.queries``; doc2code only, needs ``workspace``) each docstring is
+    replaced by a generated search-style query that the base retriever validates in its top
+    ``validate_k``. The audit runs last, on the queries actually trained on and on every function,
+    as a query and as a corpus document: no eval text stays, not even as a negative. Sample queries
+    for training afterwards (``Dataset.subset``), never before the audit.
     """
     functions: list[CodeFunction] = []
-    for root in roots:
-        found = extract_functions(Path(root), ["python"], exclude_dirs=exclude_dirs)
+    for position, root in enumerate(roots):
+        found = extract_functions(Path(root), list(languages), exclude_dirs=exclude_dirs)
         # Paths are relative to their root: prefixing the root's name keeps ids unique across trees.
         functions += [replace(f, path=f"{Path(root).name}/{f.path}") for f in found]
+        if progress:
+            progress("extracting functions", (position + 1) / len(roots))
     if not functions:
-        raise DatasetError("No documented Python functions under " + ", ".join(map(str, roots)) + ": pick source trees with docstrings.")
+        raise DatasetError("No documented functions under " + ", ".join(map(str, roots)) + ": pick source trees with docstrings.")
     dataset = build_benchmark(functions, name, direction, n_queries=len(functions), seed=seed,
                               source=", ".join(map(str, roots)))
+    generated = None
+    if queries is not None:
+        from core.training.queries import generate_queries
+
+        if direction != "doc2code" or workspace is None:
+            raise WorkbenchError("Generated queries need the doc2code direction and a workspace to validate them in.")
+        generated = generate_queries(dataset, queries, workspace, k=validate_k, progress=progress)
+        dataset = generated.dataset
+    if progress:
+        progress("auditing for leakage", 0.0)
     dataset, summaries = remove_leakage(dataset, evals)
-    return TrainingData(dataset, tuple(str(r) for r in roots), direction, len(functions), summaries)
+    if progress:
+        progress("auditing for leakage", 1.0)
+    languages_found = dict(sorted(Counter(f.language for f in functions).items()))
+    return TrainingData(dataset, tuple(str(r) for r in roots), direction, len(functions), summaries,
+                        languages_found, generated.describe() if generated else {"generator": "docstring"})
 
 
 # ---- mining ------------------------------------------------------------------------------------------
@@ -321,28 +373,110 @@ def _linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], flo
     return factor
 
 
+@dataclass(frozen=True)
+class TrainingStep:
+    """Where a training run stands after one optimizer step: what a progress bar or a page shows."""
+
+    step: int
+    total_steps: int
+    loss: float
+    seconds: float  # since this run (or its resumption) started
+    resumed_from: int = 0
+
+    @property
+    def eta_seconds(self) -> float:
+        """Time left at the pace of the steps done in this run."""
+        done = self.step - self.resumed_from
+        return self.seconds / done * (self.total_steps - self.step) if done else float("nan")
+
+
+class TrainingInterrupted(WorkbenchError):
+    """Raised by a step callback to stop training; the last checkpoint stays for a resume."""
+
+
+def training_device() -> str:
+    """``cuda`` when PyTorch sees a GPU, else ``cpu``: the same command uses whichever the machine has."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (``ru_maxrss``, KB on Linux)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _run_key(examples: Sequence[TrainingExample], params: Mapping[str, object], base_fingerprint: str) -> str:
+    """What a checkpoint must match to be resumed: the same examples, settings and base model."""
+    import hashlib
+
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode() + base_fingerprint.encode())
+    for example in examples:
+        digest.update(json.dumps(asdict(example), ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:20]
+
+
+def checkpoint_dir(workspace: Workspace, output_name: str) -> Path:
+    """Where a run of ``output_name`` keeps its last checkpoint (removed once the model is saved)."""
+    return workspace.models_dir / f".{slug(output_name)}.checkpoint"
+
+
+def _save_checkpoint(folder: Path, state: dict) -> None:
+    """Written beside, then renamed over the last one: a kill during the write keeps the previous checkpoint."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"state.pt.tmp-{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, folder / "state.pt")
+
+
+def _load_checkpoint(folder: Path, run_key: str) -> dict | None:
+    import torch
+
+    path = folder / "state.pt"
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # a checkpoint torn by a crash of the machine: start over rather than fail
+        return None
+    return state if state.get("run_key") == run_key else None
+
+
 def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, base_model: str = DEFAULT_MODEL,
              output_name: str = DEFAULT_OUTPUT, *, epochs: int = 1, batch_size: int = 32, learning_rate: float = 2e-5,
              max_examples: int | None = DEFAULT_MAX_EXAMPLES, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
              seed: int = 42, warmup_ratio: float = 0.1, symmetric: bool = True, progress: bool = True,
-             threads: int | None = None, data: Mapping[str, object] | None = None, overwrite: bool = False) -> Path:
+             threads: int | None = None, data: Mapping[str, object] | None = None, overwrite: bool = False,
+             mini_batch_size: int = DEFAULT_MINI_BATCH, checkpoint_every: int | None = None, resume: bool = True,
+             device: str | None = None, on_step: Callable[[TrainingStep], None] | None = None) -> Path:
     """Train ``base_model`` with MultipleNegativesRankingLoss and save it as ``<workspace>/models/<output_name>``.
 
     Each batch scores every query against all positives and hard negatives of the batch;
     ``symmetric`` adds the answer-to-query direction (the model then serves code -> text as well as
-    text -> code). Texts are cut to ``max_seq_length`` tokens while training only: the saved model
-    keeps the base model's window, so before/after comparisons read the same input. ``threads``
-    defaults to every core; on a machine other jobs keep busy, 1 is often faster (threads that wait
-    on each other are descheduled). ``data`` is recorded in ``codeir-finetune.json`` (what the
-    examples are, the leakage audit).
+    text -> code). The loss is computed GradCache-style (``CachedMultipleNegativesRankingLoss``):
+    texts go through the model ``mini_batch_size`` rows at a time, so memory holds the activations
+    of one mini-batch, not of the whole batch (the default 32 x 5 texts x 128 tokens needed ~9 GB),
+    while the loss and gradients stay those of the full batch. Texts are cut to ``max_seq_length``
+    tokens while training only: the saved model keeps the base model's window, so before/after
+    comparisons read the same input. ``threads`` defaults to every core; ``device`` to a GPU when
+    there is one. With ``checkpoint_every``, the weights, optimizer and random state are saved every
+    that many steps and a later call with the same examples and settings resumes from there
+    (``resume``); ``on_step`` sees every step (raise ``TrainingInterrupted`` there to stop).
+    ``data`` is recorded in ``codeir-finetune.json`` (what the examples are, the leakage audit).
     """
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
     from tqdm import tqdm
 
     target = check_model_name(workspace, output_name, overwrite)
     _check_training_args(train_examples, epochs, batch_size, learning_rate, max_seq_length, threads)
+    if mini_batch_size < 1 or (checkpoint_every is not None and checkpoint_every < 1):
+        raise WorkbenchError("Use mini_batch_size >= 1 and checkpoint_every >= 1.")
     source = resolve_model(base_model, workspace)
     if isinstance(source, str):
         raise ModelUnavailableError(f"Fine-tuning needs a local base model; {base_model!r} would come from the hub. "
@@ -367,24 +501,50 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     mined_for = {(e.query, e.positive): set(e.negatives) for e in examples}
     random_negatives = sum(n not in mined_for[(e.query, e.positive)] for batch in schedule for e in batch for n in e.negatives)
 
-    torch.manual_seed(seed)
+    device = device or training_device()
     n_threads = threads or max(1, os.cpu_count() or 1)
+    params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "max_examples": max_examples,
+              "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": warmup_ratio, "threads": n_threads,
+              "mini_batch_size": mini_batch_size, "checkpoint_every": checkpoint_every}
+    base_fingerprint = load_encoder(base_model, workspace).fingerprint
+    directions = ("query_to_doc", "doc_to_query") if symmetric else ("query_to_doc",)
+    # Threads, mini-batch and checkpoint spacing change neither the batches nor the loss: a run may resume with others.
+    run_key = _run_key(examples, {k: v for k, v in params.items() if k not in ("threads", "mini_batch_size", "checkpoint_every")}
+                       | {"directions": directions}, base_fingerprint)
+    checkpoints = checkpoint_dir(workspace, output_name)
+    if not resume:
+        shutil.rmtree(checkpoints, ignore_errors=True)
+    state = _load_checkpoint(checkpoints, run_key) if resume else None
+
+    torch.manual_seed(seed)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    model = SentenceTransformer(str(source), device="cpu", local_files_only=True)
+    model = SentenceTransformer(str(source), device=device, local_files_only=True)
     window = model.max_seq_length
     model.max_seq_length = max_seq_length
-    directions = ("query_to_doc", "doc_to_query") if symmetric else ("query_to_doc",)
-    loss_fn = MultipleNegativesRankingLoss(model, directions=directions)
+    loss_fn = CachedMultipleNegativesRankingLoss(model, mini_batch_size=mini_batch_size, directions=directions)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(total_steps, max(1, int(warmup_ratio * total_steps))))
     losses: list[float] = []
+    first_step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if device == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"])
+        losses, first_step = list(state["losses"]), int(state["step"])
     model.train()
+    run_started, run_cpu = time.perf_counter(), time.process_time()
     with torch_threads(n_threads):
-        with tqdm(total=total_steps, desc=f"fine-tuning {output_name}", unit="batch", file=sys.stderr, disable=not progress) as bar:
-            for batch in schedule:
+        with tqdm(total=total_steps, initial=first_step, desc=f"fine-tuning {output_name}", unit="step", file=sys.stderr,
+                  disable=not progress) as bar:
+            for step in range(first_step, total_steps):
+                batch = schedule[step]
                 columns = [[e.query for e in batch], [e.positive for e in batch]]
                 columns += [[e.negatives[k] for e in batch] for k in range(len(batch[0].negatives))]
-                loss = loss_fn([model.preprocess(column) for column in columns], None)
+                features = [{k: v.to(device) if hasattr(v, "to") else v for k, v in model.preprocess(column).items()} for column in columns]
+                loss = loss_fn(features, None)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
@@ -393,22 +553,34 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
                 losses.append(float(loss.detach()))
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
                 bar.update(1)
+                if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < total_steps:
+                    _save_checkpoint(checkpoints, {
+                        "run_key": run_key, "step": step + 1, "losses": losses, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None})
+                if on_step is not None:
+                    on_step(TrainingStep(step + 1, total_steps, losses[-1], time.perf_counter() - run_started, first_step))
+    training_seconds, training_cpu = time.perf_counter() - run_started, time.process_time() - run_cpu
     model.eval()
     model.max_seq_length = window
     info = {
-        "name": output_name, "base_model": base_model, "base_fingerprint": load_encoder(base_model, workspace).fingerprint,
+        "name": output_name, "base_model": base_model, "base_fingerprint": base_fingerprint,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.perf_counter() - started, 1),
-        "loss": "MultipleNegativesRankingLoss", "directions": list(directions),
-        "params": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "max_examples": max_examples,
-                   "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": warmup_ratio, "threads": n_threads},
+        "loss": "MultipleNegativesRankingLoss (GradCache)", "directions": list(directions),
+        "params": params,
         "examples": len(examples), "examples_trained": len(trained), "negatives_per_example": n_negatives, "mined_negatives": mined,
-        "random_negatives": random_negatives, "steps": total_steps,
+        "random_negatives": random_negatives, "steps": total_steps, "resumed_from_step": first_step,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "loss_curve": [round(v, 4) for v in losses],
         "data": dict(data or {}),
-        "versions": _versions(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "versions": _versions(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "device": device},
+        "peak_rss_mb": peak_rss_mb(),
+        # The steps of this call only (a resumed run counts from its checkpoint); CPU time adds up every thread.
+        "training_seconds": round(training_seconds, 1), "training_cpu_seconds": round(training_cpu, 1),
     }
-    return _save_atomically(model, target, info, trained, workspace)
+    folder = _save_atomically(model, target, info, trained, workspace)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return folder
 
 
 def _versions() -> dict[str, str]:
@@ -438,6 +610,41 @@ def _save_atomically(model, target: Path, info: dict, examples: Sequence[Trainin
         else:
             tmp.rename(target)
     return target
+
+
+def leakage_table(summaries: Sequence[LeakageSummary]):
+    """One row per eval set, one column per kind of overlap (judged-pair checks, then every-text categories)."""
+    import pandas as pd
+
+    rows = {}
+    for summary in summaries:
+        row = {f"pair: {kind}": count for kind, count in summary.counts.items()}
+        row |= dict(summary.text_counts)
+        row |= {"training queries dropped": summary.dropped_train_queries,
+                "corpus documents dropped": summary.dropped_train_documents}
+        rows[summary.eval] = row
+    frame = pd.DataFrame.from_dict(rows, orient="index")
+    frame.index.name = "eval set"
+    return frame
+
+
+def describe_training(info: Mapping[str, object]) -> str:
+    """What a saved run actually trained on, in one sentence (examples left out of full batches included)."""
+    trained, examples, steps = info.get("examples_trained", 0), info.get("examples", 0), info.get("steps", 0)
+    batch = info.get("params", {}).get("batch_size", "?")
+    epochs = info.get("params", {}).get("epochs", 1)
+    text = (f"Trained on {trained} of {examples} examples in {steps} step{'s' if steps != 1 else ''} "
+            f"(batch size {batch}, {epochs} epoch{'s' if epochs != 1 else ''})")
+    if trained < examples:
+        text += (f"; {examples - trained} examples never made a full batch without repeated texts and were left out "
+                 "(a last partial batch is dropped)")
+    if info.get("loss_first") is not None:
+        text += f". Loss {info['loss_first']:.3f} → {info['loss_last']:.3f}"
+    if info.get("peak_rss_mb"):
+        text += f"; peak memory {info['peak_rss_mb']:,.0f} MB on {info.get('machine', {}).get('device', 'cpu')}"
+    if info.get("resumed_from_step"):
+        text += f"; resumed from the checkpoint at step {info['resumed_from_step']}"
+    return text + "."
 
 
 def read_finetune_info(folder: Path) -> dict:

@@ -398,12 +398,17 @@ def _band_keys(signatures: np.ndarray) -> np.ndarray:
 
 def _lsh_candidates(train: _Fingerprints, evaluation: _Fingerprints) -> np.ndarray:
     """(train row, eval row) pairs sharing at least one LSH band, each pair once."""
-    train_rows = np.flatnonzero(train.shingles.sizes())
-    eval_rows = np.flatnonzero(evaluation.shingles.sizes())
+    return _lsh_pairs(train.shingles, train.signatures, evaluation.shingles, evaluation.signatures)
+
+
+def _lsh_pairs(left: Shingles, left_signatures: np.ndarray, right: Shingles, right_signatures: np.ndarray) -> np.ndarray:
+    """(left row, right row) pairs of texts sharing at least one LSH band, each pair once."""
+    train_rows = np.flatnonzero(left.sizes())
+    eval_rows = np.flatnonzero(right.sizes())
     if not len(train_rows) or not len(eval_rows):
         return np.empty((0, 2), dtype=np.int64)
-    train_keys = _band_keys(train.signatures[train_rows]).ravel()
-    eval_keys = _band_keys(evaluation.signatures[eval_rows]).ravel()
+    train_keys = _band_keys(left_signatures[train_rows]).ravel()
+    eval_keys = _band_keys(right_signatures[eval_rows]).ravel()
     train_owner = np.repeat(train_rows, BANDS)
     eval_owner = np.repeat(eval_rows, BANDS)
     order = np.argsort(train_keys, kind="stable")
@@ -414,8 +419,9 @@ def _lsh_candidates(train: _Fingerprints, evaluation: _Fingerprints) -> np.ndarr
     if not matches.sum():
         return np.empty((0, 2), dtype=np.int64)
     first = np.repeat(low - (np.cumsum(matches) - matches), matches) + np.arange(matches.sum())
-    codes = np.unique(train_owner[order[first]] * len(evaluation.pairs) + np.repeat(eval_owner, matches))
-    return np.stack(np.divmod(codes, len(evaluation.pairs)), axis=1)
+    n_right = len(right)
+    codes = np.unique(train_owner[order[first]] * n_right + np.repeat(eval_owner, matches))
+    return np.stack(np.divmod(codes, n_right), axis=1)
 
 
 def _snippet(text: str) -> str:
@@ -524,3 +530,181 @@ def filter_train(train: Dataset, report: LeakageReport | Sequence[LeakageReport]
     documents: tuple[Document, ...] = tuple(d for d in train.documents if d.id not in leaked_answers)
     queries = tuple(q for q in train.queries if q.id not in leaked)
     return Dataset(validate_name(name or f"{train.name}-noleak"), documents, queries, Qrels(kept_judgments), train.split, train.source)
+
+
+# ---- every eval text, judged or not ---------------------------------------------------------------------
+
+EXACT_TEXT = "exact"
+NEAR_DUPLICATE_TEXT = "near_duplicate"
+TEXT_KINDS: tuple[str, ...] = (EXACT_TEXT, NEAR_DUPLICATE_TEXT)
+SIDES: tuple[str, ...] = ("query", "document")
+
+
+@dataclass(frozen=True)
+class TextOverlap:
+    """A training text (a query, or a corpus document: a positive or a negative to mine) that an eval text repeats."""
+
+    kind: str  # EXACT_TEXT or NEAR_DUPLICATE_TEXT
+    train_side: str  # "query" or "document"
+    train_id: str
+    eval_side: str
+    eval_id: str
+    similarity: float
+    train_snippet: str
+    eval_snippet: str
+
+    @property
+    def category(self) -> str:
+        return overlap_category(self.kind, self.train_side, self.eval_side)
+
+
+def overlap_category(kind: str, train_side: str, eval_side: str) -> str:
+    """The name each kind of overlap is counted under, e.g. ``train query = eval document (exact)``."""
+    relation = "=" if kind == EXACT_TEXT else "≈"
+    return f"train {train_side} {relation} eval {eval_side}" + (" (exact)" if kind == EXACT_TEXT else " (near-duplicate)")
+
+
+TEXT_CATEGORIES: tuple[str, ...] = tuple(overlap_category(kind, train_side, eval_side)
+                                         for train_side in SIDES for eval_side in SIDES for kind in TEXT_KINDS)
+
+
+@dataclass(frozen=True)
+class TextLeakageReport:
+    """Every training text that appears, exactly or nearly, anywhere in an eval set: its queries and its whole corpus."""
+
+    train: str
+    eval: str
+    overlaps: tuple[TextOverlap, ...]
+    train_queries: int
+    train_documents: int
+    eval_queries: int
+    eval_documents: int
+
+    def counts(self) -> dict[str, int]:
+        """Category -> number of distinct training texts it found (0 for categories that found none)."""
+        found: dict[str, set[str]] = {category: set() for category in TEXT_CATEGORIES}
+        for overlap in self.overlaps:
+            found[overlap.category].add(overlap.train_id)
+        return {category: len(ids) for category, ids in found.items()}
+
+    def leaked_train_ids(self, side: str) -> set[str]:
+        return {o.train_id for o in self.overlaps if o.train_side == side}
+
+    def to_frame(self) -> pd.DataFrame:
+        columns = ["train", "eval", "category", "train_id", "eval_id", "similarity", "train_snippet", "eval_snippet"]
+        rows = [(self.train, self.eval, o.category, o.train_id, o.eval_id, o.similarity, o.train_snippet, o.eval_snippet)
+                for o in self.overlaps]
+        return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class _TextPrints:
+    """The exact keys and MinHash signatures of a list of texts (queries or documents of one side)."""
+
+    side: str
+    ids: tuple[str, ...]
+    texts: tuple[str, ...]
+    keys: tuple[tuple[str, ...], ...]  # normalised text hash, plus the stripped-code hash for texts that look like code
+    shingles: Shingles
+    signatures: np.ndarray
+
+
+def _text_tokens(text: str, language: str) -> tuple[list[str], tuple[str, ...]]:
+    """Tokens to shingle and exact keys: code is compared without its comments and docstrings, prose as words."""
+    words = normalise_docstring(text)
+    keys = [_sha1(words)]
+    if looks_like_code(text):
+        tokens = code_tokens(text, language)
+        keys.append("code:" + _sha1(" ".join(tokens)))
+    else:
+        tokens = words.split()
+    return tokens, tuple(key for key in keys if key and not key.endswith(":"))
+
+
+def _text_prints(side: str, items: Sequence[tuple[str, str, str]]) -> _TextPrints:
+    """``items``: (id, text, language) of every query or document of a dataset."""
+    tokens, keys = [], []
+    for _, text, language in items:
+        found_tokens, found_keys = _text_tokens(text, language)
+        tokens.append(found_tokens)
+        keys.append(found_keys)
+    shingles = Shingles.of(tokens)
+    return _TextPrints(side, tuple(i for i, _, _ in items), tuple(t for _, t, _ in items), tuple(keys), shingles,
+                       minhash_signatures(shingles))
+
+
+def _dataset_prints(dataset: Dataset) -> dict[str, _TextPrints]:
+    return {"query": _text_prints("query", [(q.id, q.text, q.language.replace("unknown", "")) for q in dataset.queries]),
+            "document": _text_prints("document", [(d.id, d.full_text, d.language) for d in dataset.documents])}
+
+
+def _text_overlaps(train: _TextPrints, evaluation: _TextPrints, threshold: float) -> list[TextOverlap]:
+    found = []
+    by_key: dict[str, list[int]] = defaultdict(list)
+    for row, keys in enumerate(evaluation.keys):
+        for key in keys:
+            by_key[key].append(row)
+    exact: set[tuple[int, int]] = set()
+    for train_row, keys in enumerate(train.keys):
+        for eval_row in sorted({row for key in keys for row in by_key.get(key, ())}):
+            exact.add((train_row, eval_row))
+            found.append(_text_overlap(EXACT_TEXT, train, evaluation, train_row, eval_row, 1.0))
+    train_sets: dict[int, set[int]] = {}
+    eval_sets: dict[int, set[int]] = {}
+    for train_row, eval_row in _lsh_pairs(train.shingles, train.signatures, evaluation.shingles, evaluation.signatures).tolist():
+        if (train_row, eval_row) in exact:
+            continue
+        if train_row not in train_sets:
+            train_sets[train_row] = set(train.shingles.of_text(train_row).tolist())
+        if eval_row not in eval_sets:
+            eval_sets[eval_row] = set(evaluation.shingles.of_text(eval_row).tolist())
+        a, b = train_sets[train_row], eval_sets[eval_row]
+        shared = len(a & b)
+        similarity = shared / (len(a) + len(b) - shared)
+        if similarity >= threshold:
+            found.append(_text_overlap(NEAR_DUPLICATE_TEXT, train, evaluation, train_row, eval_row, round(similarity, 4)))
+    return found
+
+
+def _text_overlap(kind: str, train: _TextPrints, evaluation: _TextPrints, train_row: int, eval_row: int,
+                  similarity: float) -> TextOverlap:
+    return TextOverlap(kind, train.side, train.ids[train_row], evaluation.side, evaluation.ids[eval_row], similarity,
+                       _snippet(train.texts[train_row]), _snippet(evaluation.texts[eval_row]))
+
+
+def audit_texts(train: Dataset, evals: Sequence[Dataset], jaccard_threshold: float = DEFAULT_JACCARD) -> list[TextLeakageReport]:
+    """Every training query and corpus document against every query and document of each eval set.
+
+    Unlike ``audit_many``, which compares judged (code, docstring) pairs, this looks at all texts: a
+    training docstring that is an *unjudged* document of an eval corpus, or a function to be mined
+    as a negative that an eval query quotes, is found too. Exact means equal once normalised
+    (lowercase, punctuation and whitespace collapsed; code also without comments and docstrings);
+    near-duplicate means a MinHash-estimated, then exactly checked, Jaccard similarity of token
+    3-grams of at least ``jaccard_threshold``.
+    """
+    _check_options(jaccard_threshold, ALL_KINDS)
+    train_prints = _dataset_prints(train)
+    reports = []
+    for evaluation in evals:
+        eval_prints = _dataset_prints(evaluation)
+        overlaps = [overlap for train_side in SIDES for eval_side in SIDES
+                    for overlap in _text_overlaps(train_prints[train_side], eval_prints[eval_side], jaccard_threshold)]
+        reports.append(TextLeakageReport(train.name, evaluation.name, tuple(overlaps), len(train.queries), len(train.documents),
+                                         len(evaluation.queries), len(evaluation.documents)))
+    return reports
+
+
+def filter_train_texts(train: Dataset, leaked_queries: set[str], leaked_documents: set[str], name: str | None = None) -> Dataset:
+    """The train dataset without the given queries and documents, and without queries left with no positive.
+
+    A dropped document leaves the corpus entirely, so it can be neither a positive nor a mined negative.
+    """
+    documents = tuple(d for d in train.documents if d.id not in leaked_documents)
+    kept_ids = {d.id for d in documents}
+    judgments = {q: {d: g for d, g in grades.items() if d in kept_ids} for q, grades in train.qrels.judgments.items()
+                 if q not in leaked_queries}
+    judgments = {q: grades for q, grades in judgments.items() if any(g > 0 for g in grades.values())}
+    if not judgments:
+        raise DatasetError(f"Every judged query of {train.name!r} leaks into the eval data: nothing is left to train on.")
+    queries = tuple(q for q in train.queries if q.id in judgments)
+    return Dataset(validate_name(name or f"{train.name}-noleak"), documents, queries, Qrels(judgments), train.split, train.source)

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.index.encoders import load_encoder
-from core.training.finetune import read_finetune_info
+from core.training.finetune import describe_training, read_finetune_info
 from core.retrieval.profiles import load_profiles
 from core.workspace import Workspace
 
@@ -58,8 +58,21 @@ def test_training_from_the_page_saves_a_usable_model_and_a_dense_profile(fresh_w
     vectors = load_encoder("page-ft", fresh_workspace).encode(["open a file", "def f():\n    pass"])
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
-    listed = at.dataframe[0].value
+    trained = [i.value for i in at.info if i.value.startswith("Trained on")]
+    assert trained == [describe_training(info)]  # what was actually trained, said on the page
+    assert f"Trained on {info['examples_trained']} of 32 examples in {info['steps']} step" in trained[0]
+    assert "peak memory" in trained[0]
+    steps = [m.value for m in at.markdown if m.value.startswith("Step ")]
+    assert steps and steps[-1].startswith(f"Step {info['steps']} / {info['steps']} · loss ")  # the last step stays visible
+    leakage = next(frame.value for frame in at.dataframe if "training queries dropped" in frame.value.index)
+    assert set(leakage.columns) == {"cosqa-mini", "csn-mini"}
+    assert "train query = eval document (exact)" in leakage.index and "pair: function_name" in leakage.index
+    for summary in info["data"]["leakage"]:
+        assert leakage.loc["training queries dropped", summary["eval"]] == summary["dropped_train_queries"]
+
+    listed = next(frame.value for frame in at.dataframe if "model" in frame.value.columns)
     assert list(listed["model"]) == ["page-ft"] and list(listed["examples"]) == [32]
+    assert list(listed["trained"]) == [info["examples_trained"]] and list(listed["steps"]) == [info["steps"]]
 
 
 def test_an_alias_name_is_refused_with_a_message_and_nothing_is_saved(fresh_workspace):

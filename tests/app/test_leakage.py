@@ -75,3 +75,16 @@ def test_unrelated_sets_show_no_overlap_and_nothing_to_filter(fresh_env):
     at = audited("cosqa-mini", ("csn-eval",))
     assert table_with(at, "any check").loc["csn-eval", "any check"] == 0
     assert at.button(key="leak_write").disabled
+
+
+def test_the_audit_of_every_eval_text_is_shown_per_category_beside_the_pair_checks(fresh_env):
+    from core.training.leakage import TEXT_CATEGORIES, audit_texts
+
+    at = audited()
+    train, evaluation = open_dataset(fresh_env, "csn-mini"), open_dataset(fresh_env, "csn-eval")
+    expected = audit_texts(train, [evaluation])[0].counts()
+    shown = table_with(at, "train query = eval document (exact)")
+    assert list(shown.index) == ["csn-eval"] and list(shown.columns) == list(TEXT_CATEGORIES)
+    assert shown.loc["csn-eval"].to_dict() == expected
+    assert expected["train query = eval query (exact)"] == 10  # csn-eval's ten queries are csn-mini's
+    assert expected["train document = eval document (exact)"] == len({d.text for d in evaluation.documents} & {d.text for d in train.documents})

@@ -231,3 +231,40 @@ def test_every_page_in_the_navigation_opens_without_an_error(page, app_server, a
         assert exceptions(page) == [], title
         assert re.search(rf"/{path}\?", page.url), (title, page.url)
         assert heading(page).startswith(title), title
+
+
+def test_training_on_the_fine_tune_page_shows_steps_loss_what_was_trained_and_the_leakage_counts(page, chromium_path, tmp_path,
+                                                                                                   mini_data_dir, artifacts):
+    """Issue 16.8: the steps, the loss and what was trained are on the page, and the leakage lines stay after the end.
+
+    A server of its own: training adds a profile, which must not reach the other tests' workspace.
+    """
+    from core.training.finetune import read_finetune_info
+    from core.workspace import Workspace
+
+    workspace = Workspace.open(tmp_path / "ws", mini_data_dir)
+    process, url = start_server(workspace, tmp_path / "streamlit.log")
+    try:
+        open_app(page, f"{url}/finetune?dataset={DATASET}")
+        page.get_by_label("Model name", exact=True).fill("browser-ft")
+        page.get_by_label("Examples", exact=True).fill("32")
+        page.get_by_label("Hard negatives per example", exact=True).fill("1")
+        page.get_by_label("Batch size", exact=True).fill("8")
+        page.get_by_role("button", name="Train", exact=True).click()
+        # The intro says "trained on" too: wait for the alert that reports the finished run.
+        page.get_by_test_id("stAlert").filter(has_text=re.compile(r"Trained on \d+ of 32 examples")).wait_for(timeout=1_500_000)
+        wait_for_app(page)
+        leakage = dataframe_with_column(page, "cosqa-mini")  # one column per eval set, one row per kind of overlap
+        leakage.first.wait_for(timeout=120_000)  # the data grids draw after the script has finished
+        screenshot(page, artifacts / "finetune-trained.png")
+
+        info = read_finetune_info(workspace.models_dir / "browser-ft")
+        assert len(info["data"]["sources"]) == 4  # the page's default packages
+        main = normalize(page.get_by_test_id("stMain").inner_text())
+        assert f"Trained on {info['examples_trained']} of 32 examples in {info['steps']} step" in main
+        assert f"Step {info['steps']} / {info['steps']} · loss {info['loss_last']:.3f}" in main  # the box stayed open
+        assert "Mined " in main and "hard negatives" in main
+        assert leakage.count() == 1 and leakage.is_visible()
+        assert exceptions(page) == []
+    finally:
+        stop_server(process)

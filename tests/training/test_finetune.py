@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.data.datasets import Dataset, Document
+from core.data.datasets import Dataset, Document, Qrels, Query
 from core.index.encoders import load_encoder, resolve_model
 from core.errors import WorkbenchError
 from core.cli import training as training_commands
@@ -23,6 +23,9 @@ from core.training.finetune import (
     EXAMPLES_FILE,
     INFO_FILE,
     TrainingExample,
+    TrainingInterrupted,
+    TrainingStep,
+    checkpoint_dir,
     example_batches,
     _filled,
     build_training_set,
@@ -241,3 +244,69 @@ def test_saved_model_keeps_the_base_models_input_window(trained):
 def test_finetune_command_adds_a_dense_profile_for_the_new_model(trained):
     profile = load_profiles(trained.profiles_file)["dense-tiny-ft"]
     assert profile == DenseProfile("dense-tiny-ft", model="tiny-ft")
+
+
+def test_a_training_docstring_found_among_an_eval_sets_unjudged_documents_is_not_trained_on(tmp_path):
+    """The issue's case: training queries that are verbatim docstrings of an eval corpus's *unjudged* documents."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in CLICK_FILES:
+        shutil.copy(package_roots(["click"])[0] / name, tree / name)
+    before = build_training_set([tree], evals=())
+    leaked = [q.text for q in before.dataset.judged_queries[:3]]
+    evaluation = Dataset("code2doc-eval", (Document("judged", "Compute the checksum of a byte string."),)
+                         + tuple(Document(f"unjudged-{i}", text.upper() + "  ") for i, text in enumerate(leaked)),
+                         (Query("e1", "def checksum(data):\n    return sum(data) % 256", "python"),), Qrels({"e1": {"judged": 1}}))
+
+    training = build_training_set([tree], evals=[evaluation])
+    queries = {q.text for q in training.dataset.queries}
+    assert not queries & set(leaked)
+    assert len(training.dataset.queries) == len(before.dataset.queries) - 3
+    summary = training.leakage[0]
+    assert summary.text_counts["train query = eval document (exact)"] == 3 and summary.dropped_train_queries == 3
+    assert sum(summary.counts.values()) == 0  # the judged-pair checks alone saw nothing
+
+
+def _tiny_run(workspace: Workspace, name: str, **kwargs) -> Path:
+    examples = [TrainingExample(f"how to {verb} a file", f"def {verb}_file(path):\n    return {verb}(path)", (f"def {verb}_dir(p): pass",))
+                for verb in ("open", "close", "read", "write", "copy", "move", "delete", "rename")]
+    return finetune(examples, workspace, output_name=name, batch_size=2, max_seq_length=16, learning_rate=1e-3, threads=1,
+                    progress=False, checkpoint_every=1, **kwargs)
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_with_the_same_weights(workspace):
+    from safetensors.numpy import load_file
+
+    steps = []
+    straight = _tiny_run(workspace, "straight", on_step=steps.append)
+    assert [s.step for s in steps] == [1, 2, 3, 4] and all(s.total_steps == 4 and s.loss > 0 for s in steps)
+    assert steps[1].eta_seconds == pytest.approx(steps[1].seconds)  # two steps done, two to go, same pace
+
+    def stop_after_two(step: TrainingStep) -> None:
+        if step.step == 2:
+            raise TrainingInterrupted("stopped on purpose")
+
+    with pytest.raises(TrainingInterrupted):
+        _tiny_run(workspace, "resumed", on_step=stop_after_two)
+    assert not (workspace.models_dir / "resumed").exists() and (checkpoint_dir(workspace, "resumed") / "state.pt").is_file()
+    resumed_steps = []
+    resumed = _tiny_run(workspace, "resumed", on_step=resumed_steps.append)
+    assert [s.step for s in resumed_steps] == [3, 4] and resumed_steps[0].resumed_from == 2
+    assert not checkpoint_dir(workspace, "resumed").exists()  # removed once the model is saved
+
+    a, b = load_file(str(straight / "model.safetensors")), load_file(str(resumed / "model.safetensors"))
+    assert all(np.allclose(a[name], b[name], atol=1e-6) for name in a)
+    info, straight_info = read_finetune_info(resumed), read_finetune_info(straight)
+    assert info["resumed_from_step"] == 2 and info["loss_curve"] == straight_info["loss_curve"]
+    assert straight_info["peak_rss_mb"] > 100 and straight_info["machine"]["device"] in ("cpu", "cuda")
+
+
+def test_a_checkpoint_of_other_examples_or_settings_is_not_resumed(workspace):
+    def stop_at_once(step: TrainingStep) -> None:
+        raise TrainingInterrupted("stopped")
+
+    with pytest.raises(TrainingInterrupted):
+        _tiny_run(workspace, "changed", on_step=stop_at_once)
+    steps = []
+    _tiny_run(workspace, "changed", on_step=steps.append, seed=7)  # another seed: other batches, so a fresh start
+    assert [s.step for s in steps] == [1, 2, 3, 4]

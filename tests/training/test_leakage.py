@@ -18,13 +18,16 @@ from core.training.leakage import (
     FUNCTION_NAME,
     NEAR_DUPLICATE_CODE,
     LeakageReport,
+    TEXT_CATEGORIES,
     minhash_signatures,
     Shingles,
     audit,
     audit_many,
+    audit_texts,
     code_tokens,
     detect_code_side,
     filter_train,
+    filter_train_texts,
     function_name,
     normalise_docstring,
     pairs,
@@ -263,3 +266,55 @@ def test_six_thousand_pairs_against_six_thousand_take_seconds(cosqa):
     assert report.counts()[EXACT_DOCSTRING] == len(shared)
     assert report.counts()[NEAR_DUPLICATE_CODE] >= len(shared)
     assert elapsed < 30, f"audit took {elapsed:.1f} s"  # 4-6 s on 2 busy cores; a quadratic step would take minutes
+
+
+# ---- every eval text, judged or not ----------------------------------------------------------------------
+
+def test_a_training_docstring_that_is_an_unjudged_eval_document_is_found_and_counted_by_category():
+    """The pair checks only see judged eval pairs; the text audit sees the whole eval corpus."""
+    train = Dataset("train", (Document("f1", "def load(path):\n    return open(path).read()"),),
+                    (Query("q1", "Read the whole configuration file into memory."),), Qrels({"q1": {"f1": 1}}))
+    evaluation = Dataset("eval", (Document("judged", "Return the average of a window."),
+                                  Document("unjudged", "read the whole configuration-file into memory")),
+                         (Query("e1", MOVING_AVERAGE),), Qrels({"e1": {"judged": 1}}))
+
+    assert audit(train, evaluation, code_sides={"train": "document", "eval": "query"}).overlaps == ()  # the old blind spot
+    report = audit_texts(train, [evaluation])[0]
+    assert [(o.category, o.train_id, o.eval_id) for o in report.overlaps] == [
+        ("train query = eval document (exact)", "q1", "unjudged")]
+    counts = report.counts()
+    assert set(counts) == set(TEXT_CATEGORIES) and counts["train query = eval document (exact)"] == 1
+    assert sum(counts.values()) == 1
+
+
+def test_a_corpus_document_near_copying_an_eval_query_is_found_and_leaves_the_corpus():
+    """A function that would only ever be mined as a negative still must not be one an eval query holds."""
+    renamed = MOVING_AVERAGE.replace("averages", "smoothed")  # a renamed variable: near, not exact
+    train = Dataset("train", (Document("pos", "def area(r):\n    return 3.14159 * r * r"), Document("neg", renamed),
+                              Document("other", "def perimeter(r):\n    return 2 * 3.14159 * r")),
+                    (Query("q1", "Area of a circle."), Query("q2", "Perimeter of a circle.")),
+                    Qrels({"q1": {"pos": 1}, "q2": {"other": 1}}))
+    evaluation = Dataset("eval", (Document("d", "Average of each window of values."),), (Query("e1", MOVING_AVERAGE),),
+                         Qrels({"e1": {"d": 1}}))
+
+    report = audit_texts(train, [evaluation])[0]
+    assert {(o.category, o.train_id) for o in report.overlaps} == {("train document ≈ eval query (near-duplicate)", "neg")}
+    assert 0.8 <= report.overlaps[0].similarity < 1.0
+    filtered = filter_train_texts(train, report.leaked_train_ids("query"), report.leaked_train_ids("document"))
+    assert [d.id for d in filtered.documents] == ["pos", "other"] and [q.id for q in filtered.queries] == ["q1", "q2"]
+
+
+def test_dropping_a_positive_drops_its_query_and_dropping_everything_is_refused():
+    train = Dataset("train", (Document("a", "alpha beta gamma delta"), Document("b", "epsilon zeta eta theta")),
+                    (Query("q1", "first"), Query("q2", "second")), Qrels({"q1": {"a": 1}, "q2": {"b": 1}}))
+    assert [q.id for q in filter_train_texts(train, set(), {"a"}).queries] == ["q2"]
+    with pytest.raises(DatasetError, match="nothing is left"):
+        filter_train_texts(train, {"q2"}, {"a"})
+
+
+def test_text_audit_of_cosqa_against_itself_finds_every_query_and_document(cosqa):
+    small = cosqa.subset([q.id for q in cosqa.judged_queries[:30]])
+    report = audit_texts(small, [small])[0]
+    counts = report.counts()
+    assert counts["train query = eval query (exact)"] == len({q.id for q in small.queries})
+    assert counts["train document = eval document (exact)"] == len(small.documents)

@@ -1,0 +1,58 @@
+"""Recipes: which source trees a recipe finds on this machine, and how command-line options override its settings."""
+from __future__ import annotations
+
+import argparse
+import zipfile
+from dataclasses import replace
+
+import pytest
+
+from core.cli import training as training_commands
+from core.errors import WorkbenchError
+from core.training.recipes import RECIPES, SourceTree, get_recipe, recipe_trees
+
+
+def test_code_v1_reads_several_languages_and_reports_what_is_missing_instead_of_failing(tmp_path, workspace):
+    go = tmp_path / "gocode" / "src"
+    go.mkdir(parents=True)
+    recipe = replace(get_recipe("code-v1"), packages=("click", "no_such_package_xyz"),
+                     trees=(SourceTree("go", str(tmp_path / "gocode" / "src"), "apt: test"),
+                            SourceTree("ruby", str(tmp_path / "nowhere" / "*"), "apt: missing")))
+    found, missing = recipe_trees(recipe, workspace)
+    assert [origin for _, origin in found] == ["pip: click", "apt: test"]
+    assert found[1][0] == go
+    assert [(tree.language, tree.origin) for tree in missing] == [("python", "pip: no_such_package_xyz"), ("ruby", "apt: missing")]
+
+
+def test_java_sources_are_unpacked_once_from_a_jdk_zip_keeping_java_base_only(tmp_path, workspace):
+    archive = tmp_path / "jdk" / "lib" / "src.zip"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("java.base/java/util/Lists.java", "class Lists {}")
+        zipped.writestr("java.desktop/java/awt/Frame.java", "class Frame {}")
+    recipe = replace(get_recipe("code-v1"), packages=(), trees=(SourceTree("java", str(archive), "apt: openjdk-17-source"),))
+    (folder, _), = recipe_trees(recipe, workspace)[0]
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.java")) == ["java.base/java/util/Lists.java"]
+    assert recipe_trees(recipe, workspace)[0][0][0] == folder  # reused, not unpacked again
+
+
+def test_unknown_recipe_is_refused_with_the_known_ones():
+    with pytest.raises(WorkbenchError, match="code-v1"):
+        get_recipe("code-v9")
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    training_commands.register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["finetune", "--output", "x", *argv])
+
+
+def test_command_line_options_override_the_recipes_settings_and_plain_defaults_apply_without_one():
+    recipe = RECIPES["code-v1"]
+    settings = training_commands.resolved_settings(_args("--recipe", "code-v1", "--max-examples", "320", "--epochs", "1"))
+    assert settings["max_examples"] == 320 and settings["epochs"] == 1
+    assert settings["batch_size"] == recipe.batch_size and settings["queries"] == "template"
+    assert settings["checkpoint_every"] == recipe.checkpoint_every
+    plain = training_commands.resolved_settings(_args())
+    assert plain == training_commands.PLAIN_DEFAULTS
+    assert training_commands.resolved_settings(_args("--queries", "template"))["queries"] == "template"
