@@ -1,7 +1,7 @@
 """codeir workbench: the Streamlit entry point. Builds navigation and the shared sidebar only."""
 import streamlit as st
 
-from ui.state import sidebar
+from ui.state import note_page, sidebar
 
 st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
 
@@ -19,5 +19,9 @@ PAGES = [
 ]
 
 navigation = st.navigation(PAGES)
+note_page(navigation.url_path)
 st.session_state["_selection"] = sidebar()
-navigation.run()
+try:
+    navigation.run()
+finally:
+    note_page(None)  # the switch is over: a later run on the same page may write its URL parameters

@@ -21,7 +21,7 @@ from core.evaluation.compare import (
 from core.errors import WorkbenchError
 from core.evaluation.metrics import parse_metric
 from ui.render import escape_markdown
-from ui.state import current_selection, get_engine, get_evaluation, get_run
+from ui.state import current_selection, get_engine, get_evaluation, page_params, run_profiles
 
 OUTCOME_COLOURS = {"A wins": "#1f77b4", "tie": "#9e9e9e", "B wins": "#d62728"}
 SHOW = {"all": "all queries", "b_wins": "lost by A, won by B", "a_wins": "won by A, lost by B", "ties": "ties (A = B)"}
@@ -35,9 +35,8 @@ if not sel.profile_names:
     st.stop()
 try:
     engine = get_engine(sel)
-    with st.spinner("Running the selected profiles…"):
-        runs = [get_run(engine, name) for name in sel.profile_names]
-        evaluations = [get_evaluation(engine, run, sel.metrics) for run in runs]
+    runs = run_profiles(engine, list(sel.profile_names))
+    evaluations = [get_evaluation(engine, run, sel.metrics) for run in runs]
 except WorkbenchError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
@@ -64,7 +63,7 @@ left, middle, right = st.columns(3)
 metric = left.selectbox("Metric", list(sel.metrics), key="breakdown_metric", format_func=lambda m: parse_metric(m).label())
 profile_a = middle.selectbox("Profile A", profiles, key="breakdown_a")
 profile_b = right.selectbox("Profile B", profiles, key="breakdown_b")
-st.query_params["a"], st.query_params["b"] = profile_a, profile_b
+page_params(a=profile_a, b=profile_b)
 label = parse_metric(metric).label()
 
 try:
@@ -106,7 +105,7 @@ if rows and rows[0] < len(shown):
     query_id = str(shown.index[rows[0]])
     if buttons[0].button(f"Open {escape_markdown(query_id)} in the query explorer", icon=":material/search:",
                          type="primary", key="breakdown_open"):
-        st.switch_page("pages/explorer.py", query_params={**st.query_params.to_dict(), "qid": query_id})
+        st.switch_page("pages/explorer.py", query_params={"qid": query_id})
     if profile_a != profile_b:
         moves = rank_movement(run_by_name[profile_a], run_by_name[profile_b], engine.dataset.qrels, query_id)
         st.caption(f"Where the positive of {escape_markdown(query_id)} moves from A to B")

@@ -11,7 +11,8 @@ from core.retrieval.explore import positive_ranks, query_label, rank_summary, ra
 from core.retrieval.highlight import highlight_spans
 from core.retrieval.engine import DEFAULT_DEPTH, SearchResult
 from ui.render import code_language, escape_markdown, highlighted_markdown
-from ui.state import page_engine
+from ui.progress import engine_progress
+from ui.state import page_engine, page_params
 
 PASTE, BENCHMARK = "Paste code", "Benchmark query"
 MODE_KEY, QID_KEY, TEXT_KEY = "explorer_mode", "explorer_qid", "explorer_text"
@@ -32,6 +33,10 @@ linked = st.query_params.get("qid")
 if linked and linked != st.session_state.get(SEEN_LINK_KEY) and linked in dataset.query_index:
     st.session_state[MODE_KEY] = BENCHMARK
     st.session_state[QID_KEY] = linked
+elif linked and linked not in dataset.query_index:
+    st.warning(f"The link names query {escape_markdown(linked)}, which {escape_markdown(dataset.name)} does not have; "
+               "pick a benchmark query below or paste code.")
+    linked = None
 st.session_state[SEEN_LINK_KEY] = linked
 if st.session_state.get(QID_KEY) not in dataset.query_index:
     st.session_state.pop(QID_KEY, None)  # a query of another dataset
@@ -39,8 +44,7 @@ if st.session_state.get(QID_KEY) not in dataset.query_index:
 mode = st.radio("Query", [PASTE, BENCHMARK], key=MODE_KEY, horizontal=True, label_visibility="collapsed")
 query_text, positives, query_id = None, [], None
 if mode == PASTE:
-    if "qid" in st.query_params:
-        del st.query_params["qid"]
+    page_params(qid=None)
     st.session_state[SEEN_LINK_KEY] = None
     text = st.text_area("Code query", key=TEXT_KEY, height=180,
                         placeholder="def read_json(path):\n    with open(path) as handle:\n        return json.load(handle)")
@@ -55,7 +59,7 @@ if mode == PASTE:
 else:
     query_id = st.selectbox(f"Benchmark query ({len(dataset.queries):,})", [q.id for q in dataset.queries], key=QID_KEY,
                             format_func=lambda qid: query_label(dataset.query(qid)))
-    st.query_params["qid"] = query_id
+    page_params(qid=query_id)
     st.session_state[SEEN_LINK_KEY] = query_id
     query = dataset.query(query_id)
     st.code(query.text, language=code_language(dataset.query_language(query_id)),
@@ -75,7 +79,8 @@ if query_text is None:
 
 
 def _search(name: str) -> SearchResult:
-    engine.warm([name])  # open indexes and load models first, so the latency shown is the search alone
+    with engine_progress(engine, f"Preparing {name}…"):
+        engine.warm([name])  # open indexes and load models first (a bar while they build), so the latency is the search alone
     if query_id is not None:
         return search_benchmark_query(engine, name, query_id, DEFAULT_DEPTH)
     return engine.search(name, query_text, DEFAULT_DEPTH)
@@ -88,8 +93,7 @@ for start in range(0, len(names), per_row):
         with column:
             st.subheader(escape_markdown(name), anchor=False)
             try:
-                with st.spinner(f"Searching with {escape_markdown(name)}…"):
-                    result = _search(name)
+                result = _search(name)
             except QueryError as exc:
                 st.warning(escape_markdown(str(exc)))
                 continue

@@ -5,7 +5,7 @@ from core.errors import WorkbenchError
 from core.evaluation.failures import explain_failure, find_failures
 from core.evaluation.tags import REASONS, load_tags, remove_tag, save_tag, tags_frame
 from ui.render import escape_markdown
-from ui.state import current_selection, get_engine, get_run
+from ui.state import ARRIVED_KEY, current_selection, get_engine, page_params, run_profiles
 
 
 def _rank_text(rank: int | None) -> str:
@@ -28,11 +28,9 @@ left, right = st.columns([3, 1])
 profile = left.selectbox("Profile", profiles, key="failures_profile")
 k = right.number_input("k", min_value=1, max_value=100, value=10, step=1, key="failures_k",
                        help="A query fails when none of its relevant documents is in the top k.")
-st.query_params["profile"] = profile
 try:
     engine = get_engine(sel)
-    with st.spinner("Running the selected profiles…"):
-        runs = {name: get_run(engine, name) for name in profiles}
+    runs = dict(zip(profiles, run_profiles(engine, profiles)))
     dataset = engine.dataset
     failures = find_failures(dataset, runs[profile], int(k))
 except WorkbenchError as exc:
@@ -47,6 +45,7 @@ st.metric(f"Queries failing at k={k}", f"{len(failures)} of {judged}",
           help="No relevant document in the top k; worst first (not retrieved, then deepest).")
 if not failures:
     st.success(f"{profile} finds a relevant document in the top {k} for every query.")
+    page_params(profile=profile, qid=None)
 else:
     tagged = {tag.query_id: tag.reason for tag in book.tags if tag.dataset == dataset.name and tag.profile == profile}
     st.dataframe([{"query_id": f.query_id, "positive rank": _rank_text(f.positive_rank), "language": f.language,
@@ -59,9 +58,12 @@ else:
     if st.session_state.get("failures_qid") not in ids:
         wanted = st.query_params.get("qid")
         st.session_state["failures_qid"] = wanted if wanted in ids else ids[0]
+        if wanted and wanted not in ids and st.session_state.get(ARRIVED_KEY):
+            st.warning(f"The link names query {escape_markdown(wanted)}, which is not among {escape_markdown(profile)}'s "
+                       f"failures at k={k} on {escape_markdown(dataset.name)}; showing the worst failure instead.")
     query_id = st.selectbox("Failure", ids, key="failures_qid",
                             format_func=lambda q: f"{q} · rank {_rank_text(by_id[q].positive_rank)} · {by_id[q].preview}")
-    st.query_params["qid"] = query_id
+    page_params(profile=profile, qid=query_id)
     others = [runs[name] for name in profiles if name != profile]
     explanation = explain_failure(dataset, runs[profile], query_id, int(k), others)
 

@@ -16,6 +16,7 @@ from core.retrieval.engine import Engine
 from core.evaluation.significance import markers_frame
 from core.retrieval.runs import Run, list_runs, load_run, read_trec, save_run
 from ui.render import escape_markdown, metrics_bar_chart, styled_leaderboard
+from ui.progress import count, engine_progress
 from ui.state import get_evaluation, get_run, page_engine
 
 ADDED_KEY = "leaderboard_added_runs"
@@ -37,24 +38,13 @@ def _saved_evaluation(runs_dir: str, run_id: str, metrics: tuple[str, ...], data
 def _evaluate_missing(engine: Engine, names: list[str]) -> list[str]:
     """Run, save and cache each profile, drawing progress per profile and per index build; return failures."""
     failures = []
-    bar = st.progress(0.0, text=f"Evaluating {len(names)} profile(s)…")
-    previous = engine.progress
-    for position, name in enumerate(names):
-        def report(stage: str, fraction: float, position: int = position, name: str = name) -> None:
-            overall = (position + 0.8 * min(max(fraction, 0.0), 1.0)) / len(names)
-            bar.progress(min(overall, 1.0), text=f"{name}: {stage} ({fraction:.0%})")
-
-        engine.progress = report
-        try:
-            bar.progress(position / len(names), text=f"{name}: opening indexes and models")
-            engine.warm([name])
-            bar.progress((position + 0.8) / len(names), text=f"{name}: retrieving {len(engine.dataset.judged_queries)} queries")
-            save_run(get_run(engine, name), engine.workspace.runs_dir)
-        except WorkbenchError as exc:
-            failures.append(f"{name}: {exc}")
-        finally:
-            engine.progress = previous
-    bar.progress(1.0, text="Done.")
+    with engine_progress(engine, f"Evaluating {len(names)} profile(s)…") as bar:
+        for position, name in enumerate(names):
+            count(bar, f"evaluating {name} (profile {position + 1} of {len(names)})", position, len(names), "profiles")
+            try:
+                save_run(get_run(engine, name), engine.workspace.runs_dir)
+            except WorkbenchError as exc:
+                failures.append(f"{name}: {exc}")
     return failures
 
 

@@ -9,6 +9,7 @@ from core.evaluation.metrics import parse_metric
 from core.evaluation.sweep import (DEFAULT_BM25_VALUES, DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, sweep_bm25, sweep_frame,
                         sweep_hybrid_weight, sweep_rerank_pool)
 from ui.render import escape_markdown
+from ui.progress import engine_progress
 from ui.state import page_engine
 
 POOL_CHOICES = (1, 5, 10, 20, 30, 50, 75, 100, 200)
@@ -54,7 +55,7 @@ def _run(kind: str, settings: tuple, sweep, *args) -> list[SweepPoint] | None:
     """Run a sweep once per settings and keep its points for later reruns of the page."""
     results = st.session_state.setdefault(RESULTS_KEY, {})
     try:
-        with st.spinner("Running each setting over every judged query…"):
+        with engine_progress(engine, "Running each setting over every judged query…"):
             results[kind] = (settings, sweep(*args))
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ProfileError
+from core.progress import StageCounter
 from core.evaluation.metrics import evaluate, parse_metric
 from core.retrieval.profiles import Bm25Profile, HybridProfile, Profile, RerankProfile, check_references, profile_to_dict
 from core.retrieval.engine import DEFAULT_DEPTH, Engine
@@ -56,8 +57,12 @@ def run_points(engine: Engine, param: str, variants: Sequence[tuple[float, Profi
     check_references(profiles)
     sweeper = replace(engine, profiles=profiles)  # shares the engine's indexes, models and result cache
     # One untimed pass first: it fills the member caches and warms the code paths, so the first point is not
-    # charged for them and the points compare fairly.
+    # charged for them and the points compare fairly. Index building reports its own stages; then the
+    # points are counted as one stage, without each point's "retrieving" steps.
     sweeper.warm([warm_up.name])
+    counter = StageCounter(engine.progress, f"sweeping {param} of {variants[0][1].name.split('~')[0]}", len(variants), "settings")
+    counter(0)
+    sweeper.progress = None
     sweeper.run(warm_up.name, depth=depth)
     points = []
     for value, profile in variants:
@@ -65,6 +70,7 @@ def run_points(engine: Engine, param: str, variants: Sequence[tuple[float, Profi
         run = sweeper.run(profile.name, depth=depth)
         score = evaluate(engine.dataset.qrels, run, [metric]).mean()[metric]
         points.append(SweepPoint(param, value, metric, score, float(run.meta["ms_per_query"]), profile.name))
+        counter(len(points))
     return points
 
 

@@ -16,7 +16,7 @@ import os
 import shutil
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +27,7 @@ import pyarrow as pa
 from core.data.datasets import Dataset
 from core.index.encoders import Encoder
 from core.errors import IndexCorruptError
+from core.progress import ItemProgress
 from core.index.lexical import BuildReport
 from core.workspace import Workspace, slug
 
@@ -188,11 +189,13 @@ def read_checked_table(db, name: str, expected: dict) -> tuple[object, np.ndarra
 
 
 def _embed_resumable(texts: Sequence[str], encoder: Encoder, partial_dir: Path,
-                     progress: Callable[[float], None] | None) -> np.ndarray:
+                     progress: ItemProgress | None) -> np.ndarray:
     """Embed in checkpointed chunks: chunks already on disk from an interrupted build are reused."""
     partial_dir.mkdir(parents=True, exist_ok=True)
     size = embed_chunk_size()
     chunks = []
+    if progress:
+        progress("embed", 0, len(texts))
     for start in range(0, len(texts), size):
         path = partial_dir / f"{start:09d}.npy"
         if path.is_file():
@@ -202,6 +205,8 @@ def _embed_resumable(texts: Sequence[str], encoder: Encoder, partial_dir: Path,
                 # checkpoint written with another chunk size is reused only when it covers the same rows
                 if chunk.shape == (len(texts[start:start + size]), encoder.dim) and np.isfinite(chunk).all():
                     chunks.append(chunk)
+                    if progress:
+                        progress("embed", min(start + size, len(texts)), len(texts))
                     continue
             except (OSError, ValueError, EOFError):
                 pass  # a damaged chunk is recomputed (writes are atomic, so a kill leaves none)
@@ -211,7 +216,7 @@ def _embed_resumable(texts: Sequence[str], encoder: Encoder, partial_dir: Path,
         tmp.replace(path)
         chunks.append(chunk)
         if progress:
-            progress(min(1.0, (start + size) / max(len(texts), 1)))
+            progress("embed", min(start + size, len(texts)), len(texts))
     return np.concatenate(chunks) if chunks else np.zeros((0, encoder.dim), np.float32)
 
 
@@ -228,7 +233,7 @@ def _drop_damaged(db, workspace: Workspace, name: str) -> None:
 
 
 def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: Sequence[str], encoder: Encoder,
-                   what: str, rebuild: bool, progress: Callable[[float], None] | None, stale_prefix: str):
+                   what: str, rebuild: bool, progress: ItemProgress | None, stale_prefix: str):
     db = _connect(workspace)
     expected = {"fingerprint": encoder.fingerprint, "count": len(ids), "dim": encoder.dim}
     started = time.perf_counter()
@@ -250,10 +255,14 @@ def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: S
         if rebuild:
             shutil.rmtree(partial_dir, ignore_errors=True)
         vectors = _embed_resumable(texts, encoder, partial_dir, progress)
+        if progress:
+            progress("store", 0, len(ids))
         table = db.create_table(name, record_batches(vectors_to_arrow(ids, vectors, expected)), mode="overwrite")
         if len(ids) > ANN_THRESHOLD:
             table.create_index(metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)
         table, vectors, _ = read_checked_table(db, name, expected)
+        if progress:
+            progress("store", len(ids), len(ids))
         shutil.rmtree(partial_dir, ignore_errors=True)
         for other in table_names(db):  # older versions of this (dataset, model, backend) are dropped once the new one serves
             if other != name and other.startswith(stale_prefix) and _backend_tag(other) == _backend_tag(name):
@@ -262,7 +271,7 @@ def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: S
 
 
 def open_vector_index(workspace: Workspace, dataset: Dataset, encoder: Encoder, rebuild: bool = False,
-                      progress: Callable[[float], None] | None = None) -> tuple[VectorIndex, BuildReport]:
+                      progress: ItemProgress | None = None) -> tuple[VectorIndex, BuildReport]:
     """The corpus embeddings of ``dataset`` under ``encoder``, computed once and then reused."""
     name = corpus_table_name(dataset, encoder)
     prefix = f"docs__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__"
@@ -273,7 +282,7 @@ def open_vector_index(workspace: Workspace, dataset: Dataset, encoder: Encoder, 
 
 
 def benchmark_query_vectors(workspace: Workspace, dataset: Dataset, encoder: Encoder,
-                            progress: Callable[[float], None] | None = None) -> tuple[dict[str, int], np.ndarray, BuildReport]:
+                            progress: ItemProgress | None = None) -> tuple[dict[str, int], np.ndarray, BuildReport]:
     """Embeddings of all benchmark queries (cached in LanceDB): query id -> row, and the matrix."""
     name = query_table_name(dataset, encoder)
     prefix = f"queries__{slug(dataset.name, 60)}__{slug(encoder.name, 40)}__"
