@@ -95,8 +95,9 @@ for name in profiles:  # short headers: a profile's metric, then its positive's 
         name, format="%.3f", width=95, help=f"{label} of {name}")
     columns[rank_column(name)] = st.column_config.NumberColumn(
         "rank", format="%d", width=60, help=f"Rank of the positive under {name}; None: not retrieved")
-order = (["language"] if table["language"].nunique() > 1 else []) + ["length", "query"] + \
-    [c for c in shown.columns if c not in BASE_COLUMNS]
+# the profiles' metric and rank columns first: at 1024 px the query text would push them out of sight
+order = [c for c in shown.columns if c not in BASE_COLUMNS] + \
+    (["language"] if table["language"].nunique() > 1 else []) + ["length", "query"]
 picked = st.dataframe(shown, column_config=columns, column_order=order, on_select="rerun", selection_mode="single-row",
                       key="breakdown_table", width="stretch", height=min(38 + 35 * len(shown), 420))
 rows = picked.selection.rows

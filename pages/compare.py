@@ -5,6 +5,8 @@ import streamlit as st
 
 from core.errors import WorkbenchError
 from core.evaluation.metrics import parse_metric
+from core.evaluation.leaderboard import with_saved_ids
+from core.retrieval.runs import list_runs
 from core.evaluation.report import build_report, default_report_dir, report_zip
 from core.evaluation.significance import CORRECTIONS, TESTS, compare_all, marked_leaderboard
 from ui.render import escape_markdown
@@ -46,7 +48,8 @@ baseline = None if baseline_choice == EVERY_PAIR else baseline_choice
 page_params(cmp_metric=metric, cmp_test=test, cmp_correction=correction, cmp_baseline=baseline_choice)
 
 try:
-    runs = run_profiles(engine, names)
+    runs = with_saved_ids(run_profiles(engine, names), engine.dataset, engine.profiles,
+                          list_runs(engine.workspace.runs_dir, engine.dataset.name))
     evaluations = [get_evaluation(engine, run, tuple(metric_keys)) for run in runs]
     bar = ProgressBar("Testing significance…")
     table = compare_all(evaluations, metric, baseline, test, correction, alpha, progress=bar)

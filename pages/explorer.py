@@ -10,7 +10,7 @@ from core.errors import QueryError, WorkbenchError
 from core.retrieval.explore import positive_ranks, query_label, rank_summary, ranked_documents, search_benchmark_query
 from core.retrieval.highlight import highlight_spans
 from core.retrieval.engine import DEFAULT_DEPTH, SearchResult
-from ui.render import code_language, escape_markdown, highlighted_markdown
+from ui.render import code_language, escape_markdown, highlighted_markdown, preview_text
 from ui.progress import engine_progress
 from ui.state import page_engine, page_params
 
@@ -20,9 +20,12 @@ SUBMITTED_KEY = "explorer_submitted"  # the pasted text last searched
 SEEN_LINK_KEY = "explorer_seen_qid"  # the ?qid= value already applied, so a link opens its query once
 
 
+TOP_PREVIEW_CHARS = 300  # of the top document, shown as wrapped text above each profile's table
+
+
 def _per_row(profiles: int) -> int:
-    """Profile columns per row: up to three side by side; four as two pairs, so document text stays readable."""
-    return profiles if profiles <= 3 else 2 if profiles == 4 else 3
+    """Profile columns per row: at most two side by side, so a docstring keeps a readable width at 1024 px."""
+    return min(profiles, 2)
 
 
 sel, engine = page_engine()
@@ -89,7 +92,7 @@ def _search(name: str) -> SearchResult:
 names = list(sel.profile_names)
 per_row = _per_row(len(names))
 for start in range(0, len(names), per_row):
-    for column, name in zip(st.columns(per_row, border=True), names[start:start + per_row]):
+    for position, (column, name) in enumerate(zip(st.columns(per_row, border=True), names[start:start + per_row]), start):
         with column:
             st.subheader(escape_markdown(name), anchor=False)
             try:
@@ -114,14 +117,23 @@ for start in range(0, len(names), per_row):
                 latency = st.container()
             latency.metric("Latency", f"{result.seconds * 1000:.1f} ms", help=latency_help)
             table = ranked_documents(dataset, result.ranking, query_text, k, positives)
-            st.dataframe(table, hide_index=True, width="stretch", key=f"explorer_table_{name}",
-                         column_order=["relevant", "rank", "document", "shared", "score", "doc id"],
-                         column_config={"relevant": st.column_config.TextColumn("✅", width=40, help="relevant document"),
-                                        "rank": st.column_config.NumberColumn("#", width=40),
-                                        "document": st.column_config.TextColumn("document", width="large"),
-                                        "shared": st.column_config.TextColumn("shared", help="identifiers also in the query"),
-                                        "score": st.column_config.NumberColumn("score", format="%.4f")})
-            with st.expander("Shared identifiers, highlighted"):
+            if len(table):
+                top = table.iloc[0]
+                with st.container(key=f"explorer_top_{position}"):
+                    st.markdown(f"**Top document** · {escape_markdown(top['doc id'])}{' ✅' if top['relevant'] else ''}  \n"
+                                + escape_markdown(preview_text(top["document"], TOP_PREVIEW_CHARS)))
+            # Rows taller than 4rem let the grid wrap text: about four lines of each docstring show in its row.
+            st.dataframe(table, hide_index=True, width="stretch", key=f"explorer_table_{name}", row_height=88,
+                         column_order=["rank", "relevant", "document", "score", "shared", "doc id"],
+                         column_config={"relevant": st.column_config.TextColumn("✅", width=34, help="relevant document"),
+                                        "rank": st.column_config.NumberColumn("#", width=34),
+                                        "document": st.column_config.TextColumn("document", width="large",
+                                                                                help="click a cell to read all of it"),
+                                        "shared": st.column_config.TextColumn("shared", width="small",
+                                                                              help="identifiers also in the query"),
+                                        "score": st.column_config.NumberColumn("score", format="%.4f", width=70),
+                                        "doc id": st.column_config.TextColumn("doc id", width="small")})
+            with st.expander("Full text, shared identifiers highlighted"):
                 for row in table.to_dict("records"):
                     mark = " ✅" if row["relevant"] else ""
                     shared = [token for token in row["shared"].split(", ") if token]

@@ -2,7 +2,7 @@
 import streamlit as st
 
 from core.errors import WorkbenchError
-from core.evaluation.failures import explain_failure, find_failures
+from core.evaluation.failures import dense_model_of, semantic_reading, explain_failure, find_failures
 from core.evaluation.tags import REASONS, load_tags, remove_tag, save_tag, tags_frame
 from ui.render import escape_markdown
 from ui.state import ARRIVED_KEY, current_selection, get_engine, page_params, run_profiles
@@ -90,7 +90,23 @@ else:
         st.markdown("**Suggested reasons** (heuristics: you decide)")
         for suggestion in explanation.suggestions:
             st.text(f"{suggestion.reason}: {suggestion.detail}")
-        if not explanation.suggestions:
+        dense = dense_model_of(engine.profile(profile), engine.profiles)
+        reading = None
+        if dense is not None:
+            try:
+                reading = semantic_reading(engine, explanation, *dense)
+            except WorkbenchError as exc:
+                st.warning(escape_markdown(str(exc)))
+        if reading is not None:
+            st.markdown(f"**Semantic reading** ({escape_markdown(reading.model)} embeddings)")
+            cells = st.columns(3)
+            cells[0].metric("Positive cosine", f"{reading.positive_cosine:.3f}", help="query · best positive")
+            cells[1].metric(f"Rank {reading.distractor_rank} cosine", f"{reading.distractor_cosine:.3f}",
+                            help=f"query · {reading.distractor_id}, the document above the positive closest to the query")
+            cells[2].metric("Margin", f"{reading.margin:+.3f}", help="how much closer the distractor is than the positive")
+            for hint in reading.hints:
+                st.text(f"{hint.reason}: {hint.detail}")
+        elif not explanation.suggestions:
             st.caption("No heuristic fits this case.")
 
     st.subheader(f"Ranked above the positive (top {len(explanation.outranking)})")

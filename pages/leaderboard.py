@@ -13,7 +13,7 @@ from core.evaluation.leaderboard import (RUN_ID_COLUMN, TIME_COLUMN, best_rows, 
                               profile_statuses, saved_run_label, saved_runs_table, status_table)
 from core.evaluation.metrics import Evaluation, evaluate, parse_metric
 from core.retrieval.engine import Engine
-from core.evaluation.significance import markers_frame
+from core.evaluation.significance import markers_frame, run_letters, superscript
 from core.retrieval.runs import Run, list_runs, load_run, read_trec, save_run
 from ui.render import escape_markdown, metrics_bar_chart, styled_leaderboard
 from ui.progress import count, engine_progress
@@ -116,17 +116,24 @@ else:
     best = best_rows(table, [*metric_columns, TIME_COLUMN])
     markers = significance_markers(labels, evaluations, sel.metrics)
     st.dataframe(styled_leaderboard(table, best, metric_columns, TIME_COLUMN, markers), width="stretch",
+                 column_order=[TIME_COLUMN, *metric_columns, RUN_ID_COLUMN],
                  column_config={"_index": st.column_config.TextColumn("run", pinned=True),
+                                # pinned beside the run name, so extra cutoffs never push the time out of sight
+                                TIME_COLUMN: st.column_config.Column(TIME_COLUMN, pinned=True, width=80),
                                 RUN_ID_COLUMN: st.column_config.TextColumn(RUN_ID_COLUMN, width="medium"),
-                                **{key: st.column_config.Column(parse_metric(key).label()) for key in metric_columns}})
-    st.caption("**Bold**: best in its column (for ms/query, the fastest). Superscript letters: the rows (a = first, "
-               "b = second, ...) this row beats significantly — paired randomization test, 10,000 permutations, Holm "
+                                **{key: st.column_config.Column(parse_metric(key).label(), width=82) for key in metric_columns}})
+    if markers is not None:
+        legend = " · ".join(f"{superscript(letter)} = {escape_markdown(label)}" for label, letter in run_letters(labels).items())
+        st.markdown(f"**Significance letters:** {legend}", help="A letter beside a value: this row beats that letter's "
+                    "row significantly on that metric.")
+    st.caption("**Bold**: best in its column (for ms/query, the fastest). Superscript letters name the rows this row "
+               "beats significantly (legend above) — paired randomization test, 10,000 permutations, Holm "
                "correction per metric, alpha 0.05; other tests on *Significance & report*. ms/query: retrieval time per "
                "query on this machine, index building and model loading excluded.")
     st.download_button("Download CSV", table.to_csv().encode("utf-8"), file_name=f"leaderboard-{dataset.name}.csv",
                        mime="text/csv", key="leaderboard_csv", on_click="ignore", icon=":material/download:")
 
-    chart_tab, language_tab = st.tabs(["Chart", "By language"])
+    chart_tab, language_tab = st.tabs(["Chart", "By language"], key="leaderboard_tab", on_change="rerun")
     with chart_tab:
         st.plotly_chart(metrics_bar_chart(table, metric_columns), width="stretch")
     with language_tab:

@@ -94,7 +94,8 @@ label = parse_metric(metric).label()
 rerank_names = [n for n, p in engine.profiles.items() if p.kind == "rerank"]
 hybrid_names = [n for n, p in engine.profiles.items() if p.kind == "hybrid" and len(p.members) == 2]
 bm25_names = [n for n, p in engine.profiles.items() if p.kind == "bm25"]
-pool_tab, weight_tab, bm25_tab = st.tabs(["Rerank pool depth", "Hybrid weight", "BM25 k1 / b"])
+pool_tab, weight_tab, bm25_tab = st.tabs(["Rerank pool depth", "Hybrid weight", "BM25 k1 / b"], key="sweep_tab",
+                                        on_change="rerun")  # keyed: a run keeps the user on the tab they ran
 
 with pool_tab:
     if not rerank_names:

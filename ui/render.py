@@ -40,6 +40,12 @@ def _escape_line(line: str, line_start: bool = True) -> str:
     return "\u00a0" + escaped[1:] if line_start and escaped.startswith(" ") else escaped
 
 
+def preview_text(text: str, limit: int) -> str:
+    """``text`` on one line (runs of whitespace made one space), cut to ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
 def escape_markdown(text: str) -> str:
     """``text`` as markdown that renders literally, line breaks and indentation kept."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")

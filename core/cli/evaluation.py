@@ -65,11 +65,14 @@ def cmd_compare(args, workspace: Workspace) -> None:
 
 def cmd_report(args, workspace: Workspace) -> None:
     from core.evaluation.metrics import DEFAULT_METRICS
+    from core.evaluation.leaderboard import with_saved_ids
     from core.evaluation.report import build_report
+    from core.retrieval.runs import list_runs
 
     metrics = split_names(args.metrics) or list(DEFAULT_METRICS)
     engine, result = evaluated(workspace, args.dataset, args.profiles, metrics, args.depth)
-    files = build_report(engine.dataset, result.evaluations, result.runs, metrics, args.baseline, Path(args.out),
+    runs = with_saved_ids(result.runs, engine.dataset, engine.profiles, list_runs(workspace.runs_dir, engine.dataset.name))
+    files = build_report(engine.dataset, result.evaluations, runs, metrics, args.baseline, Path(args.out),
                          failures_top_n=args.failures, test=args.test, correction=args.correction, alpha=args.alpha)
     print(f"wrote {files.html}\nwrote {files.markdown} (+ {len(files.images)} images in {files.markdown.parent / 'images'})")
 

@@ -178,7 +178,7 @@ def test_markup_in_a_pasted_query_is_shown_as_text_and_never_runs(page, app_serv
     page.get_by_role("button", name="Search").click()
     page.wait_for_selector('[data-testid="stColumn"] [data-testid="stDataFrame"]')
     wait_for_app(page)
-    for expander in page.get_by_text("Shared identifiers, highlighted").all():
+    for expander in page.get_by_text("Full text, shared identifiers highlighted").all():
         expander.click()
     wait_for_app(page)
     assert exceptions(page) == []

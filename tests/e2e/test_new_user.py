@@ -1,0 +1,126 @@
+"""What a new user hit (issue 16), driven in headless Chromium at the widths where it showed.
+
+Readable top documents at 1024 and 1400 px, one history entry per sidebar click, page parameters that
+stay on their page, links naming unknown things, results drawn in the tab the user acted in, and a
+legend naming each significance letter.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from core.evaluation.significance import run_letters, superscript
+from tests.e2e.conftest import DATASET
+from tests.e2e.test_browser import (CODE_QUERY, current_page_title, exceptions, go_to, normalize, open_app, screenshot,
+                                    wait_for_app)
+from ui.state import DEFAULT_SELECTED as SELECTED
+
+pytestmark = pytest.mark.e2e
+
+
+def sidebar_dataset(page) -> str:
+    return page.get_by_test_id("stSidebar").get_by_role("combobox", name="Dataset", exact=True).input_value()
+
+
+def history_length(page) -> int:
+    return page.evaluate("() => window.history.length")
+
+
+@pytest.mark.parametrize("width", [1024, 1400])
+def test_the_first_120_characters_of_each_profiles_top_document_are_visible(browser, app_server, e2e_engine, artifacts,
+                                                                             width):
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.set_default_timeout(120_000)
+    page = context.new_page()
+    try:
+        open_app(page, f"{app_server.url}/explorer?dataset={DATASET}")
+        page.get_by_label("Code query").fill(CODE_QUERY)
+        page.get_by_role("button", name="Search").click()
+        page.wait_for_function(f"() => document.querySelectorAll('[class*=st-key-explorer_top_]').length >= {len(SELECTED)}")
+        wait_for_app(page)
+        assert exceptions(page) == []
+        for position, name in enumerate(SELECTED):
+            top_id = e2e_engine.search(name, CODE_QUERY, depth=100).ranking.doc_ids[0]
+            wanted = normalize(e2e_engine.dataset.document(top_id).full_text)[:120]
+            box = page.locator(f".st-key-explorer_top_{position}")
+            box.scroll_into_view_if_needed()
+            text = normalize(box.inner_text())
+            assert top_id in text, name
+            assert wanted in text, (name, text)
+            # laid out inside the window, and nothing in it cut off sideways
+            bounds = box.bounding_box()
+            assert bounds is not None and bounds["x"] >= 0 and bounds["x"] + bounds["width"] <= width, (name, bounds)
+            assert box.evaluate("e => [...e.querySelectorAll('*')].every(c => c.scrollWidth <= c.clientWidth + 1)"), name
+        screenshot(page, artifacts / f"explorer-top-documents-{width}.png")
+    finally:
+        context.close()
+
+
+def test_one_sidebar_click_adds_one_history_entry_and_back_returns_to_the_page_before(page, app_server):
+    open_app(page, f"{app_server.url}/?dataset={DATASET}")
+    before = history_length(page)
+    go_to(page, "Query explorer")
+    assert history_length(page) == before + 1
+    assert re.search(rf"/explorer\?dataset={DATASET}", page.url)
+    assert sidebar_dataset(page) == DATASET
+    page.go_back()
+    page.wait_for_selector('[data-testid="stSidebarNavLink"][aria-current="page"]:has-text("Leaderboard")')
+    wait_for_app(page)
+    assert current_page_title(page) == "Leaderboard" and sidebar_dataset(page) == DATASET
+    assert exceptions(page) == []
+
+
+def test_the_dataset_chosen_by_a_link_survives_every_sidebar_click(page, app_server):
+    """The flaky case: a ?dataset= link, then pages reached through the sidebar. The dataset travels in each request."""
+    open_app(page, f"{app_server.url}/?dataset={DATASET}")
+    for title in ("Query explorer", "Per-query breakdown", "Datasets", "Query explorer", "Leaderboard"):
+        go_to(page, title)
+        assert sidebar_dataset(page) == DATASET, title
+        assert f"dataset={DATASET}" in page.url, title
+
+
+def test_a_pages_own_parameters_do_not_travel_to_other_pages(page, app_server, e2e_engine):
+    qid = e2e_engine.dataset.judged_queries[1].id
+    open_app(page, f"{app_server.url}/explorer?dataset={DATASET}&profiles=bm25-code&qid={qid}")
+    assert f"qid={qid}" in page.url
+    go_to(page, "Per-query breakdown")
+    assert "qid=" not in page.url and f"dataset={DATASET}" in page.url
+    go_to(page, "Failure cases")
+    assert not re.search(r"[?&](qid|a|b)=", page.url), page.url
+    assert exceptions(page) == []
+
+
+def test_a_link_naming_an_unknown_dataset_or_query_says_so(page, app_server):
+    open_app(page, f"{app_server.url}/explorer?dataset=no-such-set&qid=no-such-query")
+    warnings = normalize(" ".join(page.locator('[data-testid="stAlertContentWarning"]').all_inner_texts()))
+    assert "no-such-set" in warnings and "not here" in warnings
+    assert "no-such-query" in warnings
+    assert exceptions(page) == []
+
+
+def test_an_import_error_is_shown_in_the_tab_where_the_user_imported(page, app_server, artifacts):
+    open_app(page, f"{app_server.url}/datasets?dataset={DATASET}")
+    page.get_by_role("tab", name="Add a dataset").click()
+    wait_for_app(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+        files=[{"name": "broken.zip", "mimeType": "application/zip", "buffer": b"this is not a zip archive"}])
+    wait_for_app(page)
+    page.get_by_role("button", name="Import", exact=True).click()
+    page.wait_for_selector('[data-testid="stAlertContentError"]', state="visible")
+    wait_for_app(page)
+    assert page.get_by_role("tab", name="Add a dataset").get_attribute("aria-selected") == "true"
+    assert page.locator('[data-testid="stAlertContentError"]').first.is_visible()
+    screenshot(page, artifacts / "datasets-import-error.png")
+
+
+def test_the_leaderboard_names_each_significance_letter(page, app_server):
+    open_app(page, f"{app_server.url}/?dataset={DATASET}")
+    evaluate = page.get_by_role("button", name=re.compile(r"^Evaluate"))
+    if evaluate.is_enabled():
+        evaluate.click()
+        page.wait_for_selector("div.js-plotly-plot .main-svg")
+        wait_for_app(page)
+    legend = normalize(page.get_by_text("Significance letters:").inner_text())
+    for name, letter in run_letters(list(SELECTED)).items():
+        assert f"{superscript(letter)} = {name}" in legend
