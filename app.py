@@ -4,6 +4,10 @@ import streamlit as st
 from ui.state import note_page, sidebar
 
 st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
+# Multiselect chips (profile names, metrics) show their whole text instead of an ellipsis.
+st.html("<style>.stMultiSelect [data-baseweb='tag'] {max-width: none; height: auto;}"
+        ".stMultiSelect [data-baseweb='tag'] span {max-width: none; overflow: visible; text-overflow: clip;"
+        " white-space: normal;}</style>")
 
 PAGES = [
     st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),
@@ -12,6 +16,7 @@ PAGES = [
     st.Page("pages/failures.py", title="Failure cases", icon=":material/report:"),
     st.Page("pages/compare.py", title="Significance & report", icon=":material/compare_arrows:"),
     st.Page("pages/sweep.py", title="Quality vs latency", icon=":material/speed:"),
+    st.Page("pages/profiles.py", title="Profiles", icon=":material/tune:"),
     st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
     st.Page("pages/build_benchmark.py", title="Build a benchmark", icon=":material/construction:"),
     st.Page("pages/leakage.py", title="Leakage audit", icon=":material/policy:"),

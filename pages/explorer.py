@@ -49,9 +49,13 @@ query_text, positives, query_id = None, [], None
 if mode == PASTE:
     page_params(qid=None)
     st.session_state[SEEN_LINK_KEY] = None
-    text = st.text_area("Code query", key=TEXT_KEY, height=180,
-                        placeholder="def read_json(path):\n    with open(path) as handle:\n        return json.load(handle)")
-    if st.button("Search", type="primary", key="explorer_search"):
+    # a form: Ctrl+Enter (Cmd+Enter) in its text area submits it, as the Search button does
+    with st.form("explorer_query", border=False):
+        text = st.text_area("Code query", key=TEXT_KEY, height=180,
+                            placeholder="def read_json(path):\n    with open(path) as handle:\n        return json.load(handle)",
+                            help="Press Ctrl+Enter (Cmd+Enter on a Mac) or Search.")
+        searched = st.form_submit_button("Search", type="primary", key="explorer_search")
+    if searched:
         st.session_state[SUBMITTED_KEY] = text
         if not (text or "").strip():
             st.session_state.pop(SUBMITTED_KEY)
@@ -65,7 +69,7 @@ else:
     page_params(qid=query_id)
     st.session_state[SEEN_LINK_KEY] = query_id
     query = dataset.query(query_id)
-    st.code(query.text, language=code_language(dataset.query_language(query_id)),
+    st.code(query.text, language=code_language(dataset.query_language(query_id), query.text),
             height=220 if query.text.count("\n") > 10 else "content")
     query_text = query.text
     positives = dataset.qrels.positives(query_id)

@@ -4,7 +4,7 @@ import streamlit as st
 from core.errors import WorkbenchError
 from core.evaluation.failures import dense_model_of, semantic_reading, explain_failure, find_failures
 from core.evaluation.tags import REASONS, load_tags, remove_tag, save_tag, tags_frame
-from ui.render import escape_markdown
+from ui.render import code_language, escape_markdown
 from ui.state import ARRIVED_KEY, current_selection, get_engine, page_params, run_profiles
 
 
@@ -68,14 +68,15 @@ else:
     explanation = explain_failure(dataset, runs[profile], query_id, int(k), others)
 
     st.subheader(f"Query {escape_markdown(query_id)}")
-    st.code(explanation.query.text, language=explanation.query.language or None, wrap_lines=True)
+    st.code(explanation.query.text, language=code_language(explanation.query.language, explanation.query.text), wrap_lines=True)
 
     positive_side, evidence_side = st.columns(2)
     with positive_side:
         for positive in explanation.positives:
             st.markdown(f"**Positive** · rank **{_rank_text(positive.rank)}** · grade {positive.grade}")
             st.text(f"id: {positive.document.id}")
-            st.code(positive.document.full_text, language=positive.document.language or None, wrap_lines=True)
+            st.code(positive.document.full_text, language=code_language(positive.document.language, positive.document.full_text),
+                    wrap_lines=True)
             st.caption("Query terms it shares")
             st.text(", ".join(positive.shared_terms) or "none")
     with evidence_side:

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from core.errors import MetricError
-from core.retrieval.highlight import Span
+from core.retrieval.highlight import Span, looks_like_code
 from core.evaluation.metrics import parse_metric
 
 HIGHLIGHT = "orange-background"
@@ -28,8 +28,14 @@ _ST_CODE_LANGUAGES = {"python": "python", "go": "go", "java": "java", "javascrip
                       "bash": "bash", "shell": "bash", "kotlin": "kotlin", "scala": "scala", "swift": "swift"}
 
 
-def code_language(language: str | None) -> str:
-    """The st.code language for a dataset language name (python when unknown)."""
+def code_language(language: str | None, text: str | None = None) -> str | None:
+    """The st.code language for a dataset language name (python when unknown); None (plain) for prose.
+
+    Datasets tag a docstring or a natural-language query with its code's language; highlighting that
+    prose as code colours random words, so text that does not look like code is shown plain.
+    """
+    if text is not None and not looks_like_code(text):
+        return None
     return _ST_CODE_LANGUAGES.get((language or "").strip().lower(), "python")
 
 

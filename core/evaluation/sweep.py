@@ -116,3 +116,44 @@ def sweep_frame(points: Sequence[SweepPoint]) -> pd.DataFrame:
     """The points as a table: param, value, metric, metric_value, ms_per_query, profile."""
     columns = ["param", "value", "metric", "metric_value", "ms_per_query", "profile"]
     return pd.DataFrame([[getattr(p, c) for c in columns] for p in points], columns=columns)
+
+
+TIMING_NOISE_MS = 0.05  # differences in ms/query below this (or below 5% of the mean) are timer noise on this machine
+TIMING_NOISE_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class LatencySpread:
+    """The fastest and slowest ms/query of a sweep, and whether their gap is too small to mean anything."""
+
+    low: float
+    high: float
+
+    @property
+    def is_noise(self) -> bool:
+        gap = self.high - self.low
+        return gap < TIMING_NOISE_MS or gap < TIMING_NOISE_SHARE * (self.high + self.low) / 2
+
+
+def latency_spread(points: Sequence[SweepPoint]) -> LatencySpread:
+    """ms/query range over the points (a cheap second stage gives, e.g., 0.52-0.53 ms: noise, not cost)."""
+    times = [p.ms_per_query for p in points]
+    return LatencySpread(min(times, default=0.0), max(times, default=0.0))
+
+
+def best_point(points: Sequence[SweepPoint]) -> SweepPoint:
+    """The point with the highest metric value (ties: the faster, then the earlier)."""
+    if not points:
+        raise ProfileError("The sweep has no points yet: run it first.")
+    return max(points, key=lambda p: (p.metric_value, -p.ms_per_query))
+
+
+def point_profile(base: Profile, point: SweepPoint, name: str) -> Profile:
+    """The base profile with the point's setting, under ``name``: what "save as profile" writes to profiles.toml."""
+    if point.param == "pool_depth":
+        return replace(base, name=name, pool_depth=int(point.value))
+    if point.param == "weight":
+        return replace(base, name=name, weights=(float(point.value), round(1.0 - float(point.value), 10)))
+    if point.param in ("k1", "b"):
+        return replace(base, name=name, **{point.param: float(point.value)})
+    raise ProfileError(f"A sweep point of {point.param!r} cannot be saved as a profile.")

@@ -124,3 +124,14 @@ def test_the_leaderboard_names_each_significance_letter(page, app_server):
     legend = normalize(page.get_by_text("Significance letters:").inner_text())
     for name, letter in run_letters(list(SELECTED)).items():
         assert f"{superscript(letter)} = {name}" in legend
+
+
+def test_multiselect_chips_show_their_whole_text(page, app_server):
+    open_app(page, f"{app_server.url}/?dataset={DATASET}")
+    chips = page.get_by_test_id("stSidebar").locator("[data-baseweb='tag']")
+    assert chips.count() == len(SELECTED)
+    for i in range(chips.count()):
+        chip = chips.nth(i)
+        assert chip.inner_text().strip() == SELECTED[i]
+        assert chip.evaluate("e => [e, ...e.querySelectorAll('*')].every(c => c.scrollWidth <= c.clientWidth + 1)"), \
+            chip.inner_text()
