@@ -5,9 +5,9 @@ from ui.state import note_page, sidebar
 
 st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
 # Multiselect chips (profile names, metrics) show their whole text instead of an ellipsis.
-st.html("<style>.stMultiSelect [data-baseweb='tag'] {max-width: none; height: auto;}"
-        ".stMultiSelect [data-baseweb='tag'] span {max-width: none; overflow: visible; text-overflow: clip;"
-        " white-space: normal;}</style>")
+st.html("<style>.stMultiSelect [data-tag] {max-width: 100%; height: auto;}"
+        ".stMultiSelect [data-tag] > span[title] {max-width: none; overflow: visible; text-overflow: clip;"
+        " white-space: normal; overflow-wrap: anywhere;}</style>")
 
 PAGES = [
     st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True),

@@ -52,9 +52,10 @@ if mode == PASTE:
     # a form: Ctrl+Enter (Cmd+Enter) in its text area submits it, as the Search button does
     with st.form("explorer_query", border=False):
         text = st.text_area("Code query", key=TEXT_KEY, height=180,
-                            placeholder="def read_json(path):\n    with open(path) as handle:\n        return json.load(handle)",
-                            help="Press Ctrl+Enter (Cmd+Enter on a Mac) or Search.")
-        searched = st.form_submit_button("Search", type="primary", key="explorer_search")
+                            placeholder="def read_json(path):\n    with open(path) as handle:\n        return json.load(handle)")
+        button, hint = st.columns([1, 5], vertical_alignment="center")
+        searched = button.form_submit_button("Search", type="primary", key="explorer_search")
+        hint.caption("or press Ctrl+Enter (Cmd+Enter on a Mac) in the text area")
     if searched:
         st.session_state[SUBMITTED_KEY] = text
         if not (text or "").strip():

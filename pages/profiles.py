@@ -21,7 +21,7 @@ if sel is None:
 path = sel.workspace.profiles_file
 st.title("Profiles")
 st.caption(f"Built-in profiles live in code; what you create or change here is written to "
-           f"`{escape_markdown(str(path))}` and appears in the sidebar of every page.")
+           f"{escape_markdown(str(path))} and appears in the sidebar of every page.")
 if FLASH_KEY in st.session_state:
     st.success(escape_markdown(st.session_state.pop(FLASH_KEY)))
 try:

@@ -121,17 +121,62 @@ def test_the_leaderboard_names_each_significance_letter(page, app_server):
         evaluate.click()
         page.wait_for_selector("div.js-plotly-plot .main-svg")
         wait_for_app(page)
-    legend = normalize(page.get_by_text("Significance letters:").inner_text())
+    legend = normalize(page.locator('[data-testid="stMarkdown"]', has_text="Significance letters:").inner_text())
     for name, letter in run_letters(list(SELECTED)).items():
         assert f"{superscript(letter)} = {name}" in legend
 
 
-def test_multiselect_chips_show_their_whole_text(page, app_server):
-    open_app(page, f"{app_server.url}/?dataset={DATASET}")
-    chips = page.get_by_test_id("stSidebar").locator("[data-baseweb='tag']")
-    assert chips.count() == len(SELECTED)
-    for i in range(chips.count()):
-        chip = chips.nth(i)
-        assert chip.inner_text().strip() == SELECTED[i]
-        assert chip.evaluate("e => [e, ...e.querySelectorAll('*')].every(c => c.scrollWidth <= c.clientWidth + 1)"), \
-            chip.inner_text()
+@pytest.mark.parametrize("width", [1024, 1400])
+def test_multiselect_chips_show_their_whole_text(browser, app_server, width):
+    """A long profile name in the sidebar's chips is wrapped, never cut with an ellipsis."""
+    long_name = "hybrid-rrf-with-a-rather-long-descriptive-name"
+    profiles_file = app_server.workspace.profiles_file
+    before = profiles_file.read_text() if profiles_file.exists() else None
+    profiles_file.write_text((before or "") + f'\n[profiles.{long_name}]\nkind = "hybrid"\n'
+                             'members = ["bm25-code", "dense-minilm"]\nmethod = "rrf"\n')
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.set_default_timeout(120_000)
+    page = context.new_page()
+    try:
+        open_app(page, f"{app_server.url}/build_benchmark?dataset={DATASET}&profiles=bm25-code&profiles={long_name}")
+        chips = page.get_by_test_id("stSidebar").locator("[data-tag] > span[title]")
+        assert [chips.nth(i).inner_text().strip() for i in range(chips.count())] == ["bm25-code", long_name]
+        for i in range(chips.count()):
+            assert chips.nth(i).evaluate("e => e.scrollWidth <= e.clientWidth + 1"), chips.nth(i).inner_text()
+    finally:
+        context.close()
+        if before is None:
+            profiles_file.unlink()
+        else:
+            profiles_file.write_text(before)
+
+
+RECORD_PROGRESS = """(() => {
+  window.__progress = [];
+  new MutationObserver(() => {
+    for (const bar of document.querySelectorAll('[data-testid="stProgress"]')) {
+      const text = bar.innerText.trim();
+      if (text && window.__progress[window.__progress.length - 1] !== text) window.__progress.push(text);
+    }
+  }).observe(document, {subtree: true, childList: true, characterData: true});
+})()"""
+
+
+def test_the_first_search_on_a_dataset_without_indexes_shows_each_stage_counting_documents(page, app_server, csn_mini):
+    from core.data.datasets import write_dataset
+    from tests.conftest import slice_dataset
+
+    name = "progress-mini"  # a dataset no index exists for, in this server's workspace
+    write_dataset(slice_dataset(csn_mini, 3, 30, name=name), app_server.workspace.datasets_dir / name)
+    page.add_init_script(RECORD_PROGRESS)
+    open_app(page, f"{app_server.url}/explorer?dataset={name}&profiles=dense-minilm")
+    page.get_by_label("Code query").fill(CODE_QUERY)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_selector('[data-testid="stColumn"] [data-testid="stDataFrame"]')
+    wait_for_app(page)
+    assert exceptions(page) == []
+    seen = page.evaluate("() => window.__progress")
+    assert any(re.search(r"embedding corpus \(minilm\): \d+ / 30 documents", text) for text in seen), seen
+    assert any("storing corpus vectors in LanceDB (minilm)" in text for text in seen), seen
+    assert not any("%" in text for text in seen), seen
+    assert page.locator('[data-testid="stProgress"]').count() == 0  # the bar goes once the search is done
