@@ -132,7 +132,7 @@ for start in range(0, len(names), per_row):
                          column_order=["rank", "relevant", "document", "score", "shared", "doc id"],
                          column_config={"relevant": st.column_config.TextColumn("✅", width=34, help="relevant document"),
                                         "rank": st.column_config.NumberColumn("#", width=34),
-                                        "document": st.column_config.TextColumn("document", width="large",
+                                        "document": st.column_config.TextColumn("document", width="medium",
                                                                                 help="click a cell to read all of it"),
                                         "shared": st.column_config.TextColumn("shared", width="small",
                                                                               help="identifiers also in the query"),

@@ -23,6 +23,16 @@ def sidebar_dataset(page) -> str:
     return page.get_by_test_id("stSidebar").get_by_role("combobox", name="Dataset", exact=True).input_value()
 
 
+def evaluate_if_needed(page, app_server) -> None:
+    """Open the leaderboard; press Evaluate when some selected profile has no saved run yet (tests may run in any order)."""
+    open_app(page, f"{app_server.url}/?dataset={DATASET}")
+    evaluate = page.get_by_role("button", name=re.compile(r"^Evaluate \d+ profile"))
+    if evaluate.count():
+        evaluate.click()
+    page.wait_for_selector("div.js-plotly-plot .main-svg")
+    wait_for_app(page)
+
+
 def history_length(page) -> int:
     return page.evaluate("() => window.history.length")
 
@@ -115,12 +125,7 @@ def test_an_import_error_is_shown_in_the_tab_where_the_user_imported(page, app_s
 
 
 def test_the_leaderboard_names_each_significance_letter(page, app_server):
-    open_app(page, f"{app_server.url}/?dataset={DATASET}")
-    evaluate = page.get_by_role("button", name=re.compile(r"^Evaluate"))
-    if evaluate.is_enabled():
-        evaluate.click()
-        page.wait_for_selector("div.js-plotly-plot .main-svg")
-        wait_for_app(page)
+    evaluate_if_needed(page, app_server)
     legend = normalize(page.locator('[data-testid="stMarkdown"]', has_text="Significance letters:").inner_text())
     for name, letter in run_letters(list(SELECTED)).items():
         assert f"{superscript(letter)} = {name}" in legend
@@ -140,6 +145,7 @@ def test_multiselect_chips_show_their_whole_text(browser, app_server, width):
     try:
         open_app(page, f"{app_server.url}/build_benchmark?dataset={DATASET}&profiles=bm25-code&profiles={long_name}")
         chips = page.get_by_test_id("stSidebar").locator("[data-tag] > span[title]")
+        chips.nth(1).wait_for(state="visible")  # the tags are drawn a moment after the widget
         assert [chips.nth(i).inner_text().strip() for i in range(chips.count())] == ["bm25-code", long_name]
         for i in range(chips.count()):
             assert chips.nth(i).evaluate("e => e.scrollWidth <= e.clientWidth + 1"), chips.nth(i).inner_text()
@@ -180,3 +186,75 @@ def test_the_first_search_on_a_dataset_without_indexes_shows_each_stage_counting
     assert any("storing corpus vectors in LanceDB (minilm)" in text for text in seen), seen
     assert not any("%" in text for text in seen), seen
     assert page.locator('[data-testid="stProgress"]').count() == 0  # the bar goes once the search is done
+
+
+def test_ctrl_enter_in_the_query_box_searches(page, app_server):
+    open_app(page, f"{app_server.url}/explorer?dataset={DATASET}&profiles=bm25-code")
+    box = page.get_by_role("textbox", name="Code query")
+    box.fill(CODE_QUERY)
+    box.press("Control+Enter")
+    page.wait_for_selector('[data-testid="stColumn"] [data-testid="stDataFrame"]')
+    wait_for_app(page)
+    assert page.locator(".st-key-explorer_top_0").is_visible()
+
+
+def test_a_dense_failure_gets_a_semantic_reading_and_its_docstring_is_shown_as_prose(page, app_server, artifacts):
+    open_app(page, f"{app_server.url}/failures?dataset={DATASET}&profiles=dense-minilm")
+    k_input = page.get_by_label("k", exact=True)
+    k_input.fill("1")
+    k_input.press("Enter")
+    page.wait_for_selector('[data-testid="stMetricLabel"]:has-text("k=1")')
+    wait_for_app(page)
+    assert exceptions(page) == []
+    assert page.get_by_text("Semantic reading").is_visible()
+    margin = page.locator('[data-testid="stMetric"]').filter(has_text="Margin")
+    assert float(margin.locator('[data-testid="stMetricValue"]').inner_text()) >= 0  # the distractor won
+    assert page.get_by_text(re.compile(r"closer to the query than the positive: cosine")).count() >= 1
+    # the positive is a docstring: shown as plain text, not highlighted as Python
+    blocks = page.locator('[data-testid="stCode"] code')
+    classes = [blocks.nth(i).get_attribute("class") or "" for i in range(blocks.count())]
+    assert classes and "language-python" not in classes[1], classes  # [0] is the query (code), [1] the positive
+    screenshot(page, artifacts / "failures-semantic.png")
+
+
+def test_a_profile_created_on_the_profiles_page_lands_in_profiles_toml_and_the_sidebar(page, app_server):
+    from core.retrieval.profiles import load_profiles
+
+    profiles_file = app_server.workspace.profiles_file
+    before = profiles_file.read_text() if profiles_file.exists() else None
+    try:
+        open_app(page, f"{app_server.url}/profiles?dataset={DATASET}")
+        page.get_by_label("Name", exact=True).fill("bm25-k1-09")
+        k1 = page.get_by_label("k1", exact=True)
+        k1.fill("0.9")
+        k1.press("Tab")
+        page.get_by_role("button", name="Save profile").click()
+        page.wait_for_selector('[data-testid="stAlertContentSuccess"]')
+        wait_for_app(page)
+        assert exceptions(page) == []
+        assert load_profiles(profiles_file)["bm25-k1-09"].k1 == 0.9
+        page.get_by_test_id("stSidebar").get_by_role("combobox", name="Profiles").click()
+        assert page.get_by_role("option", name="bm25-k1-09").count() == 1
+    finally:
+        if before is None:
+            profiles_file.unlink(missing_ok=True)
+        else:
+            profiles_file.write_text(before)
+
+
+def test_the_report_names_each_profiles_saved_run(page, app_server):
+    from core.retrieval.runs import list_runs
+
+    evaluate_if_needed(page, app_server)
+    go_to(page, "Significance & report")
+    page.get_by_role("button", name="Build report").click()
+    page.wait_for_selector('button:has-text("Download HTML")')
+    wait_for_app(page)
+    reports = sorted((app_server.workspace.root / "reports").glob("*/report.md"))
+    markdown = reports[-1].read_text()
+    saved: dict[str, str] = {}
+    for run in list_runs(app_server.workspace.runs_dir, DATASET):  # newest first: the run the leaderboard shows
+        saved.setdefault(run.name, run.run_id)
+    for name in SELECTED:
+        row = next(line for line in markdown.replace("\\", "").splitlines() if line.startswith(f"| {name} |"))
+        assert saved[name] in row, row
