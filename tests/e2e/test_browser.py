@@ -196,14 +196,17 @@ def test_failure_cases_lists_the_queries_core_finds_failing(page, app_server, e2
     k_input = page.get_by_label("k", exact=True)
     k_input.fill("1")
     k_input.press("Enter")
-    page.wait_for_selector('[data-testid="stMetricLabel"]:has-text("k=1")')
+    # "k=1" alone also matches the "k=10" label drawn before the rerun: wait for the label that ends in k=1
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetricLabel]')]"
+                           ".some(e => e.innerText.trim().endsWith('at k=1'))")
     wait_for_app(page)
     assert exceptions(page) == []
 
     profile = SELECTED[0]  # the page opens the first selected profile
     failures = find_failures(e2e_engine.dataset, e2e_engine.run(profile), 1)
     assert failures, "bm25-code misses rank 1 somewhere on csn-mini (MRR@10 < 1), so the list cannot be empty"
-    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Queries failing at k=1")
+    metric = page.locator('[data-testid="stMetric"]').filter(
+        has=page.get_by_test_id("stMetricLabel").filter(has_text=re.compile(r"at k=1\s*$")))
     assert metric.locator('[data-testid="stMetricValue"]').inner_text() == \
         f"{len(failures)} of {len(e2e_engine.dataset.judged_queries)}"
     shown = [row["query_id"] for row in grid(dataframe_with_column(page, "query_id"))]

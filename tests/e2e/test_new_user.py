@@ -204,7 +204,8 @@ def test_a_dense_failure_gets_a_semantic_reading_and_its_docstring_is_shown_as_p
     k_input = page.get_by_label("k", exact=True)
     k_input.fill("1")
     k_input.press("Enter")
-    page.wait_for_selector('[data-testid="stMetricLabel"]:has-text("k=1")')
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetricLabel]')]"
+                           ".some(e => e.innerText.trim().endsWith('at k=1'))")
     wait_for_app(page)
     assert exceptions(page) == []
     assert page.get_by_text("Semantic reading").is_visible()
