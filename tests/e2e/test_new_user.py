@@ -263,3 +263,31 @@ def test_the_report_names_each_profiles_saved_run(page, app_server):
     rows = {line.split(" | ")[0].lstrip("| "): line for line in table}
     for name in SELECTED:
         assert saved[name] in rows[name], rows[name]
+
+
+def test_a_sweeps_best_point_is_saved_as_a_profile(page, app_server):
+    from core.retrieval.profiles import load_profiles
+
+    profiles_file = app_server.workspace.profiles_file
+    before = profiles_file.read_text() if profiles_file.exists() else None
+    try:
+        open_app(page, f"{app_server.url}/sweep?dataset={DATASET}")
+        page.get_by_role("tab", name="BM25 k1 / b").click()
+        wait_for_app(page)
+        page.get_by_role("button", name="Run BM25 sweep").click()
+        page.wait_for_selector('button:has-text("Save as profile")')
+        wait_for_app(page)
+        assert page.get_by_role("tab", name="BM25 k1 / b").get_attribute("aria-selected") == "true"
+        label = page.get_by_text(re.compile(r"Save the best point \(k1 = ")).inner_text()
+        best_k1 = float(re.search(r"k1 = ([0-9.]+)", label).group(1))
+        page.get_by_role("button", name="Save as profile").click()
+        page.wait_for_selector('[data-testid="stAlertContentSuccess"]')
+        wait_for_app(page)
+        assert exceptions(page) == []
+        saved = load_profiles(profiles_file)[f"bm25-code-k1-{best_k1:g}"]
+        assert saved.kind == "bm25" and saved.k1 == best_k1 and saved.b == 0.75
+    finally:
+        if before is None:
+            profiles_file.unlink(missing_ok=True)
+        else:
+            profiles_file.write_text(before)
