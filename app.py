@@ -1,9 +1,13 @@
 """codeir workbench: the Streamlit entry point. Builds navigation and the shared sidebar only."""
 import streamlit as st
 
-from ui.state import sidebar
+from ui.state import note_page, sidebar
 
 st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
+# Multiselect chips (profile names, metrics) show their whole text instead of an ellipsis.
+st.html("<style>.stMultiSelect [data-tag] {max-width: 100%; height: auto;}"
+        ".stMultiSelect [data-tag] > span[title] {max-width: none; overflow: visible; text-overflow: clip;"
+        " white-space: normal; overflow-wrap: anywhere;}</style>")
 
 PAGES = [
     st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True, url_path=""),
@@ -15,6 +19,7 @@ PAGES = [
     st.Page("pages/slices.py", title="Slice finder", icon=":material/filter_alt:"),
     st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:"),
     st.Page("pages/sweep.py", title="Quality vs latency", icon=":material/speed:"),
+    st.Page("pages/profiles.py", title="Profiles", icon=":material/tune:"),
     st.Page("pages/datasets.py", title="Datasets", icon=":material/dataset:"),
     st.Page("pages/build_benchmark.py", title="Build a benchmark", icon=":material/construction:"),
     st.Page("pages/leakage.py", title="Leakage audit", icon=":material/policy:"),
@@ -32,5 +37,9 @@ def _to_leaderboard() -> None:
 ALIASES = [st.Page(_to_leaderboard, title="Leaderboard", url_path="leaderboard", visibility="hidden")]
 
 navigation = st.navigation(PAGES + ALIASES, expanded=True)  # every page listed: past ten, Streamlit folds the rest under "View more"
+note_page(navigation.url_path)
 st.session_state["_selection"] = sidebar()
-navigation.run()
+try:
+    navigation.run()
+finally:
+    note_page(None)  # the switch is over: a later run on the same page may write its URL parameters

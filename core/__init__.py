@@ -26,5 +26,6 @@ if not os.environ.get("NUMBA_CACHE_DIR"):
     os.environ["NUMBA_CACHE_DIR"] = _numba_cache_dir()
 
 # Lance logs a warning for every table it creates; keep the terminal and the app log readable.
-os.environ.setdefault("LANCE_LOG", "error")
+os.environ.setdefault("LANCE_LOG", "error")  # pylance
+os.environ.setdefault("LANCEDB_LOG", "error")  # lancedb's own Rust logger ("No existing dataset ... will be created")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

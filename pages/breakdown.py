@@ -22,7 +22,7 @@ from core.errors import WorkbenchError
 from core.evaluation.metrics import parse_metric
 from ui.links import QIDS_PARAM, decode_query_ids
 from ui.render import escape_markdown
-from ui.state import current_selection, get_engine, get_evaluation, get_run
+from ui.state import current_selection, get_engine, get_evaluation, page_params, run_profiles
 
 OUTCOME_COLOURS = {"A wins": "#1f77b4", "tie": "#9e9e9e", "B wins": "#d62728"}
 SHOW = {"all": "all queries", "b_wins": "lost by A, won by B", "a_wins": "won by A, lost by B", "ties": "ties (A = B)"}
@@ -36,9 +36,8 @@ if not sel.profile_names:
     st.stop()
 try:
     engine = get_engine(sel)
-    with st.spinner("Running the selected profiles…"):
-        runs = [get_run(engine, name) for name in sel.profile_names]
-        evaluations = [get_evaluation(engine, run, sel.metrics) for run in runs]
+    runs = run_profiles(engine, list(sel.profile_names))
+    evaluations = [get_evaluation(engine, run, sel.metrics) for run in runs]
 except WorkbenchError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
@@ -65,7 +64,7 @@ left, middle, right = st.columns(3)
 metric = left.selectbox("Metric", list(sel.metrics), key="breakdown_metric", format_func=lambda m: parse_metric(m).label())
 profile_a = middle.selectbox("Profile A", profiles, key="breakdown_a")
 profile_b = right.selectbox("Profile B", profiles, key="breakdown_b")
-st.query_params["a"], st.query_params["b"] = profile_a, profile_b
+page_params(a=profile_a, b=profile_b)
 label = parse_metric(metric).label()
 
 try:
@@ -106,8 +105,9 @@ for name in profiles:  # short headers: a profile's metric, then its positive's 
         name, format="%.3f", width=95, help=f"{label} of {name}")
     columns[rank_column(name)] = st.column_config.NumberColumn(
         "rank", format="%d", width=60, help=f"Rank of the positive under {name}; None: not retrieved")
-order = (["language"] if table["language"].nunique() > 1 else []) + ["length", "query"] + \
-    [c for c in shown.columns if c not in BASE_COLUMNS]
+# the profiles' metric and rank columns first: at 1024 px the query text would push them out of sight
+order = [c for c in shown.columns if c not in BASE_COLUMNS] + \
+    (["language"] if table["language"].nunique() > 1 else []) + ["length", "query"]
 picked = st.dataframe(shown, column_config=columns, column_order=order, on_select="rerun", selection_mode="single-row",
                       key="breakdown_table", width="stretch", height=min(38 + 35 * len(shown), 420))
 rows = picked.selection.rows
@@ -116,7 +116,7 @@ if rows and rows[0] < len(shown):
     query_id = str(shown.index[rows[0]])
     if buttons[0].button(f"Open {escape_markdown(query_id)} in the query explorer", icon=":material/search:",
                          type="primary", key="breakdown_open"):
-        st.switch_page("pages/explorer.py", query_params={**st.query_params.to_dict(), "qid": query_id})
+        st.switch_page("pages/explorer.py", query_params={"qid": query_id})
     if profile_a != profile_b:
         moves = rank_movement(run_by_name[profile_a], run_by_name[profile_b], engine.dataset.qrels, query_id)
         st.caption(f"Where the positive of {escape_markdown(query_id)} moves from A to B")

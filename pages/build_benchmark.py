@@ -9,6 +9,7 @@ from core.errors import WorkbenchError
 from core.data.source_benchmark import DEFAULT_SEED, DIRECTIONS, LANGUAGES, build_from_tree, check_source_root
 from core.evaluation.stats import dataset_stats, language_counts, length_summary, length_table, query_rows
 from ui.render import escape_markdown
+from ui.progress import ProgressBar
 from ui.state import current_selection
 
 BUILT_KEY = "build_benchmark_built"
@@ -46,9 +47,12 @@ if submitted:
         taken = {info.name: info.path for info in list_datasets(workspace)}
         if name.strip() in taken:
             raise WorkbenchError(f"A dataset named {name.strip()!r} already exists ({taken[name.strip()]}): choose another name.")
-        with st.spinner(f"Parsing {escape_markdown(str(root))} and building {escape_markdown(name.strip())}…"):
+        bar = ProgressBar(f"Parsing {escape_markdown(str(root))} and building {escape_markdown(name.strip())}…")
+        try:
             dataset = build_from_tree(root, name.strip(), direction, languages, int(queries), int(seed),
-                                      strip and direction == "code2doc", out_dir=workspace.datasets_dir)
+                                      strip and direction == "code2doc", out_dir=workspace.datasets_dir, progress=bar)
+        finally:
+            bar.clear()
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
     else:

@@ -5,10 +5,13 @@ import streamlit as st
 
 from core.errors import WorkbenchError
 from core.evaluation.metrics import parse_metric
+from core.evaluation.leaderboard import with_saved_ids
+from core.retrieval.runs import list_runs
 from core.evaluation.report import build_report, default_report_dir, report_zip
 from core.evaluation.significance import CORRECTIONS, TESTS, compare_all, marked_leaderboard
 from ui.render import escape_markdown
-from ui.state import get_evaluation, get_run, page_engine
+from ui.progress import ProgressBar
+from ui.state import get_evaluation, page_engine, page_params, run_profiles
 
 EVERY_PAIR = "(every pair)"
 REPORT_KEY = "compare_report"
@@ -42,13 +45,15 @@ baseline_options = [EVERY_PAIR, *names]
 baseline_choice = last.selectbox("Baseline", baseline_options, index=_from_url("cmp_baseline", baseline_options),
                                  key="cmp_baseline", help="Compare each profile with the baseline only, or every pair.")
 baseline = None if baseline_choice == EVERY_PAIR else baseline_choice
-st.query_params.update({"cmp_metric": metric, "cmp_test": test, "cmp_correction": correction, "cmp_baseline": baseline_choice})
+page_params(cmp_metric=metric, cmp_test=test, cmp_correction=correction, cmp_baseline=baseline_choice)
 
 try:
-    with st.spinner(f"Running {len(names)} profiles on {escape_markdown(engine.dataset.name)}…"):
-        runs = [get_run(engine, name) for name in names]
-        evaluations = [get_evaluation(engine, run, tuple(metric_keys)) for run in runs]
-        table = compare_all(evaluations, metric, baseline, test, correction, alpha)
+    runs = with_saved_ids(run_profiles(engine, names), engine.dataset, engine.profiles,
+                          list_runs(engine.workspace.runs_dir, engine.dataset.name))
+    evaluations = [get_evaluation(engine, run, tuple(metric_keys)) for run in runs]
+    bar = ProgressBar("Testing significance…")
+    table = compare_all(evaluations, metric, baseline, test, correction, alpha, progress=bar)
+    bar.clear()
 except WorkbenchError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()

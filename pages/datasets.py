@@ -62,8 +62,6 @@ if sel is None:
     st.stop()
 workspace = sel.workspace
 st.title("Datasets")
-if FLASH_KEY in st.session_state:
-    st.success(escape_markdown(st.session_state.pop(FLASH_KEY)))
 
 infos = list_datasets(workspace)
 st.dataframe(catalog_table(infos), hide_index=True, width="stretch", placeholder="—",
@@ -73,7 +71,10 @@ st.caption("Counts come from each dataset's meta.json; the overview below counts
            "Pick the dataset to inspect in the sidebar.")
 
 info = next((i for i in infos if i.name == sel.dataset_name), None)
-overview_tab, browse_tab, index_tab, add_tab = st.tabs(["Overview", "Browse rows", "Build indexes", "Add a dataset"])
+# A keyed, stateful tab bar keeps the tab the user acted in across the rerun an action causes, so its result or
+# error is drawn where they look (an unkeyed one returns to Overview and hides both).
+overview_tab, browse_tab, index_tab, add_tab = st.tabs(["Overview", "Browse rows", "Build indexes", "Add a dataset"],
+                                                       key="datasets_tab", on_change="rerun")
 dataset = None
 if info is None or not is_beir_folder(info.path):
     with overview_tab:
@@ -175,6 +176,8 @@ if dataset is not None:
                 engine.progress = previous
 
 with add_tab:
+    if FLASH_KEY in st.session_state:
+        st.success(escape_markdown(st.session_state.pop(FLASH_KEY)))
     st.subheader("Import a BEIR zip", anchor=False)
     st.caption("corpus.jsonl, queries.jsonl and qrels/<split>.tsv at the top of the zip or in one folder. "
                "Archives with absolute paths, '..', links or oversized contents are refused.")

@@ -2,10 +2,10 @@
 import streamlit as st
 
 from core.errors import WorkbenchError
-from core.evaluation.failures import explain_failure, find_failures
+from core.evaluation.failures import dense_model_of, semantic_reading, explain_failure, find_failures
 from core.evaluation.tags import REASONS, load_tags, remove_tag, save_tag, tags_frame
-from ui.render import escape_markdown
-from ui.state import current_selection, get_engine, get_run
+from ui.render import code_language, escape_markdown
+from ui.state import ARRIVED_KEY, current_selection, get_engine, page_params, run_profiles
 
 
 def _rank_text(rank: int | None) -> str:
@@ -28,11 +28,9 @@ left, right = st.columns([3, 1])
 profile = left.selectbox("Profile", profiles, key="failures_profile")
 k = right.number_input("k", min_value=1, max_value=100, value=10, step=1, key="failures_k",
                        help="A query fails when none of its relevant documents is in the top k.")
-st.query_params["profile"] = profile
 try:
     engine = get_engine(sel)
-    with st.spinner("Running the selected profiles…"):
-        runs = {name: get_run(engine, name) for name in profiles}
+    runs = dict(zip(profiles, run_profiles(engine, profiles)))
     dataset = engine.dataset
     failures = find_failures(dataset, runs[profile], int(k))
 except WorkbenchError as exc:
@@ -47,6 +45,7 @@ st.metric(f"Queries failing at k={k}", f"{len(failures)} of {judged}",  # markdo
           help="No relevant document in the top k; worst first (not retrieved, then deepest).")
 if not failures:
     st.success(f"{escape_markdown(profile)} finds a relevant document in the top {k:d} for every query.")
+    page_params(profile=profile, qid=None)
 else:
     tagged = {tag.query_id: tag.reason for tag in book.tags if tag.dataset == dataset.name and tag.profile == profile}
     st.dataframe([{"query_id": f.query_id, "positive rank": _rank_text(f.positive_rank), "language": f.language,
@@ -59,21 +58,25 @@ else:
     if st.session_state.get("failures_qid") not in ids:
         wanted = st.query_params.get("qid")
         st.session_state["failures_qid"] = wanted if wanted in ids else ids[0]
+        if wanted and wanted not in ids and st.session_state.get(ARRIVED_KEY):
+            st.warning(f"The link names query {escape_markdown(wanted)}, which is not among {escape_markdown(profile)}'s "
+                       f"failures at k={k} on {escape_markdown(dataset.name)}; showing the worst failure instead.")
     query_id = st.selectbox("Failure", ids, key="failures_qid",
                             format_func=lambda q: f"{q} · rank {_rank_text(by_id[q].positive_rank)} · {by_id[q].preview}")
-    st.query_params["qid"] = query_id
+    page_params(profile=profile, qid=query_id)
     others = [runs[name] for name in profiles if name != profile]
     explanation = explain_failure(dataset, runs[profile], query_id, int(k), others)
 
     st.subheader(f"Query {escape_markdown(query_id)}")
-    st.code(explanation.query.text, language=explanation.query.language or None, wrap_lines=True)
+    st.code(explanation.query.text, language=code_language(explanation.query.language, explanation.query.text), wrap_lines=True)
 
     positive_side, evidence_side = st.columns(2)
     with positive_side:
         for positive in explanation.positives:
             st.markdown(f"**Positive** · rank **{_rank_text(positive.rank)}** · grade {positive.grade:d}")  # markdown-safe: a rank
             st.text(f"id: {positive.document.id}")
-            st.code(positive.document.full_text, language=positive.document.language or None, wrap_lines=True)
+            st.code(positive.document.full_text, language=code_language(positive.document.language, positive.document.full_text),
+                    wrap_lines=True)
             st.caption("Query terms it shares")
             st.text(", ".join(positive.shared_terms) or "none")
     with evidence_side:
@@ -88,7 +91,23 @@ else:
         st.markdown("**Suggested reasons** (heuristics: you decide)")
         for suggestion in explanation.suggestions:
             st.text(f"{suggestion.reason}: {suggestion.detail}")
-        if not explanation.suggestions:
+        dense = dense_model_of(engine.profile(profile), engine.profiles)
+        reading = None
+        if dense is not None:
+            try:
+                reading = semantic_reading(engine, explanation, *dense)
+            except WorkbenchError as exc:
+                st.warning(escape_markdown(str(exc)))
+        if reading is not None:
+            st.markdown(f"**Semantic reading** ({escape_markdown(reading.model)} embeddings)")
+            cells = st.columns(3)
+            cells[0].metric("Positive cosine", f"{reading.positive_cosine:.3f}", help="query · best positive")
+            cells[1].metric(f"Rank {reading.distractor_rank} cosine", f"{reading.distractor_cosine:.3f}",
+                            help=f"query · {reading.distractor_id}, the document above the positive closest to the query")
+            cells[2].metric("Margin", f"{reading.margin:+.3f}", help="how much closer the distractor is than the positive")
+            for hint in reading.hints:
+                st.text(f"{hint.reason}: {hint.detail}")
+        elif not explanation.suggestions:
             st.caption("No heuristic fits this case.")
 
     st.subheader(f"Ranked above the positive (top {len(explanation.outranking)})")

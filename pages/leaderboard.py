@@ -14,9 +14,10 @@ from core.evaluation.leaderboard import (RUN_ID_COLUMN, TIME_COLUMN, best_rows, 
 from core.evaluation.metrics import Evaluation, evaluate, parse_metric
 from core.retrieval.engine import Engine
 from core.evaluation.bootstrap import confidence_intervals
-from core.evaluation.significance import markers_frame
+from core.evaluation.significance import markers_frame, run_letters, superscript
 from core.retrieval.runs import Run, list_runs, load_run, read_trec, save_run
 from ui.render import escape_markdown, metrics_bar_chart, styled_leaderboard
+from ui.progress import count, engine_progress
 from ui.state import get_evaluation, get_run, page_engine
 
 ADDED_KEY = "leaderboard_added_runs"
@@ -38,24 +39,13 @@ def _saved_evaluation(runs_dir: str, run_id: str, metrics: tuple[str, ...], data
 def _evaluate_missing(engine: Engine, names: list[str]) -> list[str]:
     """Run, save and cache each profile, drawing progress per profile and per index build; return failures."""
     failures = []
-    bar = st.progress(0.0, text=f"Evaluating {len(names)} profile(s)…")
-    previous = engine.progress
-    for position, name in enumerate(names):
-        def report(stage: str, fraction: float, position: int = position, name: str = name) -> None:
-            overall = (position + 0.8 * min(max(fraction, 0.0), 1.0)) / len(names)
-            bar.progress(min(overall, 1.0), text=f"{name}: {stage} ({fraction:.0%})")
-
-        engine.progress = report
-        try:
-            bar.progress(position / len(names), text=f"{name}: opening indexes and models")
-            engine.warm([name])
-            bar.progress((position + 0.8) / len(names), text=f"{name}: retrieving {len(engine.dataset.judged_queries)} queries")
-            save_run(get_run(engine, name), engine.workspace.runs_dir)
-        except WorkbenchError as exc:
-            failures.append(f"{name}: {exc}")
-        finally:
-            engine.progress = previous
-    bar.progress(1.0, text="Done.")
+    with engine_progress(engine, f"Evaluating {len(names)} profile(s)…") as bar:
+        for position, name in enumerate(names):
+            count(bar, f"evaluating {name} (profile {position + 1} of {len(names)})", position, len(names), "profiles")
+            try:
+                save_run(get_run(engine, name), engine.workspace.runs_dir)
+            except WorkbenchError as exc:
+                failures.append(f"{name}: {exc}")
     return failures
 
 
@@ -130,18 +120,25 @@ else:
     markers = significance_markers(labels, evaluations, sel.metrics)
     intervals = confidence_intervals(evaluations, metric_columns, labels)  # 95 %, 10,000 paired resamples, seed 0
     st.dataframe(styled_leaderboard(table, best, metric_columns, TIME_COLUMN, markers, intervals), width="stretch",
+                 column_order=[TIME_COLUMN, *metric_columns, RUN_ID_COLUMN],
                  column_config={"_index": st.column_config.TextColumn("run", pinned=True),
+                                # pinned beside the run name, so extra cutoffs never push the time out of sight
+                                TIME_COLUMN: st.column_config.Column(TIME_COLUMN, pinned=True, width=80),
                                 RUN_ID_COLUMN: st.column_config.TextColumn(RUN_ID_COLUMN, width="medium"),
-                                **{key: st.column_config.Column(parse_metric(key).label()) for key in metric_columns}})
-    st.caption("**Bold**: best in its column (for ms/query, the fastest). Superscript letters: the rows (a = first, "
-               "b = second, ...) this row beats significantly — paired randomization test, 10,000 permutations, Holm "
+                                **{key: st.column_config.Column(parse_metric(key).label(), width=130) for key in metric_columns}})
+    if markers is not None:
+        legend = " · ".join(f"{superscript(letter)} = {escape_markdown(label)}" for label, letter in run_letters(labels).items())
+        st.markdown(f"**Significance letters:** {legend}", help="A letter beside a value: this row beats that letter's "
+                    "row significantly on that metric.")
+    st.caption("**Bold**: best in its column (for ms/query, the fastest). Superscript letters name the rows this row "
+               "beats significantly (legend above) — paired randomization test, 10,000 permutations, Holm "
                "correction per metric, alpha 0.05; other tests on *Significance & report*. ± half the width of the "
                "95% percentile bootstrap interval over queries (10,000 resamples, seed 0; bars on the chart). ms/query: retrieval time per "
                "query on this machine, index building and model loading excluded.")
     st.download_button("Download CSV", table.to_csv().encode("utf-8"), file_name=f"leaderboard-{dataset.name}.csv",
                        mime="text/csv", key="leaderboard_csv", on_click="ignore", icon=":material/download:")
 
-    chart_tab, language_tab = st.tabs(["Chart", "By language"])
+    chart_tab, language_tab = st.tabs(["Chart", "By language"], key="leaderboard_tab", on_change="rerun")
     with chart_tab:
         st.plotly_chart(metrics_bar_chart(table, metric_columns, intervals), width="stretch")
     with language_tab:

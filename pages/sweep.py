@@ -6,9 +6,12 @@ import streamlit as st
 
 from core.errors import WorkbenchError
 from core.evaluation.metrics import parse_metric
-from core.evaluation.sweep import (DEFAULT_BM25_VALUES, DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, sweep_bm25, sweep_frame,
+from core.evaluation.sweep import (DEFAULT_BM25_VALUES, DEFAULT_POOL_DEPTHS, DEFAULT_WEIGHTS, SweepPoint, best_point, latency_spread, point_profile,
+                                   sweep_bm25, sweep_frame,
                         sweep_hybrid_weight, sweep_rerank_pool)
+from core.retrieval.profiles import upsert_profile
 from ui.render import escape_markdown
+from ui.progress import engine_progress
 from ui.state import page_engine
 
 POOL_CHOICES = (1, 5, 10, 20, 30, 50, 75, 100, 200)
@@ -42,6 +45,11 @@ def _parameter_chart(points: list[SweepPoint], label: str, value_name: str) -> g
 def _show(points: list[SweepPoint], label: str, value_name: str, value_text, key: str) -> None:
     latency, parameter = st.columns(2)
     latency.plotly_chart(_latency_chart(points, label, value_text), width="stretch", key=f"{key}_chart")
+    spread = latency_spread(points)
+    if spread.is_noise:
+        latency.warning(f"ms/query ranges only from {spread.low:.2f} to {spread.high:.2f} ms across these settings: "
+                        "below this machine's timing noise, so the x position says nothing about cost. Read quality on "
+                        "the right-hand chart.", icon=":material/info:")
     parameter.plotly_chart(_parameter_chart(points, label, value_name), width="stretch", key=f"{key}_trend")
     frame = sweep_frame(points)[["value", "metric_value", "ms_per_query"]]
     frame.columns = [value_name, label, "ms/query"]
@@ -50,11 +58,29 @@ def _show(points: list[SweepPoint], label: str, value_name: str, value_text, key
                                 "ms/query": st.column_config.NumberColumn("ms/query", format="%.2f")})
 
 
+def _save_best(points: list[SweepPoint], base, label: str, key: str) -> None:
+    """A form that writes the base profile with the best point's setting to profiles.toml."""
+    best = best_point(points)
+    suggested = f"{base.name}-{best.param.replace('_', '-')}-{best.value:g}"
+    with st.form(f"{key}_save", border=False):
+        left, right = st.columns([3, 1], vertical_alignment="bottom")
+        name = left.text_input(f"Save the best point ({best.param} = {best.value:g}, {label} {best.metric_value:.4f}) "
+                               "as a profile", value=suggested, key=f"{key}_save_name")
+        if right.form_submit_button("Save as profile", icon=":material/save:"):
+            try:
+                upsert_profile(sel.workspace.profiles_file, point_profile(base, best, name.strip()))
+            except WorkbenchError as exc:
+                st.error(escape_markdown(str(exc)))
+            else:
+                st.success(f"Saved {escape_markdown(name.strip())} to profiles.toml: pick it in the sidebar, or edit it "
+                           "on the Profiles page.")
+
+
 def _run(kind: str, settings: tuple, sweep, *args) -> list[SweepPoint] | None:
     """Run a sweep once per settings and keep its points for later reruns of the page."""
     results = st.session_state.setdefault(RESULTS_KEY, {})
     try:
-        with st.spinner("Running each setting over every judged query…"):
+        with engine_progress(engine, "Running each setting over every judged query…"):
             results[kind] = (settings, sweep(*args))
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
@@ -93,7 +119,8 @@ label = parse_metric(metric).label()
 rerank_names = [n for n, p in engine.profiles.items() if p.kind == "rerank"]
 hybrid_names = [n for n, p in engine.profiles.items() if p.kind == "hybrid" and len(p.members) == 2]
 bm25_names = [n for n, p in engine.profiles.items() if p.kind == "bm25"]
-pool_tab, weight_tab, bm25_tab = st.tabs(["Rerank pool depth", "Hybrid weight", "BM25 k1 / b"])
+pool_tab, weight_tab, bm25_tab = st.tabs(["Rerank pool depth", "Hybrid weight", "BM25 k1 / b"], key="sweep_tab",
+                                        on_change="rerun")  # keyed: a run keeps the user on the tab they ran
 
 with pool_tab:
     if not rerank_names:
@@ -107,6 +134,7 @@ with pool_tab:
         points = _points("pool", settings, "Run pool sweep", bool(depths), sweep_rerank_pool, engine, base, sorted(depths), metric)
         if points:
             _show(points, label, "pool depth", lambda v: f"pool {v}", "sweep_pool")
+            _save_best(points, base, label, "sweep_pool")
 
 with weight_tab:
     if not hybrid_names:
@@ -122,6 +150,7 @@ with weight_tab:
                          sorted(weights), metric)
         if points:
             _show(points, label, f"weight of {first}", lambda v: f"w={v:g}", "sweep_weight")
+            _save_best(points, base, label, "sweep_weight")
 
 with bm25_tab:
     if not bm25_names:
@@ -138,3 +167,4 @@ with bm25_tab:
         points = _points("bm25", settings, "Run BM25 sweep", bool(values), sweep_bm25, engine, base, param, sorted(values), metric)
         if points:
             _show(points, label, param, lambda v, p=param: f"{p}={v:g}", "sweep_bm25")
+            _save_best(points, base, label, "sweep_bm25")

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from pandas.io.formats.style import Styler
 
 from core.errors import MetricError
-from core.retrieval.highlight import Span
+from core.retrieval.highlight import Span, looks_like_code
 from core.evaluation.metrics import parse_metric
 
 HIGHLIGHT = "orange-background"
@@ -28,8 +28,14 @@ _ST_CODE_LANGUAGES = {"python": "python", "go": "go", "java": "java", "javascrip
                       "bash": "bash", "shell": "bash", "kotlin": "kotlin", "scala": "scala", "swift": "swift"}
 
 
-def code_language(language: str | None) -> str:
-    """The st.code language for a dataset language name (python when unknown)."""
+def code_language(language: str | None, text: str | None = None) -> str | None:
+    """The st.code language for a dataset language name (python when unknown); None (plain) for prose.
+
+    Datasets tag a docstring or a natural-language query with its code's language; highlighting that
+    prose as code colours random words, so text that does not look like code is shown plain.
+    """
+    if text is not None and not looks_like_code(text):
+        return None
     return _ST_CODE_LANGUAGES.get((language or "").strip().lower(), "python")
 
 
@@ -38,6 +44,12 @@ def _escape_line(line: str, line_start: bool = True) -> str:
     # Keep indentation and runs of spaces: markdown would collapse them, or read an indented line as a code block.
     escaped = _SPACE_RUN.sub(lambda m: "\u00a0" * len(m.group()), escaped)
     return "\u00a0" + escaped[1:] if line_start and escaped.startswith(" ") else escaped
+
+
+def preview_text(text: str, limit: int) -> str:
+    """``text`` on one line (runs of whitespace made one space), cut to ``limit`` characters with an ellipsis."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
 def escape_markdown(text: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import streamlit as st
@@ -15,6 +16,7 @@ import streamlit as st
 from core.data.catalog import default_dataset, list_datasets, open_dataset
 from core.data.datasets import Dataset
 from core.errors import WorkbenchError
+from core.progress import StageCounter
 from core.evaluation.metrics import DEFAULT_METRICS, Evaluation, evaluate
 from core.retrieval.profiles import Profile, load_profiles, profile_from_dict, profile_to_dict
 from core.retrieval.engine import Engine
@@ -75,10 +77,37 @@ def _cached_run(_engine: Engine, dataset_key: str, profile_name: str, profile_js
 
 
 def get_run(engine: Engine, profile_name: str, depth: int = 100) -> Run:
-    """The profile's run over every judged query (cached per dataset content and profile parameters)."""
+    """The profile's run over every judged query (cached per dataset content and profile parameters).
+
+    Indexes and models are opened first, outside the cache, so their progress reaches the page's bar;
+    inside the cached call the engine reports nothing, since st.cache_data would record those bar
+    updates and replay them on another page, where the bar does not exist.
+    """
     profile_json = json.dumps(profile_to_dict(engine.profile(profile_name)), sort_keys=True)
     dataset_key = f"{engine.dataset.name}:{engine.dataset.corpus_hash}:{engine.dataset.queries_hash}:{_profiles_key(engine.profiles)}"
-    return _cached_run(engine, dataset_key, profile_name, profile_json, depth)
+    progress = engine.progress
+    engine.warm([profile_name])
+    counter = StageCounter(progress, f"{profile_name}: retrieving", len(engine.dataset.judged_queries), "queries")
+    counter(0)
+    engine.progress = None
+    try:
+        run = _cached_run(engine, dataset_key, profile_name, profile_json, depth)
+    finally:
+        engine.progress = progress
+    counter(len(engine.dataset.judged_queries))
+    return run
+
+
+def run_profiles(engine: Engine, names: Sequence[str]) -> list[Run]:
+    """Each profile's run, drawing a bar (stage, n / N documents or queries, ETA) while indexes build or queries run."""
+    from ui.progress import count, engine_progress
+
+    runs = []
+    with engine_progress(engine, f"Running {len(names)} profile(s)…") as bar:
+        for position, name in enumerate(names):
+            count(bar, f"running {name} (profile {position + 1} of {len(names)})", position, len(names), "profiles")
+            runs.append(get_run(engine, name))
+    return runs
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
@@ -91,13 +120,41 @@ def get_evaluation(engine: Engine, run: Run, metrics: tuple[str, ...]) -> Evalua
     return _cached_evaluation(run, key, tuple(metrics), engine.dataset)
 
 
-def _query_param_list(key: str) -> list[str]:
-    value = st.query_params.get(key, "")
-    return [v for v in value.split(",") if v]
+SIDEBAR_PARAMS = ("dataset", "profiles", "k")  # bound to the sidebar's widgets: Streamlit carries them to every page
+PAGE_KEY, ARRIVED_KEY = "_page", "_arrived"  # the page the last run drew; whether this run switched to another
+
+
+def note_page(url_path: str | None) -> None:
+    """app.py calls this with the page about to run, and with None once it ran: page_params writes nothing in between
+    on the run that switched pages."""
+    if url_path is None:
+        st.session_state[ARRIVED_KEY] = False
+        return
+    st.session_state[ARRIVED_KEY] = st.session_state.get(PAGE_KEY) != url_path
+    st.session_state[PAGE_KEY] = url_path
+
+
+def _linked_profiles(known: dict[str, Profile]) -> tuple[list[str] | None, list[str]]:
+    """Profiles a link names, in either form (``profiles=a,b`` or ``profiles=a&profiles=b``), and the unknown ones.
+
+    None when the link names none. The comma form is what links written before the sidebar was bound used.
+    """
+    raw = [name for value in st.query_params.get_all("profiles") for name in value.split(",") if name]
+    if not raw:
+        return None, []
+    return [name for name in raw if name in known], [name for name in raw if name not in known]
 
 
 def sidebar() -> Selection | None:
-    """Draw the shared sidebar; return the selection, or None (with an error shown) when nothing can load."""
+    """Draw the shared sidebar; return the selection, or None (with an error shown) when nothing can load.
+
+    Dataset, profiles and cutoffs are widgets bound to the URL (``bind="query-params"``): the browser
+    sends them with every page switch and updates them in place, so a sidebar click adds one history
+    entry and the dataset never depends on widget state surviving the switch. A link naming an unknown
+    dataset or profile says so instead of being ignored.
+    """
+    from ui.render import escape_markdown
+
     workspace = get_workspace()
     try:
         infos = list_datasets(workspace)
@@ -106,17 +163,28 @@ def sidebar() -> Selection | None:
         st.error(escape_markdown(str(exc)))
         return None
     names = [info.name for info in infos]
-    wanted = st.query_params.get("dataset") or st.session_state.get("dataset") or default_dataset(workspace)
-    index = names.index(wanted) if wanted in names else names.index(default_dataset(workspace))
+    default = default_dataset(workspace)
+    linked_dataset = st.query_params.get("dataset")
+    linked_profiles, unknown_profiles = _linked_profiles(profiles)
+    if st.session_state.get("dataset") not in names:
+        st.session_state.pop("dataset", None)  # a dataset deleted since, or a link to an unknown one
+    if linked_profiles is not None and any("," in value for value in st.query_params.get_all("profiles")):
+        st.session_state["profiles"] = linked_profiles  # the comma form, which the bound widget cannot read itself
+    elif "profiles" not in st.session_state and linked_profiles is None:
+        st.session_state["profiles"] = [p for p in DEFAULT_SELECTED if p in profiles]
+    kept = [p for p in st.session_state.get("profiles", []) if p in profiles]
+    if "profiles" in st.session_state and kept != st.session_state["profiles"]:
+        st.session_state["profiles"] = kept  # a profile deleted since; assigning only then keeps the URL still
     with st.sidebar:
         st.markdown("### codeir workbench")
-        dataset_name = st.selectbox("Dataset", names, index=index, key="dataset")
-        chosen = [p for p in _query_param_list("profiles") if p in profiles] or [p for p in DEFAULT_SELECTED if p in profiles]
-        if "profiles" not in st.session_state:
-            st.session_state["profiles"] = chosen
-        st.session_state["profiles"] = [p for p in st.session_state["profiles"] if p in profiles]
-        profile_names = st.multiselect("Profiles", list(profiles), key="profiles")
-        cutoffs_text = st.text_input("Extra cutoffs k (comma-separated)", value=st.query_params.get("k", ""), key="cutoffs",
+        dataset_name = st.selectbox("Dataset", names, index=names.index(default), key="dataset", bind="query-params")
+        if linked_dataset and linked_dataset not in names:
+            st.warning(f"The link names dataset {escape_markdown(linked_dataset)}, which is not here; showing "
+                       f"{escape_markdown(dataset_name)} instead. Known: {escape_markdown(', '.join(names))}.")
+        profile_names = st.multiselect("Profiles", list(profiles), key="profiles", bind="query-params")
+        if unknown_profiles:
+            st.warning(f"Unknown profile(s) in the link, skipped: {escape_markdown(', '.join(unknown_profiles))}.")
+        cutoffs_text = st.text_input("Extra cutoffs k (comma-separated)", key="k", bind="query-params",
                                      help="Adds nDCG@k, hit@k, recall@k and MRR@k for each k.")
     metrics = list(DEFAULT_METRICS)
     cutoffs, refused = parse_cutoffs(cutoffs_text, "Cutoff")
@@ -124,11 +192,27 @@ def sidebar() -> Selection | None:
         metrics += [f"{m}@{cutoff}" for m in ("ndcg", "hit", "recall", "mrr") if f"{m}@{cutoff}" not in metrics]
     for message in refused:  # the text may come from a crafted ?k= link: escaped, never rendered as markdown
         st.sidebar.warning(escape_markdown(f"Ignored: {message}"))
-    st.query_params["dataset"] = dataset_name
-    st.query_params["profiles"] = ",".join(profile_names)
-    if cutoffs_text.strip():
-        st.query_params["k"] = cutoffs_text.strip()
     return Selection(workspace, dataset_name, tuple(profile_names), tuple(metrics))
+
+
+def page_params(**values: str | None) -> None:
+    """Write this page's own URL parameters (None removes one) when they changed, in as few updates as possible.
+
+    Parameters a page writes are not bound to widgets, so Streamlit leaves them behind on a page switch:
+    they never travel to another page. Nothing is written on the run that a page switch starts: the
+    browser would record that write under the old page's address as an extra history entry, and Back
+    would seem to do nothing.
+    """
+    if st.session_state.get(ARRIVED_KEY, False):
+        return  # the run a page switch started: keep the address the switch made (and a deep link's own values)
+    changed = {key: value for key, value in values.items() if st.query_params.get(key) != value}
+    if not changed:
+        return
+    for key in [key for key, value in changed.items() if value is None and key in st.query_params]:
+        del st.query_params[key]
+    updates = {key: value for key, value in changed.items() if value is not None}
+    if updates:
+        st.query_params.update(updates)
 
 
 def current_selection() -> Selection | None:

@@ -87,18 +87,20 @@ def cmd_compare(args, workspace: Workspace) -> None:
 
 
 def cmd_report(args, workspace: Workspace) -> None:
+    from core.evaluation.embedding_map import dense_model, embedding_map, has_vectors, map_points
+    from core.evaluation.leaderboard import with_saved_ids
     from core.evaluation.metrics import DEFAULT_METRICS
     from core.evaluation.report import build_report
+    from core.retrieval.runs import list_runs
 
     metrics = split_names(args.metrics) or list(DEFAULT_METRICS)
-    from core.evaluation.embedding_map import dense_model, embedding_map, has_vectors, map_points
-
     engine, result = evaluated(workspace, args.dataset, args.profiles, metrics, args.depth)
+    runs = with_saved_ids(result.runs, engine.dataset, engine.profiles, list_runs(workspace.runs_dir, engine.dataset.name))
     mapped = next((e for e in result.evaluations if has_vectors(engine.profiles, e.run_name)), None)
     points = None
     if mapped is not None:  # the first profile with dense vectors colours the map
         points = map_points(embedding_map(engine, *dense_model(engine.profiles, mapped.run_name)), engine.dataset, mapped)
-    files = build_report(engine.dataset, result.evaluations, result.runs, metrics, args.baseline, Path(args.out),
+    files = build_report(engine.dataset, result.evaluations, runs, metrics, args.baseline, Path(args.out),
                          failures_top_n=args.failures, test=args.test, correction=args.correction, alpha=args.alpha,
                          map_points=points)
     print(f"wrote {files.html}\nwrote {files.markdown} (+ {len(files.images)} images in {files.markdown.parent / 'images'})")

@@ -33,6 +33,7 @@ import tree_sitter_typescript
 
 from core.data.datasets import Dataset, Document, Qrels, Query, validate_name, write_dataset
 from core.errors import DatasetError
+from core.progress import Progress, StageCounter
 
 Direction = Literal["code2doc", "doc2code"]
 DIRECTIONS: tuple[str, ...] = ("code2doc", "doc2code")
@@ -367,7 +368,8 @@ def drop_shared(functions: Iterable[CodeFunction]) -> list[CodeFunction]:
 
 def extract_functions(root: Path, languages: Iterable[str] | None = None, max_files: int | None = None, *,
                       min_code_lines: int = 3, include_tests: bool = False,
-                      exclude_dirs: Collection[str] = DEFAULT_EXCLUDED_DIRS) -> list[CodeFunction]:
+                      exclude_dirs: Collection[str] = DEFAULT_EXCLUDED_DIRS,
+                      progress: Progress | None = None) -> list[CodeFunction]:
     """Documented functions under ``root`` worth a benchmark pair, sorted by ``CodeFunction.id``.
 
     Dropped: docstrings under three words, docstrings (or code) shared by several functions,
@@ -382,7 +384,12 @@ def extract_functions(root: Path, languages: Iterable[str] | None = None, max_fi
     parser = _FileParser(keys)
     documented: list[CodeFunction] = []
     files_read = 0
-    for path, key in source_files(root, chosen, exclude_dirs):
+    files = list(source_files(root, chosen, exclude_dirs))
+    counter = StageCounter(progress, "parsing source files", len(files), "files")
+    step = max(1, len(files) // 100)
+    for position, (path, key) in enumerate(files):
+        if position % step == 0:
+            counter(position)
         if max_files is not None and files_read >= max_files:
             break
         try:
@@ -395,6 +402,7 @@ def extract_functions(root: Path, languages: Iterable[str] | None = None, max_fi
         files_read += 1
         found = parser.functions(source, key, path.relative_to(root).as_posix())
         documented.extend(f for f in found if len(f.docstring.split()) >= MIN_DOC_WORDS)
+    counter(len(files))
     kept = [f for f in drop_shared(documented)
             if _code_lines(f.code_without_doc) >= min_code_lines and (include_tests or not _is_test(f))]
     return sorted(kept, key=lambda f: (f.id, f.code))
@@ -462,12 +470,12 @@ def benchmark_meta(root: Path, direction: Direction, functions: Sequence[CodeFun
 
 def build_from_tree(root: Path, name: str, direction: Direction, languages: Iterable[str] | None = None,
                     n_queries: int = 200, seed: int = DEFAULT_SEED, strip_docstring_from_query: bool = False,
-                    out_dir: Path | None = None) -> Dataset:
+                    out_dir: Path | None = None, progress: Progress | None = None) -> Dataset:
     """Extract a tree's documented functions and build a benchmark; write it to ``out_dir / name`` when given.
 
     ``out_dir`` is the folder that holds datasets (a workspace's ``datasets_dir``), not the dataset's own folder.
     """
-    functions = extract_functions(root, languages)
+    functions = extract_functions(root, languages, progress=progress)
     dataset = build_benchmark(functions, name, direction, n_queries, seed, strip_docstring_from_query, source=str(root))
     if out_dir is not None:
         meta = benchmark_meta(Path(root), direction, functions, dataset, seed, strip_docstring_from_query)

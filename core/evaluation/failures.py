@@ -10,13 +10,15 @@ from __future__ import annotations
 import difflib
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from core.index.analyzers import code_tokens
 from core.evaluation.compare import query_preview
 from core.data.datasets import Dataset, Document, Query
 from core.errors import MetricError, QueryError
+from core.retrieval.engine import Engine
+from core.retrieval.profiles import DenseProfile, HybridProfile, Profile, RerankProfile
 from core.retrieval.runs import Run
 
 NEAR_DUPLICATE = 0.9  # difflib ratio or token Jaccard at or above this: two texts say the same thing
@@ -201,3 +203,95 @@ def explain_failure(dataset: Dataset, run: Run, query_id: str, k: int = 10, othe
     others = tuple(OtherRank(other.name, best_positive_rank(dataset, other, query_id)) for other in other_runs)
     return FailureExplanation(query, run.name, k, rank, positives, tuple(outranking), lacking, others,
                               _suggest(positives, outranking))
+
+
+# ── Semantic reading (dense profiles) ────────────────────────────────────────────────────────────
+EMBEDDING_TWIN = 0.9  # cosine between a distractor and the positive at or above this: the model reads them alike
+TOPIC_SHARE = 0.6  # a term in at least this share of the documents above the positive is their common topic
+LENGTH_RATIO = 2.0  # a positive this many times shorter (or longer) than the median document above it
+
+
+@dataclass(frozen=True)
+class SemanticReading:
+    """How the dense model saw one failure: cosines, the margin the positive lost by, and what they suggest."""
+
+    model: str
+    positive_id: str
+    positive_cosine: float  # query · best positive
+    distractor_id: str
+    distractor_rank: int
+    distractor_cosine: float  # query · the highest document above the positive
+    distractor_positive_cosine: float  # distractor · positive: near 1 means the model cannot tell them apart
+    shared_topic: tuple[str, ...]  # terms most documents above the positive share and the positive lacks
+    positive_words: int
+    median_words_above: float
+    hints: tuple[SuggestedReason, ...]
+
+    @property
+    def margin(self) -> float:
+        """How much closer to the query (in cosine) the top distractor is than the positive."""
+        return self.distractor_cosine - self.positive_cosine
+
+
+def dense_model_of(profile: Profile, profiles: Mapping[str, Profile]) -> tuple[str, str] | None:
+    """(model, backend) of the embedding model behind a profile: its own, its first stage's, or a fused member's."""
+    if isinstance(profile, DenseProfile):
+        return profile.model, profile.backend
+    if isinstance(profile, RerankProfile):
+        if profile.reranker != "cross-encoder":
+            return profile.model, "torch"
+        first = profiles.get(profile.first_stage)
+        return dense_model_of(first, profiles) if first is not None else None
+    if isinstance(profile, HybridProfile):
+        for member in profile.members:
+            found = dense_model_of(profiles[member], profiles) if member in profiles else None
+            if found is not None:
+                return found
+    return None
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def semantic_reading(engine: Engine, explanation: FailureExplanation, model: str, backend: str = "torch") -> SemanticReading | None:
+    """The dense model's view of a failure: None when nothing outranked the positive (or it has no positive)."""
+    if not explanation.outranking or not explanation.positives:
+        return None
+    dataset = engine.dataset
+    matrix = engine.vectors(model, backend).vectors
+    query_vector = engine.query_vectors(model, backend, [explanation.query])[0]
+    best = min(explanation.positives, key=lambda p: p.rank or math.inf)
+    positive_vector = matrix[dataset.doc_index[best.document.id]]
+    above = explanation.outranking
+    cosines = [float(matrix[dataset.doc_index[d.document.id]] @ query_vector) for d in above]
+    top = max(range(len(above)), key=lambda i: (cosines[i], -above[i].rank))
+    distractor = above[top]
+    distractor_vector = matrix[dataset.doc_index[distractor.document.id]]
+    positive_cosine = float(positive_vector @ query_vector)
+    twin_cosine = float(distractor_vector @ positive_vector)
+
+    positive_tokens = set(code_tokens(best.document.full_text))
+    counts = Counter(token for d in above for token in set(code_tokens(d.document.full_text)) if len(token) > 2)
+    topic = tuple(token for token, n in counts.most_common() if n >= TOPIC_SHARE * len(above) and token not in positive_tokens)[:5]
+    lengths = sorted(_words(d.document.full_text) for d in above)
+    median = float(lengths[len(lengths) // 2] if len(lengths) % 2 else (lengths[len(lengths) // 2 - 1] + lengths[len(lengths) // 2]) / 2)
+    positive_words = _words(best.document.full_text)
+
+    hints = [SuggestedReason("other", f"{model} puts the document at rank {distractor.rank} ({distractor.document.id}) "
+                                      f"closer to the query than the positive: cosine {cosines[top]:.3f} against "
+                                      f"{positive_cosine:.3f} (margin {cosines[top] - positive_cosine:+.3f})")]
+    if twin_cosine >= EMBEDDING_TWIN:
+        hints.append(SuggestedReason("near-duplicate", f"to {model}, {distractor.document.id} and the positive are "
+                                                       f"near-duplicates (cosine {twin_cosine:.3f} between them)"))
+    if topic:
+        hints.append(SuggestedReason("other", f"the documents above the positive share a topic it does not mention: "
+                                              f"{', '.join(topic)}"))
+    if median and positive_words * LENGTH_RATIO <= median:
+        hints.append(SuggestedReason("generic summary", f"the positive ({positive_words} words) is much shorter than the "
+                                                        f"documents above it (median {median:g} words)"))
+    elif median and positive_words >= LENGTH_RATIO * median:
+        hints.append(SuggestedReason("other", f"the positive ({positive_words} words) is much longer than the documents "
+                                              f"above it (median {median:g} words): mean pooling dilutes its match"))
+    return SemanticReading(model, best.document.id, positive_cosine, distractor.document.id, distractor.rank, cosines[top],
+                           twin_cosine, topic, positive_words, median, tuple(hints))

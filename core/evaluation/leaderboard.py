@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -55,6 +55,23 @@ def profile_statuses(dataset: Dataset, profiles: Mapping[str, Profile], names: S
         match = next((s for s in saved_runs if is_current(s, dataset, profiles[name], depth)), None)
         statuses.append(ProfileStatus(name, match))
     return statuses
+
+
+def with_saved_ids(runs: Sequence[Run], dataset: Dataset, profiles: Mapping[str, Profile],
+                   saved_runs: Sequence[SavedRun]) -> list[Run]:
+    """Each fresh run carrying the id of its profile's current saved run (newest first), so reports can name it.
+
+    A run computed in memory (a page's cached run, ``evaluate --no-save``) has no id although the same
+    profile's run may be saved; a run with no current saved counterpart keeps its own (possibly empty) id.
+    """
+    out = []
+    for run in runs:
+        profile = profiles.get(run.name)
+        depth = int(run.meta.get("depth", DEFAULT_DEPTH))
+        match = None if profile is None or run.run_id else \
+            next((s for s in saved_runs if is_current(s, dataset, profile, depth)), None)
+        out.append(replace(run, run_id=match.run_id) if match is not None else run)
+    return out
 
 
 def status_table(statuses: Sequence[ProfileStatus]) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from core.errors import MetricError
+from core.progress import Progress, StageCounter
 from core.evaluation.metrics import Evaluation, parse_metric
 
 TESTS = ("randomization", "t-test")
@@ -194,8 +195,11 @@ def _values(evaluations: Sequence[Evaluation], metric: str) -> tuple[list[str], 
 
 def compare_all(evaluations: Sequence[Evaluation], metric: str, baseline: str | None = None, test: str = "randomization",
                 correction: str = "holm", alpha: float = 0.05, n_permutations: int = DEFAULT_PERMUTATIONS,
-                seed: int = DEFAULT_SEED) -> ComparisonTable:
-    """Test every pair of runs (or each run against ``baseline``) on ``metric``, corrected as one family."""
+                seed: int = DEFAULT_SEED, progress: Progress | None = None) -> ComparisonTable:
+    """Test every pair of runs (or each run against ``baseline``) on ``metric``, corrected as one family.
+
+    ``progress`` hears ``testing significance (metric): n / N comparisons``.
+    """
     metric = parse_metric(metric).key
     if test not in TESTS:
         raise MetricError(f"Unknown test {test!r}: use one of {', '.join(TESTS)}.")
@@ -212,11 +216,14 @@ def compare_all(evaluations: Sequence[Evaluation], metric: str, baseline: str | 
         base = names.index(baseline)
         pairs = [(base, other) for other in range(len(names)) if other != base]
     p_values = []
+    counter = StageCounter(progress, f"testing significance ({metric})", len(pairs), "comparisons")
     for i, j in pairs:
+        counter(len(p_values))
         if test == "t-test":
             p_values.append(paired_t_test(matrix[i], matrix[j]))
         else:
             p_values.append(randomization_test(matrix[i], matrix[j], n_permutations, seed))
+    counter(len(p_values))
     corrected = correct(p_values, correction)
     means = matrix.mean(axis=1)
     rows = []

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import ProfileError
+from core.progress import StageCounter
 from core.evaluation.metrics import evaluate, parse_metric
 from core.retrieval.profiles import Bm25Profile, HybridProfile, Profile, RerankProfile, check_references, profile_to_dict
 from core.retrieval.engine import DEFAULT_DEPTH, Engine
@@ -56,8 +57,12 @@ def run_points(engine: Engine, param: str, variants: Sequence[tuple[float, Profi
     check_references(profiles)
     sweeper = replace(engine, profiles=profiles)  # shares the engine's indexes, models and result cache
     # One untimed pass first: it fills the member caches and warms the code paths, so the first point is not
-    # charged for them and the points compare fairly.
+    # charged for them and the points compare fairly. Index building reports its own stages; then the
+    # points are counted as one stage, without each point's "retrieving" steps.
     sweeper.warm([warm_up.name])
+    counter = StageCounter(engine.progress, f"sweeping {param} of {variants[0][1].name.split('~')[0]}", len(variants), "settings")
+    counter(0)
+    sweeper.progress = None
     sweeper.run(warm_up.name, depth=depth)
     points = []
     for value, profile in variants:
@@ -65,6 +70,7 @@ def run_points(engine: Engine, param: str, variants: Sequence[tuple[float, Profi
         run = sweeper.run(profile.name, depth=depth)
         score = evaluate(engine.dataset.qrels, run, [metric]).mean()[metric]
         points.append(SweepPoint(param, value, metric, score, float(run.meta["ms_per_query"]), profile.name))
+        counter(len(points))
     return points
 
 
@@ -112,3 +118,44 @@ def sweep_frame(points: Sequence[SweepPoint]) -> pd.DataFrame:
     """The points as a table: param, value, metric, metric_value, ms_per_query, profile."""
     columns = ["param", "value", "metric", "metric_value", "ms_per_query", "profile"]
     return pd.DataFrame([[getattr(p, c) for c in columns] for p in points], columns=columns)
+
+
+TIMING_NOISE_MS = 0.05  # differences in ms/query below this (or below 5% of the mean) are timer noise on this machine
+TIMING_NOISE_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class LatencySpread:
+    """The fastest and slowest ms/query of a sweep, and whether their gap is too small to mean anything."""
+
+    low: float
+    high: float
+
+    @property
+    def is_noise(self) -> bool:
+        gap = self.high - self.low
+        return gap < TIMING_NOISE_MS or gap < TIMING_NOISE_SHARE * (self.high + self.low) / 2
+
+
+def latency_spread(points: Sequence[SweepPoint]) -> LatencySpread:
+    """ms/query range over the points (a cheap second stage gives, e.g., 0.52-0.53 ms: noise, not cost)."""
+    times = [p.ms_per_query for p in points]
+    return LatencySpread(min(times, default=0.0), max(times, default=0.0))
+
+
+def best_point(points: Sequence[SweepPoint]) -> SweepPoint:
+    """The point with the highest metric value (ties: the faster, then the earlier)."""
+    if not points:
+        raise ProfileError("The sweep has no points yet: run it first.")
+    return max(points, key=lambda p: (p.metric_value, -p.ms_per_query))
+
+
+def point_profile(base: Profile, point: SweepPoint, name: str) -> Profile:
+    """The base profile with the point's setting, under ``name``: what "save as profile" writes to profiles.toml."""
+    if point.param == "pool_depth":
+        return replace(base, name=name, pool_depth=int(point.value))
+    if point.param == "weight":
+        return replace(base, name=name, weights=(float(point.value), round(1.0 - float(point.value), 10)))
+    if point.param in ("k1", "b"):
+        return replace(base, name=name, **{point.param: float(point.value)})
+    raise ProfileError(f"A sweep point of {point.param!r} cannot be saved as a profile.")

@@ -157,7 +157,8 @@ class TorchEncoder:
             if local:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never wait on the network
             try:
-                self._model = SentenceTransformer(str(self.source), device=self.device, local_files_only=local or _hub_offline())
+                with _no_transformers_bars():
+                    self._model = SentenceTransformer(str(self.source), device=self.device, local_files_only=local or _hub_offline())
             except Exception as exc:
                 if local:
                     raise ModelUnavailableError(f"Model folder {self.source} could not be loaded: {exc}") from exc
@@ -189,6 +190,21 @@ class TorchEncoder:
             vectors = model.encode(list(texts), batch_size=batch_size, show_progress_bar=show_progress,
                                    normalize_embeddings=True, convert_to_numpy=True)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@contextmanager
+def _no_transformers_bars():
+    """Hide transformers' "Loading weights" bar: the engine reports model loading as a stage of its own,
+    and ``--quiet`` must print nothing."""
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def load_encoder(name: str = DEFAULT_MODEL, workspace: Workspace | None = None, backend: str = "torch",

@@ -21,7 +21,7 @@ import shutil
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +33,7 @@ from core.index.analyzers import Analyzer, get_analyzer
 from core.index.bm25_batch import TermMatrix, TermMatrixBuilder, bm25_top_k
 from core.data.datasets import Dataset
 from core.errors import IndexCorruptError
+from core.progress import ItemProgress
 from core.workspace import Workspace, slug
 
 TANTIVY_K1, TANTIVY_B = 1.2, 0.75
@@ -141,7 +142,7 @@ class LexicalIndex:
         return self.search_many([text], k, k1, b, length_norm=length_norm)[0]
 
 
-def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Callable[[float], None] | None) -> None:
+def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: ItemProgress | None) -> None:
     path.mkdir(parents=True)
     index = tantivy.Index(_schema(), path=str(path))
     writer = index.writer(heap_size=128_000_000, num_threads=1)
@@ -155,10 +156,15 @@ def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: Cal
         document.add_text(BODY, " ".join(tokens))
         writer.add_document(document)
         if progress and row % step == 0:
-            progress(row / len(dataset.documents))
+            progress("tokenize", row, len(dataset.documents))
+    if progress:
+        progress("tokenize", len(dataset.documents), len(dataset.documents))
+        progress("commit", 0, 1)
     writer.commit()
     writer.wait_merging_threads()
     matrix.build().save(path)
+    if progress:
+        progress("commit", 1, 1)
 
 
 def _file_checksums(path: Path) -> dict[str, list]:
@@ -233,7 +239,7 @@ class BuildReport:
 
 
 def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: str = "code", rebuild: bool = False,
-                       progress: Callable[[float], None] | None = None) -> tuple[LexicalIndex, BuildReport]:
+                       progress: ItemProgress | None = None) -> tuple[LexicalIndex, BuildReport]:
     """Open the (dataset, analyzer) index, building it first when missing, stale or damaged.
 
     Builds are atomic and serialised: a lock keeps two processes from building the same index,

@@ -25,7 +25,7 @@ import shutil
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ import pyarrow as pa
 from core.data.datasets import Dataset
 from core.index.encoders import Encoder
 from core.errors import IndexCorruptError
+from core.progress import ItemProgress
 from core.index.lexical import BuildReport
 from core.workspace import Workspace, slug
 
@@ -338,7 +339,7 @@ def embedding_cache_dir(workspace: Workspace) -> Path:
 
 
 def _embed_resumable(texts: Sequence[str], encoder: Encoder, cache: EmbeddingCache,
-                     progress: Callable[[float], None] | None) -> tuple[np.ndarray, int]:
+                     progress: ItemProgress | None) -> tuple[np.ndarray, int]:
     """Vectors of ``texts`` in order, and how many came from the cache.
 
     Texts the cache lacks (each distinct text once) are encoded in chunks, every chunk written to the cache
@@ -353,6 +354,8 @@ def _embed_resumable(texts: Sequence[str], encoder: Encoder, cache: EmbeddingCac
     missing = list(first_row.values())
     size = embed_chunk_size()
     done = len(texts) - len(missing)
+    if progress:
+        progress("embed", done, len(texts))
     for start in range(0, len(missing), size):
         rows = missing[start:start + size]
         chunk = encoder.encode([texts[row] for row in rows])
@@ -360,7 +363,7 @@ def _embed_resumable(texts: Sequence[str], encoder: Encoder, cache: EmbeddingCac
         vectors[rows] = chunk
         done += len(rows)
         if progress:
-            progress(min(1.0, done / max(len(texts), 1)))
+            progress("embed", done, len(texts))
     if missing:  # repeated texts take the vector of their first occurrence
         duplicates = np.flatnonzero(~found)
         source = np.array([first_row[keys[row]] for row in duplicates.tolist()], dtype=np.int64)
@@ -381,7 +384,7 @@ def _drop_damaged(db, workspace: Workspace, name: str) -> None:
 
 
 def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: Sequence[str], encoder: Encoder,
-                   what: str, rebuild: bool, progress: Callable[[float], None] | None):
+                   what: str, rebuild: bool, progress: ItemProgress | None):
     db = _connect(workspace)
     expected = {"fingerprint": encoder.fingerprint, "count": len(ids), "dim": encoder.dim}
     started = time.perf_counter()
@@ -403,10 +406,14 @@ def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: S
         if rebuild:  # a rebuild means "compute again": this table's texts leave the cache first
             cache.forget(texts)
         vectors, cached = _embed_resumable(texts, encoder, cache, progress)
+        if progress:
+            progress("store", 0, len(ids))
         table = db.create_table(name, record_batches(vectors_to_arrow(ids, vectors, expected)), mode="overwrite")
         if len(ids) > ANN_THRESHOLD:
             table.create_index(metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)
         table, vectors, _ = read_checked_table(db, name, expected)
+        if progress:
+            progress("store", len(ids), len(ids))
         # checkpoints of the layout before the cache (.partial/<table>/) are never reused: they carried no checksum
         shutil.rmtree(workspace.vectors_dir / ".partial" / name, ignore_errors=True)
         for other in table_names(db):  # older versions of this (dataset, model, backend) are dropped once the new one serves
@@ -416,7 +423,7 @@ def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: S
 
 
 def open_vector_index(workspace: Workspace, dataset: Dataset, encoder: Encoder, rebuild: bool = False,
-                      progress: Callable[[float], None] | None = None) -> tuple[VectorIndex, BuildReport]:
+                      progress: ItemProgress | None = None) -> tuple[VectorIndex, BuildReport]:
     """The corpus embeddings of ``dataset`` under ``encoder``, computed once and then reused."""
     name = corpus_table_name(dataset, encoder)
     table, vectors, report = _open_or_build(workspace, name, [d.id for d in dataset.documents],
@@ -426,7 +433,7 @@ def open_vector_index(workspace: Workspace, dataset: Dataset, encoder: Encoder, 
 
 
 def benchmark_query_vectors(workspace: Workspace, dataset: Dataset, encoder: Encoder,
-                            progress: Callable[[float], None] | None = None) -> tuple[dict[str, int], np.ndarray, BuildReport]:
+                            progress: ItemProgress | None = None) -> tuple[dict[str, int], np.ndarray, BuildReport]:
     """Embeddings of all benchmark queries (cached in LanceDB): query id -> row, and the matrix."""
     name = query_table_name(dataset, encoder)
     _, vectors, report = _open_or_build(workspace, name, [q.id for q in dataset.queries], [q.text for q in dataset.queries],

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,11 +27,11 @@ from core.retrieval.rerankers import CrossEncoderScorer, merge_reranked, rerank_
 from core.retrieval.runs import Ranking, Run
 from core.retrieval.tuning import FoldTuning, tune_by_folds
 from core.index.vectors import VectorIndex, benchmark_query_vectors, open_vector_index
+from core.progress import ItemProgress, Progress, StageCounter, staged
 from core.workspace import Workspace
 
 DEFAULT_DEPTH = 100
 MAX_QUERY_CHARS = 100_000  # longer pastes are cut (and the result says so): models read 256 tokens anyway
-Progress = Callable[[str, float], None]
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,12 @@ class Engine:
         self._texts = [d.full_text for d in self.dataset.documents]
 
     # ---- resources ---------------------------------------------------------------------------
-    def _report(self, stage: str) -> Callable[[float], None] | None:
-        return (lambda fraction: self.progress(stage, fraction)) if self.progress else None
+    def _report(self, stage_names: dict[str, str], unit: str = "documents") -> ItemProgress | None:
+        """An index builder's progress, each of its phases a named stage counting ``unit``."""
+        return staged(self.progress, stage_names, unit)
+
+    def _stage(self, stage: str, total: int, unit: str) -> StageCounter:
+        return StageCounter(self.progress, stage, total, unit)
 
     def profile(self, name: str) -> Profile:
         try:
@@ -106,7 +110,8 @@ class Engine:
     def lexical(self, analyzer: str) -> LexicalIndex:
         if analyzer not in self._lexical:
             index, report = open_lexical_index(self.workspace, self.dataset, analyzer,
-                                               progress=self._report(f"BM25 index ({analyzer})"))
+                                               progress=self._report({"tokenize": f"BM25 index ({analyzer}): tokenizing",
+                                                                      "commit": f"BM25 index ({analyzer}): writing"}))
             self._lexical[analyzer] = index
             self.reports.append(report)
         return self._lexical[analyzer]
@@ -114,14 +119,19 @@ class Engine:
     def encoder(self, model: str, backend: str = "torch") -> Encoder:
         key = (model, backend)
         if key not in self._encoders:
+            counter = self._stage(f"loading model {model}", 1, "models")
+            counter(0)
             self._encoders[key] = load_encoder(model, self.workspace, backend)
+            self._encoders[key].dim  # loads the weights now, inside this stage, not at the first embedding
+            counter(1)
         return self._encoders[key]
 
     def vectors(self, model: str, backend: str = "torch") -> VectorIndex:
         key = (model, backend)
         if key not in self._vectors:
             index, report = open_vector_index(self.workspace, self.dataset, self.encoder(model, backend),
-                                              progress=self._report(f"embedding corpus ({model})"))
+                                              progress=self._report({"embed": f"embedding corpus ({model})",
+                                                                     "store": f"storing corpus vectors in LanceDB ({model})"}))
             self._vectors[key] = index
             self.reports.append(report)
         return self._vectors[key]
@@ -132,7 +142,9 @@ class Engine:
         encoder = self.encoder(model, backend)
         if key not in self._benchmark_vectors and any(q.id in self.dataset.query_index for q in queries):
             rows, matrix, report = benchmark_query_vectors(self.workspace, self.dataset, encoder,
-                                                           progress=self._report(f"embedding queries ({model})"))
+                                                           progress=self._report({"embed": f"embedding queries ({model})",
+                                                                                  "store": f"storing query vectors in LanceDB ({model})"},
+                                                                                 "queries"))
             self._benchmark_vectors[key] = (rows, matrix)
             self.reports.append(report)
         rows, matrix = self._benchmark_vectors.get(key, ({}, None))
@@ -269,7 +281,11 @@ class Engine:
         check_number("depth", depth)
         queries = list(queries) if queries is not None else list(self.dataset.judged_queries)
         profile = self.profile(name)
+        self.warm([name])  # indexes and models first, each reporting its own stage, so "retrieving" is retrieval only
+        counter = self._stage(f"{name}: retrieving", len(queries), "queries")
+        counter(0)
         retrieved = self._retrieve(name, queries, depth)
+        counter(len(queries))
         rankings = {q.id: self._ranking(h) for q, h in zip(queries, retrieved.hits)}
         meta = {"seconds": retrieved.seconds, "ms_per_query": 1000 * retrieved.seconds / max(len(queries), 1),
                 "queries": len(queries), "depth": depth, "corpus_hash": self.dataset.corpus_hash,

@@ -67,3 +67,27 @@ def _merge(pieces: list[Span]) -> tuple[Span, ...]:
         else:
             merged.append(Span(piece.text, shared))
     return tuple(merged)
+
+
+_CODE_LINE = re.compile(
+    r"^\s*(import|package|public|private|static|#include|using)\s+[\w.<>]+"  # a declaration
+    r"|^\s*from\s+[\w.]+\s+import\b"  # Python import
+    r"|^\s*[\w.\[\]'\"]+\s*[-+*/]?=\s*\S"  # an assignment
+    r"|[{};]\s*$|\)\s*:\s*$|\)\s*\{"  # a block opened or closed, a statement ended
+    r"|=>|::|->\s*\w", re.MULTILINE)
+CODE_LINE_SHARE = 0.3  # of non-blank lines that read like code, for a text to count as code
+_DEFINITION = re.compile(r"^\s*(async\s+)?(def|class|function|func|fn)\s+\w+\s*[(<:{]", re.MULTILINE)
+
+
+def looks_like_code(text: str) -> bool:
+    """True when enough lines of ``text`` read like code (definitions, assignments, braces), False for prose.
+
+    Used to decide whether a docstring or query is highlighted as code: a dataset tags its
+    natural-language side with the code's language, and prose highlighted as Python reads badly.
+    """
+    if _DEFINITION.search(text):
+        return True  # a function or class definition, however long the docstring inside it
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return False
+    return sum(1 for line in lines if _CODE_LINE.search(line)) / len(lines) >= CODE_LINE_SHARE

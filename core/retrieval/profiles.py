@@ -12,6 +12,7 @@ Defaults live in code (``default_profiles``); a user's own profiles live in the 
 """
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -247,3 +248,66 @@ def dependencies(profiles: dict[str, Profile], name: str) -> list[str]:
 
     visit(name)
     return order
+
+
+_PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_profile_name(name: str) -> str:
+    """A profile name: letters, digits, '.', '_' and '-', at most 64 (it names runs, URLs and TOML tables)."""
+    if not isinstance(name, str) or not _PROFILE_NAME.fullmatch(name):
+        raise ProfileError(f"Profile name {name!r} is not allowed: use letters, digits, '.', '_' or '-' (at most 64), "
+                           "starting with a letter or digit.")
+    return name
+
+
+def upsert_profile(path: Path, profile: Profile, replace_name: str | None = None) -> dict[str, Profile]:
+    """Validate ``profile`` and write it to profiles.toml (``replace_name``: the profile it renames); return all profiles.
+
+    Nothing is written when the result would be invalid: an unknown member, a cycle, a rename of a
+    profile that others use, or a name already taken by another profile.
+    """
+    check_profile_name(profile.name)
+    profile.validate()
+    profiles = load_profiles(path)
+    if profile.name in profiles and profile.name != replace_name:
+        raise ProfileError(f"A profile named {profile.name!r} already exists: edit it, or choose another name.")
+    if replace_name is not None and replace_name != profile.name:
+        if replace_name in default_profiles():
+            raise ProfileError(f"{replace_name!r} is built in and cannot be renamed: save a copy under a new name instead.")
+        users = [name for name in profiles if name != replace_name and replace_name in _children(profiles[name])]
+        if users:
+            raise ProfileError(f"{replace_name!r} is used by {', '.join(users)}: it cannot be renamed.")
+        profiles.pop(replace_name, None)
+    profiles[profile.name] = profile
+    check_references(profiles)
+    save_profiles(path, profiles)
+    return profiles
+
+
+def delete_profile(path: Path, name: str) -> dict[str, Profile]:
+    """Remove a user profile from profiles.toml (a changed built-in goes back to its default); return all profiles."""
+    profiles = load_profiles(path)
+    if name not in profiles:
+        raise ProfileError(f"No profile named {name!r}.")
+    defaults = default_profiles()
+    if name in defaults:
+        if profiles[name] == defaults[name]:
+            raise ProfileError(f"{name!r} is built in and cannot be deleted.")
+        profiles[name] = defaults[name]  # "delete" an edited built-in: back to its default
+    else:
+        users = [other for other in profiles if other != name and name in _children(profiles[other])]
+        if users:
+            raise ProfileError(f"{name!r} is used by {', '.join(users)}: change or delete those first.")
+        del profiles[name]
+    check_references(profiles)
+    save_profiles(path, profiles)
+    return profiles
+
+
+def _children(profile: Profile) -> tuple[str, ...]:
+    if isinstance(profile, HybridProfile):
+        return profile.members
+    if isinstance(profile, RerankProfile):
+        return (profile.first_stage,)
+    return ()

@@ -106,4 +106,7 @@ def test_selecting_a_row_offers_to_open_it_in_the_explorer_with_its_qid(app_env)
     moves = table_with(at, "A → B")
     assert len(moves) >= 1
     at.button(key="breakdown_open").click().run()
-    assert at.query_params["qid"] == first and at.query_params["dataset"] == "csn-mini"
+    # the dataset is a URL parameter bound to the sidebar widget: the browser carries it (tests/e2e checks that);
+    # AppTest has no browser, so the dataset is read from the sidebar's state
+    assert at.query_params["qid"] == first and at.session_state["dataset"] == "csn-mini"
+    assert at.selectbox(key="explorer_qid").value == first

@@ -129,3 +129,11 @@ def test_sweep_prints_the_points_of_core_sweep(session_workspace, csn_engine, ca
 def test_sweep_refuses_a_profile_of_the_wrong_kind(session_workspace, capsys):
     assert cli(session_workspace, "sweep", "--dataset", "csn-mini", "--what", "weight", "--profile", "bm25-code") == 2
     assert "needs a hybrid profile" in capsys.readouterr().err
+
+
+def test_build_benchmark_says_when_the_tree_has_fewer_functions_than_the_queries_asked(workspace, capsys):
+    assert cli(workspace, "build-benchmark", "--root", str(JSON_PACKAGE), "--name", "json-200", "--queries", "200",
+               "--languages", "python") == 0
+    out = capsys.readouterr().out
+    assert "built json-200: 14 queries, 14 documents (python)" in out
+    assert "note: asked for 200 queries" in out and "only 14 documented functions" in out

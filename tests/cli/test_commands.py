@@ -1,4 +1,5 @@
 """python -m core: the commands a user types."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,35 @@ def test_runs_export_and_import_round_trip(capsys, session_workspace, tmp_path, 
     assert code == 0 and "40 queries" in out
     code, out, _ = cli(capsys, session_workspace, "runs", "--dataset", "csn-mini")
     assert run_id in out and "again" in out
+
+
+def test_quiet_prints_no_progress_bar_nor_library_logging_on_a_first_build(tmp_path, csn_mini):
+    """A fresh workspace builds the BM25 index and the MiniLM vectors: --quiet keeps stderr empty of bars and Lance warnings."""
+    from tests.conftest import slice_dataset
+    from core.data.datasets import write_dataset
+
+    data_dir = tmp_path / "data"
+    write_dataset(slice_dataset(csn_mini, 4, 24, name="csn-tiny"), data_dir / "csn-tiny")
+    command = [sys.executable, "-m", "core", "--workspace", str(tmp_path / "ws"), "--data-dir", str(data_dir), "evaluate",
+               "--dataset", "csn-tiny", "--profiles", "bm25-code,dense-minilm", "--no-save"]
+    quiet = subprocess.run([*command, "--quiet"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert quiet.returncode == 0, quiet.stderr
+    assert "Loading weights" not in quiet.stderr
+    assert "No existing dataset" not in quiet.stderr and "WARN" not in quiet.stderr
+    assert "%|" not in quiet.stderr and "it/s" not in quiet.stderr
+
+
+def test_the_progress_bars_count_documents_on_a_first_build(tmp_path, csn_mini):
+    from tests.conftest import slice_dataset
+    from core.data.datasets import write_dataset
+
+    data_dir = tmp_path / "data"
+    write_dataset(slice_dataset(csn_mini, 4, 24, name="csn-tiny"), data_dir / "csn-tiny")
+    result = subprocess.run([sys.executable, "-m", "core", "--workspace", str(tmp_path / "ws"), "--data-dir", str(data_dir),
+                             "evaluate", "--dataset", "csn-tiny", "--profiles", "dense-minilm", "--no-save"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"embedding corpus \(minilm\).*24/24", result.stderr)
+    assert "documents/s" in result.stderr and "%/s" not in result.stderr
+    assert "storing corpus vectors in LanceDB (minilm)" in result.stderr
+    assert "Loading weights" not in result.stderr

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.e2e
 PAGES = [("", "Leaderboard"), ("explorer", "Query explorer"), ("breakdown", "Per-query breakdown"),
          ("failures", "Failure cases"), ("compare", "Significance & report"), ("complementarity", "Complementarity"),
          ("slices", "Slice finder"), ("embedding_map", "Embedding map"), ("sweep", "Quality vs latency"),
+         ("profiles", "Profiles"),
          ("datasets", "Datasets"), ("build_benchmark", "Build a benchmark"), ("leakage", "Leakage audit"),
          ("finetune", "Fine-tune")]
 CODE_QUERY = "def load_json(path):\n    with open(path) as handle:\n        return json.load(handle)"
@@ -188,7 +189,7 @@ def test_markup_in_a_pasted_query_is_shown_as_text_and_never_runs(page, app_serv
     page.get_by_role("button", name="Search").click()
     page.wait_for_selector('[data-testid="stColumn"] [data-testid="stDataFrame"]')
     wait_for_app(page)
-    for expander in page.get_by_text("Shared identifiers, highlighted").all():
+    for expander in page.get_by_text("Full text, shared identifiers highlighted").all():
         expander.click()
     wait_for_app(page)
     assert exceptions(page) == []
@@ -205,14 +206,17 @@ def test_failure_cases_lists_the_queries_core_finds_failing(page, app_server, e2
     k_input = page.get_by_label("k", exact=True)
     k_input.fill("1")
     k_input.press("Enter")
-    page.wait_for_selector('[data-testid="stMetricLabel"]:has-text("k=1")')
+    # "k=1" alone also matches the "k=10" label drawn before the rerun: wait for the label that ends in k=1
+    page.wait_for_function("() => [...document.querySelectorAll('[data-testid=stMetricLabel]')]"
+                           ".some(e => e.innerText.trim().endsWith('at k=1'))")
     wait_for_app(page)
     assert exceptions(page) == []
 
     profile = SELECTED[0]  # the page opens the first selected profile
     failures = find_failures(e2e_engine.dataset, e2e_engine.run(profile), 1)
     assert failures, "bm25-code misses rank 1 somewhere on csn-mini (MRR@10 < 1), so the list cannot be empty"
-    metric = page.locator('[data-testid="stMetric"]').filter(has_text="Queries failing at k=1")
+    metric = page.locator('[data-testid="stMetric"]').filter(
+        has=page.get_by_test_id("stMetricLabel").filter(has_text=re.compile(r"at k=1\s*$")))
     assert metric.locator('[data-testid="stMetricValue"]').inner_text() == \
         f"{len(failures)} of {len(e2e_engine.dataset.judged_queries)}"
     shown = [row["query_id"] for row in grid(dataframe_with_column(page, "query_id"))]

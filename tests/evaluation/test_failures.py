@@ -139,3 +139,30 @@ def test_real_failure_explanation_agrees_with_the_run_and_the_tokenizer(csn_mini
         assert len(set(doc.shared_terms)) == len(doc.shared_terms)
     dense_rank = dense.ranking(failure.query_id).rank_of(failure.positive_ids[0])
     assert explanation.other_ranks[0].rank == dense_rank
+
+
+def test_a_dense_failure_gets_a_semantic_reading_whose_cosines_the_encoder_reproduces(csn_engine):
+    import numpy as np
+
+    from core.evaluation.failures import dense_model_of, semantic_reading
+
+    dataset = csn_engine.dataset
+    run = csn_engine.run("dense-minilm")
+    failures = find_failures(dataset, run, 1)
+    assert failures, "dense-minilm misses rank 1 somewhere on csn-mini"
+    explanation = explain_failure(dataset, run, failures[0].query_id, 1)
+    assert dense_model_of(csn_engine.profile("dense-minilm"), csn_engine.profiles) == ("minilm", "torch")
+    assert dense_model_of(csn_engine.profile("hybrid-rrf"), csn_engine.profiles) == ("minilm", "torch")
+    assert dense_model_of(csn_engine.profile("bm25-code"), csn_engine.profiles) is None
+    reading = semantic_reading(csn_engine, explanation, "minilm")
+
+    # an independent computation: encode the three texts afresh and take dot products of the normalised vectors
+    encoder = csn_engine.encoder("minilm")
+    query, positive, distractor = encoder.encode([explanation.query.text, dataset.document(reading.positive_id).full_text,
+                                                  dataset.document(reading.distractor_id).full_text])
+    assert reading.positive_cosine == pytest.approx(float(np.dot(query, positive)), abs=1e-4)
+    assert reading.distractor_cosine == pytest.approx(float(np.dot(query, distractor)), abs=1e-4)
+    assert reading.distractor_positive_cosine == pytest.approx(float(np.dot(positive, distractor)), abs=1e-4)
+    # the positive failed at k=1, so the rank-1 document is above it and the model scored it higher
+    assert reading.distractor_rank == 1 and reading.margin > 0
+    assert reading.hints and "margin" in reading.hints[0].detail and reading.distractor_id in reading.hints[0].detail

@@ -81,3 +81,19 @@ def test_data_fingerprint_changes_with_the_judgments(csn_mini):
     changed = csn_mini.subset([q.id for q in csn_mini.judged_queries[:5]])
     assert data_fingerprint(csn_mini) == data_fingerprint(csn_mini)
     assert data_fingerprint(changed) != data_fingerprint(csn_mini)
+
+
+def test_a_fresh_run_takes_the_id_of_its_profiles_saved_run_so_the_report_names_it(csn_engine, bm25_run, tmp_path):
+    from core.evaluation.leaderboard import with_saved_ids
+    from core.evaluation.report import build_report
+
+    saved = save_run(bm25_run, tmp_path / "runs")
+    dense = csn_engine.run("dense-minilm")  # never saved: keeps no id
+    runs = with_saved_ids([bm25_run, dense], csn_engine.dataset, csn_engine.profiles,
+                          list_runs(tmp_path / "runs", csn_engine.dataset.name))
+    assert bm25_run.run_id == "" and [r.run_id for r in runs] == [saved.run_id, ""]
+    assert runs[0].rankings == bm25_run.rankings
+    evaluations = [evaluate(csn_engine.dataset.qrels, run, ["ndcg@10"]) for run in runs]
+    files = build_report(csn_engine.dataset, evaluations, runs, ["ndcg@10"], None, tmp_path / "report", failures_top_n=0)
+    profiles_rows = [line for line in files.markdown.read_text().splitlines() if line.startswith("| bm25")]
+    assert any(saved.run_id in line for line in profiles_rows)

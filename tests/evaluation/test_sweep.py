@@ -95,3 +95,34 @@ def test_bm25_sweep_refuses_other_parameters_and_values_out_of_range(csn_engine)
         sweep_bm25(csn_engine, Bm25Profile("bm25-x"), "k1", (11.0,))
     with pytest.raises(ProfileError, match="bm25 profile"):
         sweep_bm25(csn_engine, csn_engine.profile("dense-minilm"), "k1", (1.0,))
+
+
+def test_a_latency_spread_of_hundredths_of_a_millisecond_is_called_noise():
+    from core.evaluation.sweep import SweepPoint, latency_spread
+
+    def point(ms: float) -> SweepPoint:
+        return SweepPoint("pool_depth", 10, "ndcg@10", 0.5, ms, "p")
+
+    assert latency_spread([point(0.52), point(0.53), point(0.525)]).is_noise  # the cheap rerank
+    assert not latency_spread([point(0.5), point(2.0)]).is_noise
+    assert not latency_spread([point(10.0), point(12.0)]).is_noise
+    assert latency_spread([point(10.0), point(10.3)]).is_noise  # 3 % of the mean
+
+
+def test_the_best_point_of_a_sweep_is_saved_as_a_profile_that_reproduces_its_score(csn_engine, tmp_path):
+    from core.evaluation.metrics import evaluate
+    from core.evaluation.sweep import best_point, point_profile, sweep_bm25
+    from core.retrieval.engine import Engine
+    from core.retrieval.profiles import load_profiles, upsert_profile
+
+    base = csn_engine.profile("bm25-code")
+    points = sweep_bm25(csn_engine, base, "k1", [0.3, 1.2, 2.0], "ndcg@10")
+    best = best_point(points)
+    assert best.metric_value == max(p.metric_value for p in points)
+    path = tmp_path / "profiles.toml"
+    upsert_profile(path, point_profile(base, best, "bm25-best-k1"))
+    saved = load_profiles(path)["bm25-best-k1"]
+    assert saved.k1 == best.value and saved.b == base.b and saved.analyzer == base.analyzer
+    engine = Engine(csn_engine.workspace, csn_engine.dataset, load_profiles(path))
+    score = evaluate(csn_engine.dataset.qrels, engine.run("bm25-best-k1"), ["ndcg@10"]).mean()["ndcg@10"]
+    assert score == pytest.approx(best.metric_value, abs=1e-12)

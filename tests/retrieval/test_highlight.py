@@ -1,4 +1,5 @@
 """Shared identifiers between a query and a document, and the spans that mark them."""
+import pytest
 from hypothesis import given, strategies as st
 
 from core.retrieval.highlight import highlight_spans, shared_identifiers
@@ -39,3 +40,27 @@ def test_spans_join_back_to_the_original_text(text, shared):
     spans = highlight_spans(text, shared)
     assert "".join(s.text for s in spans) == text
     assert all(a.shared != b.shared for a, b in zip(spans, spans[1:]))
+
+
+@pytest.mark.parametrize("text,code", [
+    ("def load_json(path):\n    with open(path) as handle:\n        return json.load(handle)", True),
+    ("function add(a, b) {\n  return a + b;\n}", True),
+    ("x = compute(y)", True),
+    ("Load a javascript file and minify.\n\nParameters\n----------\npath : str\n    the file to read", False),
+    ("python read json file into dict", False),
+    ("Returns the value of foo(x) for every x.", False),
+    ("", False),
+])
+def test_code_is_told_from_prose(text, code):
+    from core.retrieval.highlight import looks_like_code
+
+    assert looks_like_code(text) is code
+
+
+def test_real_docstrings_and_code_queries_of_csn_are_told_apart(csn_mini):
+    from core.retrieval.highlight import looks_like_code
+
+    docstrings = [d.full_text for d in csn_mini.documents[:100]]
+    queries = [q.text for q in csn_mini.queries[:40]]
+    assert sum(map(looks_like_code, docstrings)) <= 5  # prose, with the odd code example inside a docstring
+    assert sum(map(looks_like_code, queries)) >= 38  # Python functions

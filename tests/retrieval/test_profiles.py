@@ -64,3 +64,34 @@ def test_deeply_nested_toml_is_reported_not_raised(tmp_path):
     path.write_text("x = " + "[" * 100_000)
     with pytest.raises(ProfileError, match="not valid TOML"):
         load_profiles(path)
+
+
+def test_a_profile_created_edited_and_deleted_from_the_ui_round_trips_through_profiles_toml(tmp_path):
+    from core.retrieval.profiles import (Bm25Profile, HybridProfile, delete_profile, load_profiles, upsert_profile)
+    from core.errors import ProfileError
+
+    path = tmp_path / "profiles.toml"
+    upsert_profile(path, Bm25Profile("bm25-tuned", analyzer="code", k1=0.9, b=0.4))
+    upsert_profile(path, HybridProfile("hy", members=("bm25-tuned", "dense-minilm"), method="weighted", weights=(0.2, 0.8)))
+    loaded = load_profiles(path)
+    assert loaded["bm25-tuned"] == Bm25Profile("bm25-tuned", analyzer="code", k1=0.9, b=0.4)
+    assert loaded["hy"].weights == (0.2, 0.8)
+    assert 'k1 = 0.9' in path.read_text()
+
+    upsert_profile(path, Bm25Profile("bm25-tuned", k1=1.5, b=0.4), replace_name="bm25-tuned")  # edit in place
+    assert load_profiles(path)["bm25-tuned"].k1 == 1.5
+    with pytest.raises(ProfileError, match="already exists"):
+        upsert_profile(path, Bm25Profile("hy"))  # a new profile may not take an existing name
+    with pytest.raises(ProfileError, match="used by hy"):
+        delete_profile(path, "bm25-tuned")
+    with pytest.raises(ProfileError, match="unknown profile"):
+        upsert_profile(path, HybridProfile("bad", members=("bm25-code", "nope")))
+    with pytest.raises(ProfileError, match="not allowed"):
+        upsert_profile(path, Bm25Profile("has space"))
+    assert "bad" not in load_profiles(path)  # nothing written by a refused save
+
+    delete_profile(path, "hy")
+    delete_profile(path, "bm25-tuned")
+    assert set(load_profiles(path)) == set(load_profiles(None))
+    with pytest.raises(ProfileError, match="built in"):
+        delete_profile(path, "bm25-code")

@@ -1,0 +1,42 @@
+"""A Streamlit progress bar fed by core's progress steps: the stage, n / N items and an ETA, not a spinner."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+
+from core.progress import Step, notify
+from core.retrieval.engine import Engine
+from ui.render import escape_markdown
+
+
+class ProgressBar:
+    """``st.progress`` drawing each step it is given as ``stage: n / N documents · ETA 0:42``."""
+
+    def __init__(self, label: str):
+        self.bar = st.progress(0.0, text=escape_markdown(label))
+
+    def __call__(self, step: Step) -> None:
+        self.bar.progress(step.fraction, text=escape_markdown(step.describe()))
+
+    def clear(self) -> None:
+        self.bar.empty()
+
+
+@contextmanager
+def engine_progress(engine: Engine, label: str) -> Iterator[ProgressBar]:
+    """Route the engine's steps to a bar for the duration of the block; the bar goes when the block ends."""
+    bar = ProgressBar(label)
+    previous = engine.progress
+    engine.progress = bar
+    try:
+        yield bar
+    finally:
+        engine.progress = previous
+        bar.clear()
+
+
+def count(bar: ProgressBar, stage: str, done: int, total: int, unit: str) -> None:
+    """Report a page's own loop (profiles run, comparisons made) on the same bar."""
+    notify(bar, Step(stage, done, total, unit))
