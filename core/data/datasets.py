@@ -283,7 +283,7 @@ def _read_qrels(path: Path, doc_ids: set[str], query_ids: set[str], problems: li
             query_id, doc_id, grade_text = (c.strip() for c in cells)
             try:
                 grade = int(float(grade_text))
-            except ValueError:
+            except (ValueError, OverflowError):  # OverflowError: "inf" or "1e400" is a float but no int
                 problems.append(DatasetProblem(name, number, f"score {grade_text!r} is not a number"))
                 continue
             if query_id not in query_ids:

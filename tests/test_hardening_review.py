@@ -1,0 +1,71 @@
+"""Review of issue 15's fixes: inputs an outside tester tried beyond those of tests/test_hardening_round_two.py.
+
+Each test failed before the fix its commit describes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from core.cli.main import main
+from core.data.datasets import load_dataset
+from core.errors import OptionError
+from core.retrieval.limits import check_number
+from core.workspace import Workspace
+
+HUGE = "1" + "0" * 400  # an int Python parses but float() cannot hold
+
+
+def cli(capsys, workspace: Workspace, *args: str) -> tuple[int, str, str]:
+    code = main(["--workspace", str(workspace.root), "--data-dir", str(workspace.data_dir), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(code: int, err: str) -> bool:
+    return code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def write_beir(folder: Path, corpus: list[dict], queries: list[dict], qrels_text: str) -> Path:
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text("".join(json.dumps(row) + "\n" for row in corpus), encoding="utf-8")
+    (folder / "queries.jsonl").write_text("".join(json.dumps(row) + "\n" for row in queries), encoding="utf-8")
+    (folder / "qrels" / "test.tsv").write_text(qrels_text, encoding="utf-8")
+    return folder
+
+
+# ---- item 10: numbers too large for a float ----------------------------------------------------------------------
+def test_check_number_refuses_an_integer_too_large_for_a_float_with_a_message():
+    for kind in ("depth", "k", "count", "cutoff"):
+        with pytest.raises(OptionError, match="must be"):
+            check_number(kind, int(HUGE))
+        with pytest.raises(OptionError, match="must be"):
+            check_number(kind, HUGE)
+
+
+@pytest.mark.parametrize("args, option", [
+    (["search", "--dataset", "csn-mini", "-k", HUGE, "json"], "-k"),
+    (["evaluate", "--dataset", "csn-mini", "--profiles", "bm25-code", "--depth", HUGE, "--no-save"], "--depth"),
+    (["finetune", "--train", "csn-mini", "--output", "m", "--seed", str(2**64)], "--seed"),
+    (["finetune", "--train", "csn-mini", "--output", "m", "--seed", str(-2**63 - 1)], "--seed"),
+])
+def test_cli_refuses_huge_numbers_and_seeds_torch_cannot_take_in_one_line(capsys, workspace, args, option):
+    code, out, err = cli(capsys, workspace, *args)
+    assert one_line_error(code, err) and option in err and "must be" in err, err
+
+
+def test_a_large_seed_within_bounds_is_kept_exactly():
+    assert check_number("seed", str(2**63 + 1)) == 2**63 + 1 and check_number("seed", 2**32 + 7) == 2**32 + 7
+
+
+# ---- item 1 (hostile dataset text): qrels grades a float cannot make an int of -----------------------------------
+@pytest.mark.parametrize("grade", ["inf", "-inf", "1e400"])
+def test_a_qrels_grade_of_infinity_is_a_skipped_row_not_a_crash(tmp_path, grade):
+    folder = write_beir(tmp_path / "inf", [{"_id": "d1", "text": "read a file"}, {"_id": "d2", "text": "write a file"}],
+                        [{"_id": "q1", "text": "read"}, {"_id": "q2", "text": "write"}],
+                        f"query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t{grade}\n")
+    dataset = load_dataset(folder)
+    assert dataset.qrels.judgments == {"q1": {"d1": 1}}
+    assert [(p.line, "not a" in p.message) for p in dataset.problems] == [(3, True)]
