@@ -69,3 +69,32 @@ def test_a_qrels_grade_of_infinity_is_a_skipped_row_not_a_crash(tmp_path, grade)
     dataset = load_dataset(folder)
     assert dataset.qrels.judgments == {"q1": {"d1": 1}}
     assert [(p.line, "not a" in p.message) for p in dataset.problems] == [(3, True)]
+
+
+# ---- item 6: an archive of very many tiny entries ----------------------------------------------------------------
+def test_an_archive_of_very_many_entries_is_refused_before_zipfile_holds_them_all(tmp_path):
+    import struct
+    import tracemalloc
+    import zipfile
+
+    from core.data.archives import import_zip
+    from core.errors import UnsafeArchiveError
+
+    path = tmp_path / "many.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("corpus.jsonl", '{"_id": "d1", "text": "x"}\n')
+        for number in range(40_000):
+            archive.writestr(f"{number:x}", b"")
+    data = bytearray(path.read_bytes())
+    end = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<HH", data, end + 8, 1, 1)  # the end record claims one entry: zipfile walks them all anyway
+    path.write_bytes(bytes(data))
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnsafeArchiveError, match="entries"):
+            import_zip(path, tmp_path / "datasets")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 1024**2, f"{peak:,} bytes held to refuse a zip of 40,000 entries"
+    assert not (tmp_path / "datasets").exists() or not any((tmp_path / "datasets").iterdir())
