@@ -98,3 +98,22 @@ def test_an_archive_of_very_many_entries_is_refused_before_zipfile_holds_them_al
         tracemalloc.stop()
     assert peak < 4 * 1024**2, f"{peak:,} bytes held to refuse a zip of 40,000 entries"
     assert not (tmp_path / "datasets").exists() or not any((tmp_path / "datasets").iterdir())
+
+
+# ---- items 1 and 7: a terminal that cannot show every character ---------------------------------------------------
+def test_search_prints_to_a_latin1_terminal_what_it_cannot_encode_as_escapes(tmp_path, monkeypatch):
+    import io
+    import sys
+
+    write_beir(tmp_path / "data" / "wide", [{"_id": "d1", "text": "def total(xs): return sum(xs)  # 合計 \u202e"},
+                                            {"_id": "d2", "text": "def diff(a, b): return a - b"}],
+               [{"_id": "q1", "text": "sum"}], "q1\td1\t1\n")
+    raw = io.BytesIO()
+    terminal = io.TextIOWrapper(raw, encoding="latin-1")  # what PYTHONIOENCODING=latin-1 or a latin-1 locale gives
+    monkeypatch.setattr(sys, "stdout", terminal)
+    code = main(["--workspace", str(tmp_path / "ws"), "--data-dir", str(tmp_path / "data"),
+                 "search", "--dataset", "wide", "--profile", "bm25-code", "total sum"])
+    terminal.flush()
+    out = raw.getvalue().decode("latin-1")
+    assert code == 0
+    assert "d1" in out and "\\u5408\\u8a08" in out and "\\u202e" in out, out
