@@ -117,3 +117,29 @@ def test_search_prints_to_a_latin1_terminal_what_it_cannot_encode_as_escapes(tmp
     out = raw.getvalue().decode("latin-1")
     assert code == 0
     assert "d1" in out and "\\u5408\\u8a08" in out and "\\u202e" in out, out
+
+
+# ---- item 10: numbers inside profiles (profiles.toml takes nan and inf) --------------------------------------------
+@pytest.mark.parametrize("kind, field, value", [
+    ("hybrid", "rrf_k", float("nan")), ("hybrid", "rrf_k", float("inf")), ("hybrid", "rrf_k", -1),
+    ("hybrid", "candidate_depth", float("inf")), ("hybrid", "candidate_depth", 2.5), ("hybrid", "candidate_depth", float("nan")),
+    ("rerank", "pool_depth", 2.5), ("rerank", "pool_depth", float("nan")),
+])
+def test_profile_numbers_nan_inf_or_fractional_are_refused_by_name(kind, field, value):
+    from core.errors import ProfileError
+    from core.retrieval.profiles import profile_from_dict
+
+    base = {"hybrid": {"members": ["bm25-code", "bm25-plain"]}, "rerank": {"first_stage": "bm25-code"}}[kind]
+    with pytest.raises(ProfileError, match=f"p: {field} must be"):
+        profile_from_dict({"kind": kind, **base, field: value}, name="p")
+
+
+def test_a_hybrid_from_profiles_toml_with_infinite_candidate_depth_is_one_error_line(capsys, tmp_path):
+    write_beir(tmp_path / "data" / "small", [{"_id": "d1", "text": "read a file"}, {"_id": "d2", "text": "write a file"}],
+               [{"_id": "q1", "text": "read"}], "q1\td1\t1\n")
+    workspace = Workspace.open(tmp_path / "ws", tmp_path / "data")
+    workspace.profiles_file.write_text('[profiles.h]\nkind = "hybrid"\nmembers = ["bm25-code", "bm25-plain"]\n'
+                                       'candidate_depth = inf\n\n[profiles.bm25-code]\nkind = "bm25"\n\n'
+                                       '[profiles.bm25-plain]\nkind = "bm25"\nanalyzer = "plain"\n')
+    code, out, err = cli(capsys, workspace, "evaluate", "--dataset", "small", "--profiles", "h", "--no-save")
+    assert one_line_error(code, err) and "candidate_depth" in err, err

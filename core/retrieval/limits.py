@@ -42,6 +42,7 @@ BOUNDS: dict[str, Bound] = {
     "pool": Bound("pool depth (documents reranked)", 1, 1_000),
     "weight": Bound("weight", 0, 1, whole=False),  # a sweep's weight of the first member (the other gets 1 - w)
     "member weight": Bound("member weight", 0, math.inf, whole=False),
+    "rrf k": Bound("rrf k", 0, math.inf, whole=False),  # a hybrid's RRF constant
     "cutoff": Bound("cutoff k", 1, MAX_CUTOFF),
     # counts (epochs, threads, batch size, ...) reach torch and numpy, which take no more than a C int
     "count": Bound("count", 1, MAX_COUNT),
