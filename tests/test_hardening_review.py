@@ -143,3 +143,23 @@ def test_a_hybrid_from_profiles_toml_with_infinite_candidate_depth_is_one_error_
                                        '[profiles.bm25-plain]\nkind = "bm25"\nanalyzer = "plain"\n')
     code, out, err = cli(capsys, workspace, "evaluate", "--dataset", "small", "--profiles", "h", "--no-save")
     assert one_line_error(code, err) and "candidate_depth" in err, err
+
+
+# ---- item 10: a NaN score in an imported TREC run ------------------------------------------------------------------
+def test_an_imported_trec_run_with_a_nan_score_is_refused_naming_the_line(tmp_path):
+    from core.errors import DatasetError
+    from core.retrieval.runs import read_trec
+
+    path = tmp_path / "nan.trec"
+    path.write_text("q1 Q0 d1 1 2.5 t\nq1 Q0 d2 2 nan t\nq1 Q0 d3 3 1.0 t\n")
+    with pytest.raises(DatasetError) as caught:
+        read_trec(path)
+    assert [(p.line, "score 'nan'" in p.message) for p in caught.value.problems] == [(2, True)]
+
+
+def test_an_imported_trec_run_keeps_infinite_scores_in_order(tmp_path):
+    from core.retrieval.runs import read_trec
+
+    path = tmp_path / "inf.trec"
+    path.write_text("q1 Q0 d1 1 inf t\nq1 Q0 d2 2 1.0 t\nq1 Q0 d3 3 -inf t\n")
+    assert read_trec(path).rankings["q1"].doc_ids == ("d1", "d2", "d3")

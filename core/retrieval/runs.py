@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 import uuid
@@ -245,6 +246,8 @@ def read_trec(path: Path, name: str | None = None, dataset: str = "") -> Run:
             try:
                 score = float(cells[4])
             except ValueError:
+                score = math.nan
+            if math.isnan(score):  # NaN orders nowhere: the ranking, and every metric, would depend on line order
                 problems.append(DatasetProblem(Path(path).name, number, f"score {cells[4]!r} is not a number"))
                 continue
             per_query.setdefault(cells[0], {})[cells[2]] = score
