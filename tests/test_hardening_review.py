@@ -163,3 +163,12 @@ def test_an_imported_trec_run_keeps_infinite_scores_in_order(tmp_path):
     path = tmp_path / "inf.trec"
     path.write_text("q1 Q0 d1 1 inf t\nq1 Q0 d2 2 1.0 t\nq1 Q0 d3 3 -inf t\n")
     assert read_trec(path).rankings["q1"].doc_ids == ("d1", "d2", "d3")
+
+
+# ---- item 7: argparse's own error line echoes what it did not recognise -------------------------------------------
+def test_an_unrecognized_argument_holding_escapes_is_echoed_escaped(capsys, tmp_path):
+    with pytest.raises(SystemExit) as exited:
+        main(["--workspace", str(tmp_path / "ws"), "datasets", "\x1b]0;pwned\x07\x1b[2J\u202e"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "unrecognized arguments" in err
+    assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err and "\\x1b]0;pwned\\x07" in err, err
