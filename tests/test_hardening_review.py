@@ -172,3 +172,27 @@ def test_an_unrecognized_argument_holding_escapes_is_echoed_escaped(capsys, tmp_
     err = capsys.readouterr().err
     assert exited.value.code == 2 and "unrecognized arguments" in err
     assert "\x1b" not in err and "\x07" not in err and "\u202e" not in err and "\\x1b]0;pwned\\x07" in err, err
+
+
+# ---- hostile data-directory datasets: a meta.json nested past Python's recursion limit ----------------------------
+def test_the_catalog_lists_a_dataset_whose_meta_json_is_nested_too_deeply(tmp_path):
+    from core.data.catalog import list_datasets
+    from core.evaluation.stats import catalog_table
+
+    folder = write_beir(tmp_path / "data" / "deep", [{"_id": "d1", "text": "read a file"}], [{"_id": "q1", "text": "read"}],
+                        "q1\td1\t1\n")
+    (folder / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    infos = [info for info in list_datasets(Workspace.open(tmp_path / "ws", tmp_path / "data")) if info.name == "deep"]
+    table = catalog_table(infos)
+    assert table["name"].tolist() == ["deep"] and table["documents"].isna().all()
+
+
+def test_a_download_onto_a_folder_whose_meta_json_is_nested_too_deeply_is_refused_in_one_message(tmp_path):
+    from core.data.hub import download_nano_dataset
+    from core.errors import DatasetError
+
+    folder = write_beir(tmp_path / "datasets" / "taken", [{"_id": "d1", "text": "read a file"}],
+                        [{"_id": "q1", "text": "read"}], "q1\td1\t1\n")
+    (folder / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DatasetError, match="taken"):
+        download_nano_dataset("owner/repo", "sub", tmp_path / "datasets", name="taken", source_dir=tmp_path / "nowhere")
