@@ -165,7 +165,7 @@ def _count_entries(zip_path: Path) -> int:
     """Entries in the zip's central directory, counted by walking it on disk (in constant memory).
 
     zipfile.ZipFile builds an object per entry before anyone can look at the count (a 25 MB zip of
-    300,000 empty entries took 165 MB and 6 s), and it walks the directory by its size, not by the count
+    300,000 empty entries took 162 MiB and 6 s), and it walks the directory by its size, not by the count
     the end record declares, so this walks it the same way. Returns 0 when the file is no zip it can
     read; zipfile then says why.
     """
