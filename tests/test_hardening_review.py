@@ -196,3 +196,35 @@ def test_a_download_onto_a_folder_whose_meta_json_is_nested_too_deeply_is_refuse
     (folder / "meta.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(DatasetError, match="taken"):
         download_nano_dataset("owner/repo", "sub", tmp_path / "datasets", name="taken", source_dir=tmp_path / "nowhere")
+
+
+# ---- item 6: streaming validation and one enormous line -----------------------------------------------------------
+def test_a_corpus_line_past_the_limit_is_a_skipped_row_read_in_bounded_memory(tmp_path):
+    import tracemalloc
+
+    from core.data.datasets import MAX_LINE_BYTES, check_dataset
+
+    folder = write_beir(tmp_path / "long", [{"_id": "d1", "text": "read a file"}], [{"_id": "q1", "text": "read"}],
+                        "q1\td1\t1\n")
+    huge = json.dumps({"_id": "d2", "text": "x" * (MAX_LINE_BYTES + MAX_LINE_BYTES // 2)})
+    with (folder / "corpus.jsonl").open("a", encoding="utf-8") as corpus:
+        corpus.write(huge + "\n" + json.dumps({"_id": "d3", "text": "write a file"}) + "\n")
+    tracemalloc.start()
+    try:
+        check_dataset(folder)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < MAX_LINE_BYTES * 1.25, f"{peak:,} bytes to check a corpus with a {len(huge):,}-byte line"
+    dataset = load_dataset(folder)
+    assert [d.id for d in dataset.documents] == ["d1", "d3"]
+    assert [(p.file, p.line, "longer than the limit" in p.message) for p in dataset.problems] == [("corpus.jsonl", 2, True)]
+    assert f"line of {len(huge) + 1:,} bytes" in dataset.problems[0].message
+
+
+def test_a_corpus_line_of_several_mebibytes_under_the_limit_loads_intact(tmp_path):
+    text = "def f():\n    return 1\n" * 150_000  # 3.3 MB: read in several 1 MiB pieces
+    folder = write_beir(tmp_path / "big", [{"_id": "d1", "text": text}, {"_id": "d2", "text": "b"}],
+                        [{"_id": "q1", "text": "f"}], "q1\td1\t1")  # a last qrels line without newline
+    dataset = load_dataset(folder)
+    assert dataset.documents[0].text == text and dataset.problems == () and dataset.qrels.judgments == {"q1": {"d1": 1}}
