@@ -62,3 +62,13 @@ def test_styled_leaderboard_formats_numbers_bolds_best_cells_and_appends_markers
     assert html.count("font-weight: bold") == 1  # one CSS rule naming both best cells
     bold_rule = html.split("font-weight: bold")[0]  # the selectors of the one bold rule
     assert "row1_col0" in bold_rule and "row0_col1" in bold_rule and "row0_col0" not in bold_rule
+
+
+def test_metrics_bar_chart_shows_run_names_as_text_not_plotly_html():
+    from ui.render import metrics_bar_chart
+
+    hostile = '<a href="http://evil.example/login">log in again</a>'
+    table = pd.DataFrame({"ndcg@10": [0.5, 0.7]}, index=[hostile, "bm25-code"])
+    figure = metrics_bar_chart(table, ["ndcg@10"])
+    names = [trace.name for trace in figure.data]
+    assert names == ['&lt;a href=&quot;http://evil.example/login&quot;&gt;log in again&lt;/a&gt;', "bm25-code"]
