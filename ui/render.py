@@ -110,7 +110,7 @@ def metrics_bar_chart(table: pd.DataFrame, metric_columns: Sequence[str]) -> go.
 def plotly_text(text: object) -> str:
     """``text`` as Plotly draws it literally: Plotly reads labels, legends and hover text as HTML (``<a href>``
     makes a link), and turns ``&lt;`` back into ``<`` for display."""
-    return html.escape(str(text), quote=True)
+    return html.escape(str(text), quote=False)  # Plotly decodes &lt; &gt; &amp; but not &quot;: quotes stay as typed
 
 
 def _metric_label(key: str) -> str:

@@ -71,4 +71,4 @@ def test_metrics_bar_chart_shows_run_names_as_text_not_plotly_html():
     table = pd.DataFrame({"ndcg@10": [0.5, 0.7]}, index=[hostile, "bm25-code"])
     figure = metrics_bar_chart(table, ["ndcg@10"])
     names = [trace.name for trace in figure.data]
-    assert names == ['&lt;a href=&quot;http://evil.example/login&quot;&gt;log in again&lt;/a&gt;', "bm25-code"]
+    assert names == ['&lt;a href="http://evil.example/login"&gt;log in again&lt;/a&gt;', "bm25-code"]
