@@ -228,3 +228,23 @@ def test_a_corpus_line_of_several_mebibytes_under_the_limit_loads_intact(tmp_pat
                         [{"_id": "q1", "text": "f"}], "q1\td1\t1")  # a last qrels line without newline
     dataset = load_dataset(folder)
     assert dataset.documents[0].text == text and dataset.problems == () and dataset.qrels.judgments == {"q1": {"d1": 1}}
+
+
+# ---- item 2: a run saved before checksums, whose header nothing vouches for -------------------------------------------
+def test_a_run_without_checksum_whose_header_has_wrong_types_is_listed_as_damaged(capsys, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from core.retrieval.runs import list_runs
+
+    workspace = Workspace.open(tmp_path / "ws", tmp_path / "data")
+    workspace.runs_dir.mkdir(parents=True, exist_ok=True)
+    table = pa.table({"query_id": ["q1"], "doc_id": ["d1"], "rank": pa.array([1], pa.int32()), "score": [1.0]})
+    for run_id, header in [("20260101-000000-aaaaaa", {"meta": {"ms_per_query": "x"}, "profile": {}}),
+                           ("20260101-000000-bbbbbb", {"meta": {}, "profile": [1]})]:
+        header = {"name": "old", "dataset": "g", "run_id": run_id, "queries": ["q1"], **header}
+        pq.write_table(table.replace_schema_metadata({b"codeir.run": json.dumps(header).encode()}),
+                       workspace.runs_dir / f"{run_id}.parquet")
+    assert [bool(saved.damage) for saved in list_runs(workspace.runs_dir)] == [True, True]
+    code, out, err = cli(capsys, workspace, "runs")
+    assert code == 0 and err == "" and out.count("DAMAGED") == 2 and "of the wrong type" in out, (out, err)
