@@ -21,7 +21,7 @@ from core.evaluation.compare import (
 from core.errors import WorkbenchError
 from core.evaluation.metrics import parse_metric
 from ui.links import QIDS_PARAM, decode_query_ids
-from ui.render import escape_markdown
+from ui.render import escape_markdown, plotly_text
 from ui.state import current_selection, get_engine, get_evaluation, page_params, run_profiles
 
 OUTCOME_COLOURS = {"A wins": "#1f77b4", "tie": "#9e9e9e", "B wins": "#d62728"}
@@ -148,7 +148,7 @@ with chart_left:
         scatter = px.scatter(points, x="a", y="b", size="queries", color="outcome", size_max=28,
                              color_discrete_map=OUTCOME_COLOURS, category_orders={"outcome": list(OUTCOME_COLOURS)},
                              hover_data={"queries": True, "query_ids": True, "outcome": False},
-                             labels={"a": f"A: {profile_a}", "b": f"B: {profile_b}", "query_ids": "queries"})
+                             labels={"a": f"A: {plotly_text(profile_a)}", "b": f"B: {plotly_text(profile_b)}", "query_ids": "queries"})
         scatter.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
                                      hoverinfo="skip", showlegend=False))
         scatter.update_layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="",
@@ -160,8 +160,9 @@ with chart_left:
 with chart_right:
     st.subheader("Where the positive came")
     histogram = rank_histogram(shown, profiles)
+    histogram["profile"] = histogram["profile"].map(plotly_text)  # Plotly reads legend text as HTML
     bars = px.bar(histogram, x="rank", y="queries", color="profile", barmode="group",
-                  category_orders={"rank": list(dict.fromkeys(histogram["rank"])), "profile": profiles})
+                  category_orders={"rank": list(dict.fromkeys(histogram["rank"])), "profile": [plotly_text(p) for p in profiles]})
     bars.update_layout(height=520, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="",
                        legend={"orientation": "h", "y": -0.2}, xaxis={"type": "category", "title": "rank of the best positive"})
     st.plotly_chart(bars, width="stretch")

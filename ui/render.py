@@ -6,6 +6,7 @@ LaTeX (``$``), Streamlit directive or icon (``:``); HTML is never allowed anywhe
 """
 from __future__ import annotations
 
+import html
 import re
 import string
 from collections.abc import Mapping, Sequence
@@ -123,12 +124,19 @@ def metrics_bar_chart(table: pd.DataFrame, metric_columns: Sequence[str], interv
         long["above"], long["below"] = long["high"] - long["value"], long["value"] - long["low"]
         errors = {"error_y": "above", "error_y_minus": "below"}
     long["metric"] = [_metric_label(key) for key in long["metric"]]
+    long["run"] = long["run"].map(plotly_text)  # profile names are user text; Plotly reads legend and hover as HTML
     figure = px.bar(long, x="metric", y="value", color="run", barmode="group", text_auto=".3f" if labelled else False,
                     **errors)
     figure.update_layout(yaxis_title=None, xaxis_title=None, legend_title_text=None, margin=dict(l=10, r=10, t=30, b=10),
                          legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
     figure.update_yaxes(range=[0, 1.05])
     return figure
+
+
+def plotly_text(text: object) -> str:
+    """``text`` as Plotly draws it literally: Plotly reads labels, legends and hover text as HTML (``<a href>``
+    makes a link), and turns ``&lt;`` back into ``<`` for display."""
+    return html.escape(str(text), quote=False)  # Plotly decodes &lt; &gt; &amp; but not &quot;: quotes stay as typed
 
 
 def _metric_label(key: str) -> str:

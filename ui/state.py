@@ -26,6 +26,7 @@ from core.workspace import DATA_DIR_ENV, WORKSPACE_ENV, Workspace
 from ui.render import escape_markdown
 
 DEFAULT_SELECTED = ("bm25-code", "dense-minilm", "hybrid-rrf", "hybrid-weighted", "rerank-fusion")
+MAX_CUTOFF_WARNINGS = 3  # sidebar warnings for refused cutoffs; the rest are counted in one more
 
 
 @dataclass(frozen=True)
@@ -190,8 +191,10 @@ def sidebar() -> Selection | None:
     cutoffs, refused = parse_cutoffs(cutoffs_text, "Cutoff")
     for cutoff in cutoffs:
         metrics += [f"{m}@{cutoff}" for m in ("ndcg", "hit", "recall", "mrr") if f"{m}@{cutoff}" not in metrics]
-    for message in refused:  # the text may come from a crafted ?k= link: escaped, never rendered as markdown
+    for message in refused[:MAX_CUTOFF_WARNINGS]:  # the text may come from a crafted ?k= link: escaped, never markdown
         st.sidebar.warning(escape_markdown(f"Ignored: {message}"))
+    if len(refused) > MAX_CUTOFF_WARNINGS:  # a link of 10,000 bad values must not draw 10,000 boxes
+        st.sidebar.warning(f"... and {len(refused) - MAX_CUTOFF_WARNINGS:,} more values ignored.")
     return Selection(workspace, dataset_name, tuple(profile_names), tuple(metrics))
 
 

@@ -35,13 +35,25 @@ _BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u20
 
 
 class TerminalSafeStream:
-    """A text stream that writes through ``terminal_safe`` (stdout while a CLI command runs)."""
+    """A text stream that writes through ``terminal_safe`` (stdout while a CLI command runs).
+
+    Text the terminal's encoding cannot hold (CJK on a latin-1 terminal) is written as ``\\uXXXX`` escapes
+    instead of raising UnicodeEncodeError halfway through a listing.
+    """
 
     def __init__(self, stream: TextIO):
         self._stream = stream
 
     def write(self, text: str) -> int:
-        self._stream.write(terminal_safe(text))
+        safe = terminal_safe(text)
+        encoding = getattr(self._stream, "encoding", None) or "utf-8"
+        try:
+            safe.encode(encoding)
+        except UnicodeEncodeError:  # a latin-1 or ASCII terminal: what it cannot show, as escapes
+            safe = safe.encode(encoding, "backslashreplace").decode(encoding)
+        except LookupError:
+            safe = safe.encode("ascii", "backslashreplace").decode("ascii")
+        self._stream.write(safe)
         return len(text)
 
     def __getattr__(self, name: str):

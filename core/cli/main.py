@@ -19,11 +19,19 @@ from core.workspace import Workspace
 NUMERIC_OPTIONS = {"depth": "depth", "k": "k", "queries": "count", "show": "count", "failures": "non-negative count",
                    "alpha": "alpha", "threshold": "fraction", "epochs": "count", "max_examples": "count",
                    "negatives": "non-negative count", "skip_top": "non-negative count", "batch_size": "count",
-                   "max_seq_length": "count", "threads": "count", "learning_rate": "rate"}
+                   "max_seq_length": "count", "threads": "count", "learning_rate": "rate", "seed": "seed"}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error line cleaned: it echoes unrecognized arguments raw, ESC sequences included."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {terminal_safe(message)}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m core", description="codeir workbench: evaluate code retrieval from the terminal.")
+    parser = _Parser(prog="python -m core", description="codeir workbench: evaluate code retrieval from the terminal.")
     parser.add_argument("--workspace", help="workspace folder (default: $CODEIR_WORKSPACE or ./workspace)")
     parser.add_argument("--data-dir", help="folder of BEIR datasets (default: $CODEIR_DATA_DIR or ../shared/datasets)")
     sub = parser.add_subparsers(dest="command", required=True)

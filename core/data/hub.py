@@ -257,7 +257,7 @@ def _downloaded_from(folder: Path, repo_id: str, subset: str | None) -> bool:
         return False
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested past Python's limit
         return False
     return isinstance(meta, dict) and meta.get("repo") == repo_id and meta.get("subset") == subset
 

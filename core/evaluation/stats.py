@@ -52,7 +52,7 @@ def catalog_table(infos: Sequence[DatasetInfo]) -> pd.DataFrame:
 def _read_meta(path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # RecursionError: "[" * 100,000
         return {}
     return meta if isinstance(meta, dict) else {}
 

@@ -12,6 +12,7 @@ from core.errors import OptionError
 
 MAX_DEPTH = 10_000
 MAX_CUTOFF = 1_000
+MAX_COUNT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,12 @@ class Bound:
     def describe(self) -> str:
         kind = "a whole number" if self.whole else "a number"
         if self.low_open:
-            return f"{kind} above {self.low:g}" + ("" if math.isinf(self.high) else f" and at most {self.high:,g}")
-        return f"{kind} from {self.low:,g}" + (" up" if math.isinf(self.high) else f" to {self.high:,g}")
+            return f"{kind} above {_shown(self.low)}" + ("" if math.isinf(self.high) else f" and at most {_shown(self.high)}")
+        return f"{kind} from {_shown(self.low)}" + (" up" if math.isinf(self.high) else f" to {_shown(self.high)}")
+
+
+def _shown(bound: float) -> str:
+    return f"{bound:,}" if isinstance(bound, int) else f"{bound:,g}"
 
 
 BOUNDS: dict[str, Bound] = {
@@ -37,12 +42,15 @@ BOUNDS: dict[str, Bound] = {
     "pool": Bound("pool depth (documents reranked)", 1, 1_000),
     "weight": Bound("weight", 0, 1, whole=False),  # a sweep's weight of the first member (the other gets 1 - w)
     "member weight": Bound("member weight", 0, math.inf, whole=False),
+    "rrf k": Bound("rrf k", 0, math.inf, whole=False),  # a hybrid's RRF constant
     "cutoff": Bound("cutoff k", 1, MAX_CUTOFF),
-    "count": Bound("count", 1, math.inf),
-    "non-negative count": Bound("count", 0, math.inf),
+    # counts (epochs, threads, batch size, ...) reach torch and numpy, which take no more than a C int
+    "count": Bound("count", 1, MAX_COUNT),
+    "non-negative count": Bound("count", 0, MAX_COUNT),
     "alpha": Bound("alpha (significance level)", 0, 0.5, whole=False, low_open=True),
     "fraction": Bound("threshold", 0, 1, whole=False),
     "rate": Bound("rate", 0, 1, whole=False, low_open=True),
+    "seed": Bound("seed", -(2**63), 2**64 - 1),  # what torch.manual_seed accepts
 }
 
 
@@ -54,15 +62,34 @@ def check_number(kind: str, value: object, name: str | None = None) -> int | flo
     bound = BOUNDS[kind]
     shown = name or bound.label
     text = (value.strip() if isinstance(value, str) else str(value))[:40]
-    try:
-        number = float(value.strip() if isinstance(value, str) else value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        number = math.nan
-    if isinstance(value, bool) or not math.isfinite(number) or (bound.whole and number != int(number)):
-        raise OptionError(f"{shown} must be {bound.describe()}, not {text!r}.")
+    number = _as_number(value)
+    refused = OptionError(f"{shown} must be {bound.describe()}, not {text!r}.")
+    if isinstance(value, bool) or (isinstance(number, float) and (not math.isfinite(number) or (bound.whole and number != int(number)))):
+        raise refused
+    if isinstance(number, float) and bound.whole:
+        number = int(number)
     if number < bound.low or number > bound.high or (bound.low_open and number == bound.low):
-        raise OptionError(f"{shown} must be {bound.describe()}, not {text!r}.")
-    return int(number) if bound.whole else number
+        raise refused
+    return number if bound.whole else float(number)
+
+
+def _as_number(value: object) -> int | float:
+    """An int kept exact (a seed of 2**63 + 1 must not round), else a float; NaN when it is neither.
+
+    Integers too large for a float (``-k 1e400`` written out) compare as ints, so they are refused by the
+    bounds instead of raising OverflowError.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            pass
+    try:
+        return float(value.strip() if isinstance(value, str) else value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
 
 
 def parse_cutoffs(text: str, name: str = "cutoff k") -> tuple[list[int], list[str]]:

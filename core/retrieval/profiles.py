@@ -72,6 +72,14 @@ class DenseProfile:
             raise ProfileError(f"{self.name}: model must be named.")
 
 
+def _check_field(profile: str, field_name: str, kind: str, value: object) -> None:
+    """A profile's number inside the bounds of ``kind`` (core.retrieval.limits), else ProfileError."""
+    try:
+        check_number(kind, value, f"{profile}: {field_name}")
+    except OptionError as exc:
+        raise ProfileError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class HybridProfile:
     """Fusion of member profiles' top ``candidate_depth`` lists: RRF, or weighted normalised scores.
@@ -101,8 +109,9 @@ class HybridProfile:
             raise ProfileError(f"{self.name}: normalization must be one of {', '.join(NORMALIZATIONS)}.")
         if self.weights and len(self.weights) != len(self.members):
             raise ProfileError(f"{self.name}: give one weight per member ({len(self.members)}), or none for equal weights.")
-        if self.rrf_k < 0 or self.candidate_depth < 1:
-            raise ProfileError(f"{self.name}: rrf_k must be >= 0 and candidate_depth >= 1.")
+        # check_number, not comparisons: NaN passes "< 0" (and ranked at random), inf and 2.5 crashed the search
+        _check_field(self.name, "rrf_k", "rrf k", self.rrf_k)
+        _check_field(self.name, "candidate_depth", "depth", self.candidate_depth)
         for weight in self.weights:
             try:
                 check_number("member weight", weight, f"{self.name}: weight")
@@ -136,8 +145,7 @@ class RerankProfile:
     def validate(self) -> None:
         if self.reranker not in RERANKERS:
             raise ProfileError(f"{self.name}: reranker must be one of {', '.join(RERANKERS)}.")
-        if not (1 <= self.pool_depth <= 1000):
-            raise ProfileError(f"{self.name}: pool_depth must lie in [1, 1000].")
+        _check_field(self.name, "pool_depth", "pool", self.pool_depth)
         if not (0 <= self.alpha <= 1):
             raise ProfileError(f"{self.name}: alpha must lie in [0, 1].")
 

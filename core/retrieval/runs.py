@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 import uuid
@@ -128,6 +129,21 @@ def _checksum(header_bytes: bytes, table: pa.Table) -> str:
     return f"{crc:08x}"
 
 
+_HEADER_TYPES = {"name": str, "dataset": str, "run_id": str, "created": str, "meta": dict, "profile": dict, "queries": list}
+
+
+def _wrong_header_fields(header: dict) -> str:
+    """The first header field whose value has the wrong type ('' when none): readers index ``meta`` and ``profile``
+    as dicts and format ``ms_per_query`` as a number."""
+    for key, kind in _HEADER_TYPES.items():
+        if key in header and not isinstance(header[key], kind):
+            return repr(key)
+    number = header.get("meta", {}).get("ms_per_query")
+    if number is not None and (isinstance(number, bool) or not isinstance(number, (int, float))):
+        return "'meta.ms_per_query'"
+    return ""
+
+
 def _header(path: Path) -> dict:
     metadata = pq.read_schema(path).metadata or {}
     return json.loads(metadata.get(HEADER_KEY, b"{}"))
@@ -148,6 +164,8 @@ def _read_checked(path: Path) -> tuple[dict, pa.Table]:
         raise _damaged(path, f"unreadable: {type(exc).__name__}") from None
     if not isinstance(header, dict) or set(table.column_names) != {"query_id", "doc_id", "rank", "score"}:
         raise _damaged(path, "not a run file of this workbench")
+    if wrong := _wrong_header_fields(header):  # a run saved before checksums has nothing else to vouch for its header
+        raise _damaged(path, f"header field {wrong} of the wrong type")
     stored = metadata.get(CHECKSUM_KEY)
     if stored is None:
         return header, table  # runs saved before checksums existed carry none and are accepted as they are
@@ -245,6 +263,8 @@ def read_trec(path: Path, name: str | None = None, dataset: str = "") -> Run:
             try:
                 score = float(cells[4])
             except ValueError:
+                score = math.nan
+            if math.isnan(score):  # NaN orders nowhere: the ranking, and every metric, would depend on line order
                 problems.append(DatasetProblem(Path(path).name, number, f"score {cells[4]!r} is not a number"))
                 continue
             per_query.setdefault(cells[0], {})[cells[2]] = score

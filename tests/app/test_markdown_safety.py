@@ -151,3 +151,15 @@ def test_a_crafted_k_parameter_is_shown_escaped_and_its_valid_cutoff_kept(app_en
     assert "\\!\\[x\\]\\(http\\:\\/\\/evil" in warning, warning
     assert not re.search(r"(?<!\\)[][()!<>]", warning), f"an unescaped markdown character: {warning}"
     assert "ndcg@5" in at.session_state["_selection"].metrics
+
+
+def test_a_k_parameter_of_many_bad_values_draws_a_few_warnings_and_a_count(app_env):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.query_params.update({"dataset": "csn-mini", "profiles": "bm25-code", "k": "10," + ",".join(["x"] * 500)})
+    at.run()
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.sidebar.warning]
+    assert len(warnings) == 4 and warnings[-1] == "... and 497 more values ignored.", warnings[-1:]
+    assert "ndcg@10" in at.session_state["_selection"].metrics

@@ -78,3 +78,13 @@ def test_styled_leaderboard_adds_the_intervals_half_width_and_the_chart_its_erro
     bars = metrics_bar_chart(table, ["ndcg@10"], intervals).data
     by_run = {trace.name: trace for trace in bars}
     assert list(by_run["x"].error_y.array) == pytest.approx([0.06]) and list(by_run["x"].error_y.arrayminus) == pytest.approx([0.05])
+
+
+def test_metrics_bar_chart_shows_run_names_as_text_not_plotly_html():
+    from ui.render import metrics_bar_chart
+
+    hostile = '<a href="http://evil.example/login">log in again</a>'
+    table = pd.DataFrame({"ndcg@10": [0.5, 0.7]}, index=[hostile, "bm25-code"])
+    figure = metrics_bar_chart(table, ["ndcg@10"])
+    names = [trace.name for trace in figure.data]
+    assert names == ['&lt;a href="http://evil.example/login"&gt;log in again&lt;/a&gt;', "bm25-code"]
