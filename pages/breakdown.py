@@ -89,7 +89,8 @@ if linked:
     chosen_ids = [q for q in linked if chosen_ids is None or q in set(chosen_ids)]
     note, clear = st.columns([4, 1])
     found = len(set(linked) & set(table.index))
-    note.info(f"Showing only the {found} {'query' if found == 1 else 'queries'} named by the link that opened this page.")
+    # markdown-safe: a count and one of two literal nouns
+    note.info(f"Showing only the {found:d} {'query' if found == 1 else 'queries'} named by the link that opened this page.")
     if clear.button("Show all queries", key="breakdown_clear_link"):
         del st.query_params[QIDS_PARAM]
         st.rerun()

@@ -44,11 +44,11 @@ except WorkbenchError as exc:
     st.stop()
 
 queries = len(solved.solved)
-st.subheader(f"Who solves which queries at hit@{int(k)}")
+st.subheader(f"Who solves which queries at hit@{int(k):d}")
 groups = solved.summary()
 cells = st.columns(len(groups))
 for cell, group in zip(cells, groups):
-    cell.metric(group.label, f"{group.queries} / {queries}")
+    cell.metric(escape_markdown(group.label), f"{group.queries:d} / {queries:d}")
     if group.queries:
         cell.page_link("pages/breakdown.py", label="open in the breakdown", icon=":material/table_rows:",
                        query_params=breakdown_params(engine.dataset.name, members, group.query_ids, members[0], members[1]))
@@ -60,24 +60,24 @@ chart.plotly_chart(upset_chart(intersections, members), width="stretch", key="co
 listing.dataframe(table[["solved by", "queries"]], hide_index=True, width="stretch", key="complementarity_table")
 combination = listing.selectbox("Open one combination in the breakdown", list(table["solved by"]), key="complementarity_pick")
 picked = intersections.iloc[list(table["solved by"]).index(combination)]
-listing.page_link("pages/breakdown.py", label=f"{combination}: {picked['queries']} queries", icon=":material/table_rows:",
+listing.page_link("pages/breakdown.py", label=f"{escape_markdown(combination)}: {int(picked['queries']):d} queries", icon=":material/table_rows:",
                   query_params=breakdown_params(engine.dataset.name, members, picked["query_ids"], members[0], members[1]))
 
 label = parse_metric(metric).label()
-st.subheader(f"The oracle on {label}")
+st.subheader(f"The oracle on {escape_markdown(label)}")
 frame = comparison.frame()
 st.dataframe(frame, width="stretch", key="complementarity_oracle",
              column_config={comparison.metric: st.column_config.NumberColumn(label, format="%.4f"),
                             "oracle − run": st.column_config.NumberColumn(format="%+.4f")})
 left, middle, right = st.columns(3)
-left.metric(f"Oracle {label}", f"{comparison.oracle:.4f}", help="Per query, the best member's value, averaged.")
+left.metric(f"Oracle {escape_markdown(label)}", f"{comparison.oracle:.4f}", help="Per query, the best member's value, averaged.")
 best_member = comparison.best_member
-middle.metric(f"Best member: {best_member[0]}", f"{best_member[1]:.4f}")
+middle.metric(f"Best member: {escape_markdown(best_member[0])}", f"{best_member[1]:.4f}")
 if comparison.best_fusion is None:
     right.metric("Left on the table", "—")
     st.caption(f"No hybrid profile fuses only {escape_markdown(', '.join(members))}: add one in profiles.toml to compare.")
 else:
-    right.metric(f"Left on the table (oracle − {comparison.best_fusion[0]})", f"{comparison.left_on_the_table:.4f}")
+    right.metric(f"Left on the table (oracle − {escape_markdown(comparison.best_fusion[0])})", f"{comparison.left_on_the_table:.4f}")
 
 st.subheader("Weighted fusion: the weight against the oracle")
 sweepable = weighted_fusions_of(engine.profiles, members)
@@ -101,5 +101,5 @@ else:
         st.plotly_chart(sweep_against_oracle(sweeps[sweep_key], oracle, member_means, label, base.members[0]),
                         width="stretch", key="complementarity_sweep_chart")
         best = sweeps[sweep_key].loc[sweeps[sweep_key]["metric_value"].idxmax()]
-        st.caption(f"Best weight {best['value']:g}: {label} {best['metric_value']:.4f}, "
+        st.caption(f"Best weight {best['value']:g}: {escape_markdown(label)} {best['metric_value']:.4f}, "
                    f"{oracle - best['metric_value']:.4f} below the oracle of {escape_markdown(' + '.join(base.members))}.")

@@ -39,7 +39,7 @@ k = last.number_input("k", min_value=1, max_value=100, value=10, key="map_k")
 try:
     model, backend = dense_model(engine.profiles, profile)
     with st.spinner(f"Projecting {len(dataset.documents):,} documents and {len(dataset.judged_queries):,} queries "
-                    f"({method.upper()}; cached after the first time)…"):
+                    f"({escape_markdown(method.upper())}; cached after the first time)…"):
         projection = embedding_map(engine, model, backend, method)
         evaluation = get_evaluation(engine, get_run(engine, profile), sel.metrics)
     points = map_points(projection, dataset, evaluation, int(k))
@@ -52,7 +52,7 @@ st.session_state["map_query_ids"] = frozenset(query_ids)
 if st.session_state.get(QUERY_KEY) not in ["", *query_ids]:
     st.session_state[QUERY_KEY] = ""
 selected = st.session_state.get(QUERY_KEY) or None
-st.caption(f"{len(points):,} points · model {escape_markdown(model)} ({backend}) · {method.upper()} · colours from "
+st.caption(f"{len(points):,} points · model {escape_markdown(model)} ({escape_markdown(backend)}) · {escape_markdown(method.upper())} · colours from "
            f"{escape_markdown(profile)}")
 st.plotly_chart(embedding_map_figure(points, colour_by, int(k), selected), width="stretch", key="map_chart",
                 on_select=_pick_from_chart, selection_mode="points")
@@ -63,6 +63,6 @@ if choice:
     row = points[(points["kind"] == "query") & (points["id"] == choice)].iloc[0]
     rank = "not retrieved" if row["positive_rank"] != row["positive_rank"] else f"rank {int(row['positive_rank'])}"
     st.markdown(f"**{escape_markdown(choice)}**: {escape_markdown(row['hover'])}  \npositive "
-                f"**{escape_markdown(row['positive_id'])}** at {rank} under {escape_markdown(profile)}")
+                f"**{escape_markdown(row['positive_id'])}** at {escape_markdown(rank)} under {escape_markdown(profile)}")
     if right.button("Open in the query explorer", icon=":material/search:", key="map_open", type="primary"):
         st.switch_page("pages/explorer.py", query_params={**st.query_params.to_dict(), "qid": choice})

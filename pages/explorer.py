@@ -14,6 +14,8 @@ from ui.render import code_language, escape_markdown, highlighted_markdown, prev
 from ui.progress import engine_progress
 from ui.state import page_engine, page_params
 
+RELEVANT_MARK = " ✅"  # beside a top document that is judged relevant
+
 PASTE, BENCHMARK = "Paste code", "Benchmark query"
 MODE_KEY, QID_KEY, TEXT_KEY = "explorer_mode", "explorer_qid", "explorer_text"
 SUBMITTED_KEY = "explorer_submitted"  # the pasted text last searched
@@ -125,7 +127,7 @@ for start in range(0, len(names), per_row):
             if len(table):
                 top = table.iloc[0]
                 with st.container(key=f"explorer_top_{position}"):
-                    st.markdown(f"**Top document** · {escape_markdown(top['doc id'])}{' ✅' if top['relevant'] else ''}  \n"
+                    st.markdown(f"**Top document** · {escape_markdown(top['doc id'])}{escape_markdown(RELEVANT_MARK if top['relevant'] else '')}  \n"
                                 + escape_markdown(preview_text(top["document"], TOP_PREVIEW_CHARS)))
             # Rows taller than 4rem let the grid wrap text: about four lines of each docstring show in its row.
             st.dataframe(table, hide_index=True, width="stretch", key=f"explorer_table_{name}", row_height=88,

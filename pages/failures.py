@@ -60,7 +60,7 @@ else:
         st.session_state["failures_qid"] = wanted if wanted in ids else ids[0]
         if wanted and wanted not in ids and st.session_state.get(ARRIVED_KEY):
             st.warning(f"The link names query {escape_markdown(wanted)}, which is not among {escape_markdown(profile)}'s "
-                       f"failures at k={k} on {escape_markdown(dataset.name)}; showing the worst failure instead.")
+                       f"failures at k={k:d} on {escape_markdown(dataset.name)}; showing the worst failure instead.")
     query_id = st.selectbox("Failure", ids, key="failures_qid",
                             format_func=lambda q: f"{q} · rank {_rank_text(by_id[q].positive_rank)} · {by_id[q].preview}")
     page_params(profile=profile, qid=query_id)
@@ -102,8 +102,8 @@ else:
             st.markdown(f"**Semantic reading** ({escape_markdown(reading.model)} embeddings)")
             cells = st.columns(3)
             cells[0].metric("Positive cosine", f"{reading.positive_cosine:.3f}", help="query · best positive")
-            cells[1].metric(f"Rank {reading.distractor_rank} cosine", f"{reading.distractor_cosine:.3f}",
-                            help=f"query · {reading.distractor_id}, the document above the positive closest to the query")
+            cells[1].metric(f"Rank {reading.distractor_rank:d} cosine", f"{reading.distractor_cosine:.3f}",
+                            help=f"query · {escape_markdown(reading.distractor_id)}, the document above the positive closest to the query")
             cells[2].metric("Margin", f"{reading.margin:+.3f}", help="how much closer the distractor is than the positive")
             for hint in reading.hints:
                 st.text(f"{hint.reason}: {hint.detail}")

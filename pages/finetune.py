@@ -88,7 +88,7 @@ if start:
                 found, missing = recipe_trees(recipe, workspace)
                 roots, languages = [path for path, _ in found], recipe.languages
                 for tree in missing:
-                    st.write(f"No {tree.language} sources at `{tree.pattern}` ({escape_markdown(tree.origin)}): going on without them.")
+                    st.write(f"No {escape_markdown(tree.language)} sources at {escape_markdown(tree.pattern)} ({escape_markdown(tree.origin)}): going on without them.")
             training = build_training_set(roots, evals, name=f"{slug(output, 60)}-train", languages=languages,
                                           queries=generator, workspace=workspace, progress=show_stage)
             if training.languages:
@@ -96,7 +96,7 @@ if start:
             if training.queries.get("generator", "docstring") != "docstring":
                 q = training.queries
                 st.write(f"Queries ({escape_markdown(str(q['generator']))}): {q['candidates']:,} generated for {q['functions']:,} "
-                         f"functions; {q['validated']:,} found their function in BM25's top {q['validation']['k']}; "
+                         f"functions; {q['validated']:,} found their function in BM25's top {int(q['validation']['k']):d}; "
                          f"{q['kept_queries']:,} kept.")
             n_examples = min(int(max_examples), len(training.dataset.judged_queries))
             st.write(f"Mining {int(negatives):d} hard negatives for {n_examples:,} examples ({escape_markdown(mining)})…")
@@ -111,8 +111,8 @@ if start:
             def show_step(step: TrainingStep) -> None:
                 losses.append(step.loss)
                 resumed = f" · resumed at step {step.resumed_from}" if step.resumed_from else ""
-                step_text.write(f"Step {step.step} / {step.total_steps} · loss {step.loss:.3f} · "
-                                f"{_duration(step.seconds)} elapsed · about {_duration(step.eta_seconds)} left{resumed}")
+                step_text.write(f"Step {step.step:d} / {step.total_steps:d} · loss {step.loss:.3f} · "
+                                f"{escape_markdown(_duration(step.seconds))} elapsed · about {escape_markdown(_duration(step.eta_seconds))} left{escape_markdown(resumed)}")
                 step_bar.progress(step.step / step.total_steps)
                 loss_chart.line_chart(pd.DataFrame({"loss": losses}, index=range(step.resumed_from + 1, step.step + 1)), height=180)
 
@@ -124,7 +124,7 @@ if start:
         info = read_finetune_info(folder)
         st.success(f"Saved to {escape_markdown(str(folder))}; added the dense profile **{escape_markdown(profile)}** "
                    "(pick it in the sidebar).")
-        st.info(describe_training(info))
+        st.info(escape_markdown(describe_training(info)))
         if training.leakage:
             st.markdown("**Leakage audit**: overlaps found per eval set, each kind counted separately; every one was dropped.")
             # One row per kind of overlap, one column per eval set: narrow enough to read without scrolling.

@@ -128,6 +128,7 @@ else:
                                 **{key: st.column_config.Column(parse_metric(key).label(), width=130) for key in metric_columns}})
     if markers is not None:
         legend = " · ".join(f"{superscript(letter)} = {escape_markdown(label)}" for label, letter in run_letters(labels).items())
+        # markdown-safe: legend joins superscript letters with escaped profile names
         st.markdown(f"**Significance letters:** {legend}", help="A letter beside a value: this row beats that letter's "
                     "row significantly on that metric.")
     st.caption("**Bold**: best in its column (for ms/query, the fastest). Superscript letters name the rows this row "

@@ -102,7 +102,8 @@ if saved:
         st.rerun()
 
 if current is not None:
-    label = "Reset to the built-in default" if choice in defaults else f"Delete {choice}"
+    label = "Reset to the built-in default" if choice in defaults else f"Delete {escape_markdown(choice)}"
+    # markdown-safe: label is a literal or holds the escaped profile name
     if st.button(label, key="profiles_delete", icon=":material/delete:", disabled=choice in defaults and current == defaults[choice]):
         try:
             delete_profile(path, choice)

@@ -23,10 +23,10 @@ def show_slices(found: pd.DataFrame, dataset: str, profiles: list[str], what: st
                 a: str | None = None, b: str | None = None) -> None:
     """The slice table, a chart of the strongest, and a link opening the chosen slice in the breakdown."""
     if found.empty:
-        st.info(f"No slice holds enough queries: lower the minimum size ({what}).")
+        st.info(f"No slice holds enough queries: lower the minimum size ({escape_markdown(what)}).")
         return
     significant = int(found["significant"].sum())
-    st.caption(f"{len(found)} slices tested, {significant} significant after Holm's correction. {what}")
+    st.caption(f"{len(found):d} slices tested, {significant:d} significant after Holm's correction. {escape_markdown(what)}")
     st.plotly_chart(slice_chart(found.head(15)), width="stretch", key=f"{key}_chart")
     st.dataframe(found.drop(columns="query_ids"), hide_index=True, width="stretch", key=f"{key}_table",
                  column_config={"slice mean": st.column_config.NumberColumn(format="%.4f"),
@@ -37,7 +37,7 @@ def show_slices(found: pd.DataFrame, dataset: str, profiles: list[str], what: st
                                 "p (Holm)": st.column_config.NumberColumn(format="%.2g")})
     picked = st.selectbox("Open a slice in the breakdown", list(range(len(found))), key=f"{key}_pick",
                           format_func=lambda i: f"{found.at[i, 'slice']} ({found.at[i, 'queries']} queries)")
-    st.page_link("pages/breakdown.py", label=f"Open {found.at[picked, 'slice']} in the breakdown", icon=":material/table_rows:",
+    st.page_link("pages/breakdown.py", label=f"Open {escape_markdown(str(found.at[picked, 'slice']))} in the breakdown", icon=":material/table_rows:",
                  query_params=breakdown_params(dataset, profiles, found.at[picked, "query_ids"], a, b))
 
 
@@ -64,7 +64,7 @@ min_size = middle.number_input("Minimum slice size", min_value=2, max_value=100_
                                step=1, key="slices_min_size")
 alpha = right.number_input("alpha", min_value=0.001, max_value=0.5, value=DEFAULT_ALPHA, step=0.01, format="%.3f", key="slices_alpha")
 pairs = last.toggle("Pairs of features", value=True, key="slices_pairs")
-st.caption(f"{len(features)} evaluated queries; code features read from the {features.attrs.get('code side', 'query')}.")
+st.caption(f"{len(features)} evaluated queries; code features read from the {escape_markdown(str(features.attrs.get('code side', 'query')))}.")
 
 worse_tab, beats_tab, features_tab = st.tabs(["Where a profile does worse", "Where B beats A", "Features"])
 with worse_tab:

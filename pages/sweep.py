@@ -64,7 +64,7 @@ def _save_best(points: list[SweepPoint], base, label: str, key: str) -> None:
     suggested = f"{base.name}-{best.param.replace('_', '-')}-{best.value:g}"
     with st.form(f"{key}_save", border=False):
         left, right = st.columns([3, 1], vertical_alignment="bottom")
-        name = left.text_input(f"Save the best point ({best.param} = {best.value:g}, {label} {best.metric_value:.4f}) "
+        name = left.text_input(f"Save the best point ({escape_markdown(best.param)} = {best.value:g}, {escape_markdown(label)} {best.metric_value:.4f}) "
                                "as a profile", value=suggested, key=f"{key}_save_name")
         if right.form_submit_button("Save as profile", icon=":material/save:"):
             try:
