@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import streamlit as st
 
 from core.data.catalog import default_dataset, list_datasets, open_dataset
 from core.data.datasets import Dataset
 from core.errors import WorkbenchError
+from core.evaluation.leaderboard import saved_run_label
 from core.evaluation.metrics import DEFAULT_METRICS, Evaluation, evaluate
 from core.retrieval.profiles import Profile, load_profiles, profile_from_dict, profile_to_dict
 from core.retrieval.engine import Engine
-from core.retrieval.runs import Run
+from core.retrieval.runs import Run, list_runs, load_run
 from core.workspace import DATA_DIR_ENV, WORKSPACE_ENV, Workspace
 
 DEFAULT_SELECTED = ("bm25-code", "dense-minilm", "hybrid-rrf", "rerank-fusion")
@@ -32,6 +34,7 @@ class Selection:
     dataset_name: str
     profile_names: tuple[str, ...]
     metrics: tuple[str, ...]
+    run_ids: tuple[str, ...] = ()  # saved runs (imported TREC files, older runs) shown beside the profiles
 
 
 @st.cache_resource(show_spinner=False)
@@ -89,6 +92,36 @@ def get_evaluation(engine: Engine, run: Run, metrics: tuple[str, ...]) -> Evalua
     return _cached_evaluation(run, key, tuple(metrics), engine.dataset)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _saved_run(runs_dir: str, run_id: str) -> Run:
+    return load_run(Path(runs_dir), run_id)
+
+
+def get_saved_run(engine: Engine, run_id: str) -> Run:
+    """A saved run (run files never change once written, so the id is the cache key), named by its label."""
+    run = _saved_run(str(engine.workspace.runs_dir), run_id)
+    return replace(run, name=saved_run_label(run_id, run.name))
+
+
+def selected_runs(engine: Engine, selection: Selection) -> list[Run]:
+    """The sidebar's profiles' runs, then its saved runs (named ``name [run id]``), in that order."""
+    return [*(get_run(engine, name) for name in selection.profile_names),
+            *(get_saved_run(engine, run_id) for run_id in selection.run_ids)]
+
+
+def run_choices(engine: Engine, selection: Selection) -> dict[str, str]:
+    """Every run a page can pick: key (a profile name or a saved run id) -> label; selected profiles first."""
+    choices = {name: name for name in selection.profile_names}
+    for saved in list_runs(engine.workspace.runs_dir, engine.dataset.name):
+        choices.setdefault(saved.run_id, saved_run_label(saved.run_id, saved.name))
+    return choices
+
+
+def get_choice(engine: Engine, key: str) -> Run:
+    """The run behind a ``run_choices`` key: a profile's run (made if needed) or a saved run."""
+    return get_run(engine, key) if key in engine.profiles else get_saved_run(engine, key)
+
+
 def _query_param_list(key: str) -> list[str]:
     value = st.query_params.get(key, "")
     return [v for v in value.split(",") if v]
@@ -114,6 +147,15 @@ def sidebar() -> Selection | None:
             st.session_state["profiles"] = chosen
         st.session_state["profiles"] = [p for p in st.session_state["profiles"] if p in profiles]
         profile_names = st.multiselect("Profiles", list(profiles), key="profiles")
+        saved = {s.run_id: s for s in list_runs(workspace.runs_dir, dataset_name)}
+        if "saved_runs" not in st.session_state:
+            st.session_state["saved_runs"] = [r for r in _query_param_list("runs") if r in saved]
+        st.session_state["saved_runs"] = [r for r in st.session_state["saved_runs"] if r in saved]
+        run_ids = st.multiselect("Saved runs", list(saved), key="saved_runs",
+                                 format_func=lambda run_id: saved_run_label(run_id, saved[run_id].name),
+                                 placeholder="imported TREC runs, older runs",
+                                 help="Saved runs of this dataset (imported TREC files among them) join the profiles "
+                                      "on every page: breakdown, failure cases, significance, report.")
         cutoffs_text = st.text_input("Extra cutoffs k (comma-separated)", value=st.query_params.get("k", ""), key="cutoffs",
                                      help="Adds nDCG@k, hit@k, recall@k and MRR@k for each k.")
     metrics = list(DEFAULT_METRICS)
@@ -127,7 +169,11 @@ def sidebar() -> Selection | None:
     st.query_params["profiles"] = ",".join(profile_names)
     if cutoffs_text.strip():
         st.query_params["k"] = cutoffs_text.strip()
-    return Selection(workspace, dataset_name, tuple(profile_names), tuple(metrics))
+    if run_ids:
+        st.query_params["runs"] = ",".join(run_ids)
+    elif "runs" in st.query_params:
+        del st.query_params["runs"]
+    return Selection(workspace, dataset_name, tuple(profile_names), tuple(metrics), tuple(run_ids))
 
 
 def current_selection() -> Selection | None:
