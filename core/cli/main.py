@@ -28,11 +28,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         workspace = Workspace.open(args.workspace, args.data_dir)
-        args.func(args, workspace)
+        code = args.func(args, workspace) or 0  # a command may answer non-zero itself (reproduce: metrics differ)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; indexes already built are kept", file=sys.stderr)
         return 130
-    return 0
+    return code

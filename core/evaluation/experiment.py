@@ -8,7 +8,8 @@ import pandas as pd
 
 from core.evaluation.metrics import DEFAULT_METRICS, Evaluation, evaluate, leaderboard
 from core.retrieval.engine import DEFAULT_DEPTH, Engine
-from core.retrieval.runs import Run, save_run
+from core.evaluation.manifest import make_saved_run
+from core.retrieval.runs import Run
 
 
 @dataclass(frozen=True)
@@ -29,15 +30,18 @@ class ExperimentResult:
 def run_experiment(engine: Engine, profile_names: Sequence[str], metrics: Sequence[str] = DEFAULT_METRICS,
                    depth: int = DEFAULT_DEPTH, save: bool = True,
                    on_profile: Callable[[str, int, int], None] | None = None) -> ExperimentResult:
-    """Run and evaluate each profile over the dataset's judged queries; save the runs when asked."""
-    engine.warm(profile_names)
+    """Run and evaluate each profile over the dataset's judged queries; save the runs when asked.
+
+    Saved runs carry their cost and manifest (``core.evaluation.manifest.make_saved_run``): their indexes are
+    opened inside the measurement, so peak memory includes building or loading them.
+    """
+    if not save:
+        engine.warm(profile_names)
     runs, evaluations = [], []
     for position, name in enumerate(profile_names):
         if on_profile:
             on_profile(name, position, len(profile_names))
-        run = engine.run(name, depth=depth)
-        if save:
-            run = save_run(run, engine.workspace.runs_dir)
+        run = make_saved_run(engine, name, depth, metrics) if save else engine.run(name, depth=depth)
         runs.append(run)
         evaluations.append(evaluate(engine.dataset.qrels, run, metrics))
     return ExperimentResult(engine.dataset.name, tuple(runs), tuple(evaluations))
