@@ -8,7 +8,7 @@ from core.evaluation.metrics import parse_metric
 from core.evaluation.report import build_report, default_report_dir, report_zip
 from core.evaluation.significance import CORRECTIONS, TESTS, compare_all, marked_leaderboard
 from ui.render import escape_markdown
-from ui.state import get_evaluation, get_run, page_engine
+from ui.state import get_evaluation, page_engine, selected_runs
 
 EVERY_PAIR = "(every pair)"
 REPORT_KEY = "compare_report"
@@ -24,9 +24,15 @@ def _from_url(key: str, options: list[str]) -> int:
 sel, engine = page_engine()
 
 st.title("Significance & report")
-names = list(sel.profile_names)
+try:
+    with st.spinner("Running the selected profiles…"):
+        runs = selected_runs(engine, sel)  # profiles, then saved runs (imported TREC runs among them)
+except WorkbenchError as exc:
+    st.error(escape_markdown(str(exc)))
+    st.stop()
+names = [run.name for run in runs]
 if len(names) < 2:
-    st.info("Pick at least two profiles in the sidebar to compare them.")
+    st.info("Pick at least two profiles (or saved runs) in the sidebar to compare them.")
     st.stop()
 
 metric_keys = [parse_metric(m).key for m in sel.metrics]
@@ -46,7 +52,6 @@ st.query_params.update({"cmp_metric": metric, "cmp_test": test, "cmp_correction"
 
 try:
     with st.spinner(f"Running {len(names)} profiles on {engine.dataset.name}…"):
-        runs = [get_run(engine, name) for name in names]
         evaluations = [get_evaluation(engine, run, tuple(metric_keys)) for run in runs]
         table = compare_all(evaluations, metric, baseline, test, correction, alpha)
 except WorkbenchError as exc:
