@@ -68,6 +68,8 @@ focus = focus if focus in profiles else None
 if focus and st.session_state.get("breakdown_focus_seen") != (focus, st.query_params.get("metric")):
     st.session_state["breakdown_focus_seen"] = (focus, st.query_params.get("metric"))
     st.session_state["breakdown_a"] = focus
+    if st.session_state.get("breakdown_b") in (None, focus):  # B: the first other run, so the A-vs-B charts show
+        st.session_state["breakdown_b"] = next((p for p in profiles if p != focus), focus)
     if st.query_params.get("metric") in sel.metrics:
         st.session_state["breakdown_metric"] = st.query_params.get("metric")
     st.session_state["breakdown_worst"] = True

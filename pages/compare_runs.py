@@ -102,7 +102,8 @@ with lists_side:
     if st.session_state.get(f"compare_runs_follow|{query_id}") not in follow_options:
         st.session_state[f"compare_runs_follow|{query_id}"] = NONE_SELECTED
     stats = st.columns(4)
-    stats[0].metric("nDCG@10 A → B", f"{row['ndcg_a']:.3f} → {row['ndcg_b']:.3f}", f"{row['delta']:+.3f}")
+    stats[0].metric("nDCG@10 of B (Δ vs A)", f"{row['ndcg_b']:.3f}", f"{row['delta']:+.3f}",
+                    help=f"A: {row['ndcg_a']:.3f}")
     stats[1].metric("positive's rank A → B",
                     " → ".join("—" if r != r else str(int(r)) for r in (row["rank_a"], row["rank_b"])),
                     help="Rank of the best-ranked relevant document; — : not retrieved")

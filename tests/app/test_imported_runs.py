@@ -46,6 +46,7 @@ def test_a_leaderboard_link_opens_the_breakdown_on_that_run_worst_first(app_env,
     run, trec, label = imported
     at = open_page("pages/breakdown.py", runs=run.run_id, focus=label, metric="mrr@10")
     assert at.selectbox(key="breakdown_a").value == label and at.selectbox(key="breakdown_metric").value == "mrr@10"
+    assert at.selectbox(key="breakdown_b").value != label  # B is another run, so the A-vs-B charts show
     table = next(frame for frame in at.dataframe if frame.key == "breakdown_table").value
     values = table[metric_column(label, "mrr@10")].to_numpy(float)
     assert list(values) == sorted(values)  # worst first

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 # (URL path, sidebar title) in navigation order; "" is the default page.
 PAGES = [("", "Leaderboard"), ("explorer", "Query explorer"), ("breakdown", "Per-query breakdown"),
-         ("failures", "Failure cases"), ("compare", "Significance & report"), ("sweep", "Quality vs latency"),
+         ("compare_runs", "Compare two runs"), ("failures", "Failure cases"), ("compare", "Significance & report"), ("sweep", "Quality vs latency"),
          ("datasets", "Datasets"), ("build_benchmark", "Build a benchmark"), ("leakage", "Leakage audit"),
          ("finetune", "Fine-tune")]
 CODE_QUERY = "def load_json(path):\n    with open(path) as handle:\n        return json.load(handle)"
