@@ -99,3 +99,29 @@ def test_a_run_missing_queries_is_shown_with_a_warning(app_env, csn_engine):
                        app_env.runs_dir)
     at = ok(open_compare(a=partial.run_id, b="dense-minilm"))
     assert any("no ranking for 15 of 40" in w.value for w in at.warning)
+
+
+def test_an_imported_beir_zip_compares_like_a_bundled_set(app_env, mini_data_dir, tmp_path):
+    """cosqa-mini zipped and imported as a new dataset: the two-run page ranks its queries as core does."""
+    import shutil
+
+    from core.data.archives import import_zip
+    from core.data.catalog import open_dataset
+    from core.retrieval.engine import Engine
+    from core.retrieval.profiles import default_profiles
+
+    archive = shutil.make_archive(str(tmp_path / "cosqa-zipped"), "zip", mini_data_dir / "cosqa-mini")
+    import_zip(archive, app_env.datasets_dir, name="cosqa-zipped", overwrite=True)
+    dataset = open_dataset(app_env, "cosqa-zipped")
+    engine = Engine(app_env, dataset, default_profiles())
+    expected = rank_queries(query_diffs(dataset, engine.run("bm25-plain"), engine.run("dense-minilm")), "rbo")
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.query_params.update({"dataset": "cosqa-zipped", "profiles": "bm25-plain,dense-minilm", "a": "bm25-plain",
+                            "b": "dense-minilm", "measure": "rbo"})
+    at.run()
+    at.switch_page("pages/compare_runs.py").run()
+    ok(at)
+    table = ranked_table(at)
+    assert list(table.index) == list(expected.index)
+    assert table["rbo"].to_numpy() == pytest.approx(expected["rbo"].to_numpy(), abs=1e-12)
+    assert at.selectbox(key="compare_runs_qid").value == expected.index[0]
