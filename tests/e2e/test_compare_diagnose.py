@@ -88,3 +88,14 @@ def test_cost_columns_latency_chart_and_the_breakdown_worst_first(page, app_serv
     values = [float(row["dense-minilm"]) for row in grid(page.locator('[data-testid="stDataFrame"]').first)]
     assert values == sorted(values)  # worst first
     screenshot(page, artifacts / "breakdown-worst-first.png")
+
+    # one click on a marker of the A-vs-B scatter opens the two-run view on its query
+    marker = page.locator("div.js-plotly-plot .scatterlayer path.point").first
+    marker.scroll_into_view_if_needed()
+    box = marker.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector('[data-testid="stSidebarNavLink"][aria-current="page"]:has-text("Compare two runs")')
+    wait_for_app(page)
+    assert exceptions(page) == [] and url_params(page).get("qid")
+    assert url_params(page)["a"] == "dense-minilm" and url_params(page)["b"] == "bm25-code"
+    screenshot(page, artifacts / "compare-runs-from-scatter.png")
