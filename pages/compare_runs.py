@@ -10,7 +10,7 @@ import streamlit as st
 from core.errors import WorkbenchError
 from core.evaluation.run_diff import MEASURES, TOP_K, check_comparable, query_diffs, rank_queries, side_by_side
 from ui.render import escape_markdown
-from ui.side_by_side import lists_html, query_html
+from ui.side_by_side import document_body, document_header, query_markdown
 from ui.state import get_choice, page_engine, run_choices
 
 URL_KEYS = ("a", "b", "qid", "measure")
@@ -111,7 +111,7 @@ with lists_side:
                     help="Over the documents both lists hold; — : fewer than two shared")
     stats[3].metric(f"RBO p=0.9 (top {k})", f"{row['rbo']:.3f}")
     follow = st.selectbox("Follow a document in both lists", follow_options, key=f"compare_runs_follow|{query_id}",
-                          help="Hovering a document also lights it up in both lists.")
+                          help="Marks the document as followed wherever it appears in the two lists.")
     selected = None if follow == NONE_SELECTED else follow
     query = dataset.query(query_id) if query_id in dataset.query_index else None
     query_text = query.text if query is not None else ""
@@ -120,11 +120,20 @@ with lists_side:
     shared_with = texts.get(selected) if selected else texts.get(left_docs[0].doc_id) if left_docs else None
     about = f"the followed document {selected}" if selected else f"A's first document" if left_docs else "no document"
     st.caption(f"Query {escape_markdown(query_id)} — identifiers it shares with {escape_markdown(about)} are marked")
-    st.html(query_html(query_text, shared_with))
-    st.html(lists_html(query_text, left_docs, right_docs, texts, (f"A · {run_a.name}", f"B · {run_b.name}"), selected))
+    with st.container(border=True, height=min(60 + 24 * len(query_text.splitlines()), 300)):
+        st.markdown(query_markdown(query_text, shared_with))
+    for column, title, documents in zip(st.columns(2), (f"A · {run_a.name}", f"B · {run_b.name}"), (left_docs, right_docs)):
+        with column:
+            st.markdown(f"**{escape_markdown(title)}**")
+            if not documents:
+                st.caption("No documents retrieved.")
+            for doc in documents:
+                with st.container(border=True):
+                    st.markdown(document_header(doc, doc.doc_id == selected))
+                    st.markdown(document_body(query_text, texts.get(doc.doc_id, "")))
     st.caption("Arrows: how far B moved a document against A (on A's side: where B put A's document). "
-               "\"new in B\": A never retrieved it; \"dropped\": B never retrieved it. Green edge: a positive. "
-               "Marked words: identifiers shared with the query.")
+               "\"new in B\": A never retrieved it; \"dropped\": B never retrieved it. Green badge: a positive. "
+               "Highlighted words: identifiers shared with the query.")
 
 written = (key_a, key_b, query_id, measure)
 st.session_state[WRITTEN] = written

@@ -1,83 +1,43 @@
-"""HTML for the two-run view: two top-k lists in columns, the same document lit up in both on hover or selection.
+"""Markdown for the two-run view: one document of a top-k list with its movement, positive mark and shared identifiers.
 
-Every piece of corpus or query text is ``html.escape``d; documents are addressed by their position in
-the union of both lists (``data-doc="3"``), never by their id, so no id reaches the CSS. Hover works
-without JavaScript: one ``:has()`` rule per shown document highlights every element with its number.
+No raw HTML (tests/test_security.py forbids it in the UI): corpus text goes through ``highlighted_markdown``,
+which escapes every markdown character; ids through ``escape_markdown``.
 """
 from __future__ import annotations
 
-import html
-from collections.abc import Mapping, Sequence
-
 from core.evaluation.run_diff import ListedDocument
-from core.retrieval.highlight import Span, highlight_spans, shared_identifiers
+from core.retrieval.highlight import highlight_spans, shared_identifiers
+from ui.render import escape_markdown, highlighted_markdown
 
 PREVIEW_LINES = 4
 PREVIEW_CHARS = 400
-_STYLE = """
-.cr-lists {display: grid; grid-template-columns: 1fr 1fr; gap: 14px; font-size: 0.86rem;}
-.cr-head {font-weight: 600; margin-bottom: 4px;}
-.cr-doc {border: 1px solid #ddd; border-radius: 6px; padding: 5px 8px; margin-bottom: 6px; background: #fff;}
-.cr-doc.cr-selected {outline: 3px solid #1f77b4; background: #eaf3fb;}
-.cr-doc.cr-relevant {border-left: 6px solid #2e9d4a;}
-.cr-top {display: flex; gap: 8px; align-items: baseline;}
-.cr-rank {font-weight: 700; min-width: 2.2em;}
-.cr-id {font-family: monospace; color: #555; overflow-wrap: anywhere;}
-.cr-move {margin-left: auto; font-weight: 600; white-space: nowrap;}
-.cr-up {color: #2e9d4a;} .cr-down {color: #d62728;} .cr-new {color: #1f77b4;} .cr-dropped {color: #8c564b;} .cr-same {color: #777;}
-.cr-pos {background: #2e9d4a; color: #fff; border-radius: 4px; padding: 0 5px; font-size: 0.75rem;}
-.cr-text {font-family: monospace; white-space: pre-wrap; margin: 3px 0 0 0; color: #222; max-height: 7.5em; overflow: hidden;}
-.cr-query {font-family: monospace; white-space: pre-wrap; border: 1px solid #ddd; border-radius: 6px; padding: 8px;
-           background: #fafafa; max-height: 14em; overflow: auto; font-size: 0.86rem;}
-mark.cr-shared {background: #ffd580; padding: 0;}
-"""
-
-
-def spans_html(spans: Sequence[Span]) -> str:
-    """Escaped text with the shared spans in ``<mark>``."""
-    return "".join(f'<mark class="cr-shared">{html.escape(s.text)}</mark>' if s.shared else html.escape(s.text) for s in spans)
+FOLLOWED = ":blue-background[**followed**]"
 
 
 def preview(text: str) -> str:
     """The first few lines of a document, cut."""
-    lines = text.splitlines()[:PREVIEW_LINES]
-    cut = "\n".join(lines)[:PREVIEW_CHARS]
+    cut = "\n".join(text.splitlines()[:PREVIEW_LINES])[:PREVIEW_CHARS]
     return cut + ("…" if len(cut) < len(text.rstrip()) else "")
 
 
-def _marker_class(marker: str) -> str:
-    return {"↑": "cr-up", "↓": "cr-down", "n": "cr-new", "d": "cr-dropped"}.get(marker[:1], "cr-same")
+def marker_markdown(marker: str) -> str:
+    """The movement marker in its colour: up green, down red, new blue, dropped orange, same grey."""
+    colour = {"↑": "green", "↓": "red", "n": "blue", "d": "orange"}.get(marker[:1], "gray")
+    return f":{colour}[**{escape_markdown(marker)}**]"
 
 
-def query_html(query_text: str, document_text: str | None) -> str:
-    """The query, with the identifiers it shares with ``document_text`` marked (none marked when None)."""
+def document_header(doc: ListedDocument, followed: bool) -> str:
+    badge = f" :green-badge[positive · grade {doc.grade}]" if doc.relevant else ""
+    follow = f" {FOLLOWED}" if followed else ""
+    return f"**{doc.rank}** · {escape_markdown(doc.doc_id)}{badge}{follow} · {marker_markdown(doc.marker)}"
+
+
+def document_body(query_text: str, text: str) -> str:
+    """The document's first lines with the identifiers it shares with the query highlighted."""
+    return highlighted_markdown(highlight_spans(preview(text), shared_identifiers(query_text, text)))
+
+
+def query_markdown(query_text: str, document_text: str | None) -> str:
+    """The query with the identifiers it shares with ``document_text`` highlighted (none when None)."""
     shared = shared_identifiers(query_text, document_text) if document_text is not None else ()
-    return f'<div class="cr-query">{spans_html(highlight_spans(query_text, shared))}</div>'
-
-
-def lists_html(query_text: str, left: Sequence[ListedDocument], right: Sequence[ListedDocument],
-               texts: Mapping[str, str], titles: tuple[str, str], selected: str | None = None) -> str:
-    """Both lists as one HTML block; each document shows rank, id, movement, positive mark and a highlighted preview."""
-    union = list(dict.fromkeys([d.doc_id for d in left] + [d.doc_id for d in right]))
-    number = {doc_id: i for i, doc_id in enumerate(union)}
-    hover = "\n".join(f'.cr-lists:has([data-doc="{i}"]:hover) [data-doc="{i}"] {{outline: 3px solid #f0b400; background: #fff7d6;}}'
-                      for i in range(len(union)))
-
-    def column(title: str, documents: Sequence[ListedDocument]) -> str:
-        items = []
-        for doc in documents:
-            text = texts.get(doc.doc_id, "")
-            classes = "cr-doc" + (" cr-relevant" if doc.relevant else "") + (" cr-selected" if doc.doc_id == selected else "")
-            badge = f'<span class="cr-pos">positive · grade {doc.grade}</span>' if doc.relevant else ""
-            body = spans_html(highlight_spans(preview(text), shared_identifiers(query_text, text)))
-            items.append(f'<div class="{classes}" data-doc="{number[doc.doc_id]}" title="{html.escape(doc.doc_id)}">'
-                         f'<div class="cr-top"><span class="cr-rank">{doc.rank}</span>'
-                         f'<span class="cr-id">{html.escape(doc.doc_id)}</span>{badge}'
-                         f'<span class="cr-move {_marker_class(doc.marker)}">{html.escape(doc.marker)}</span></div>'
-                         f'<div class="cr-text">{body}</div></div>')
-        if not items:
-            items.append('<div class="cr-doc">no documents retrieved</div>')
-        return f'<div><div class="cr-head">{html.escape(title)}</div>{"".join(items)}</div>'
-
-    return (f"<style>{_STYLE}\n{hover}</style>"
-            f'<div class="cr-lists">{column(titles[0], left)}{column(titles[1], right)}</div>')
+    return highlighted_markdown(highlight_spans(query_text, shared))
