@@ -13,6 +13,7 @@ PAGES = [
     st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True, url_path=""),
     st.Page("pages/explorer.py", title="Query explorer", icon=":material/search:"),
     st.Page("pages/breakdown.py", title="Per-query breakdown", icon=":material/table_rows:"),
+    st.Page("pages/compare_runs.py", title="Compare two runs", icon=":material/difference:"),
     st.Page("pages/failures.py", title="Failure cases", icon=":material/report:"),
     st.Page("pages/compare.py", title="Significance & report", icon=":material/compare_arrows:"),
     st.Page("pages/complementarity.py", title="Complementarity", icon=":material/join_inner:"),

@@ -116,3 +116,11 @@ def tqdm_progress() -> Progress:
             bar.close()
 
     return report
+
+
+def fraction_reporter(callback: Progress | None, stage: str, total: int, unit: str = "documents") -> Callable[[float], None] | None:
+    """A ``report(fraction)`` for code that only knows how far it got (a Ray job), counted as n / N ``unit``."""
+    if callback is None:
+        return None
+    counter = StageCounter(callback, stage, total, unit)
+    return lambda fraction: counter(round(min(max(fraction, 0.0), 1.0) * total))

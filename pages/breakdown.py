@@ -22,7 +22,7 @@ from core.errors import WorkbenchError
 from core.evaluation.metrics import parse_metric
 from ui.links import QIDS_PARAM, decode_query_ids
 from ui.render import escape_markdown, plotly_text
-from ui.state import current_selection, get_engine, get_evaluation, page_params, run_profiles
+from ui.state import current_selection, get_engine, get_evaluation, page_params, selected_runs
 
 OUTCOME_COLOURS = {"A wins": "#1f77b4", "tie": "#9e9e9e", "B wins": "#d62728"}
 SHOW = {"all": "all queries", "b_wins": "lost by A, won by B", "a_wins": "won by A, lost by B", "ties": "ties (A = B)"}
@@ -31,23 +31,29 @@ st.title("Per-query breakdown")
 sel = current_selection()
 if sel is None:
     st.stop()
-if not sel.profile_names:
-    st.info("Select at least one profile in the sidebar.")
+if not sel.profile_names and not sel.run_ids:
+    st.info("Select at least one profile (or saved run) in the sidebar.")
     st.stop()
 try:
     engine = get_engine(sel)
-    runs = run_profiles(engine, list(sel.profile_names))
+    runs = selected_runs(engine, sel)  # profiles (with a progress bar), then saved runs (imported TREC runs among them)
     evaluations = [get_evaluation(engine, run, sel.metrics) for run in runs]
 except WorkbenchError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
-profiles = list(sel.profile_names)
+profiles = [run.name for run in runs]
 by_name = dict(zip(profiles, evaluations))
 run_by_name = dict(zip(profiles, runs))
+compare_key = {run.name: run.run_id or run.name for run in runs}  # what the two-run page's ?a= / ?b= take
 
 
 def _rank_text(rank: float) -> str:
     return "not retrieved" if math.isnan(rank) else str(int(rank))
+
+
+def _compare_params(query_id: str) -> dict[str, str]:
+    """URL parameters of the two-run view on this page's A and B at one query (the browser carries the sidebar's)."""
+    return {"a": compare_key[profile_a], "b": compare_key[profile_b], "qid": query_id}
 
 
 def _remember(key: str, options: list[str], wanted: str | None, fallback: str) -> None:
@@ -56,16 +62,28 @@ def _remember(key: str, options: list[str], wanted: str | None, fallback: str) -
         st.session_state[key] = wanted if wanted in options else fallback
 
 
+focus = st.query_params.get("focus")  # set by a leaderboard cell: that run's metric, worst queries first
+focus = focus if focus in profiles else None
+if focus and st.session_state.get("breakdown_focus_seen") != (focus, st.query_params.get("metric")):
+    st.session_state["breakdown_focus_seen"] = (focus, st.query_params.get("metric"))
+    st.session_state["breakdown_a"] = focus
+    if st.session_state.get("breakdown_b") in (None, focus):  # B: the first other run, so the A-vs-B charts show
+        st.session_state["breakdown_b"] = next((p for p in profiles if p != focus), focus)
+    if st.query_params.get("metric") in sel.metrics:
+        st.session_state["breakdown_metric"] = st.query_params.get("metric")
+    st.session_state["breakdown_worst"] = True
 _remember("breakdown_a", profiles, st.query_params.get("a"), profiles[0])
-_remember("breakdown_b", profiles, st.query_params.get("b"), profiles[1] if len(profiles) > 1 else profiles[0])
-_remember("breakdown_metric", list(sel.metrics), None, sel.metrics[0])
+_remember("breakdown_b", profiles, st.query_params.get("b"), next((p for p in profiles if p != profiles[0]), profiles[0]))
+_remember("breakdown_metric", list(sel.metrics), st.query_params.get("metric"), sel.metrics[0])
 
 left, middle, right = st.columns(3)
 metric = left.selectbox("Metric", list(sel.metrics), key="breakdown_metric", format_func=lambda m: parse_metric(m).label())
 profile_a = middle.selectbox("Profile A", profiles, key="breakdown_a")
 profile_b = right.selectbox("Profile B", profiles, key="breakdown_b")
-page_params(a=profile_a, b=profile_b)
+page_params(a=profile_a, b=profile_b, metric=metric)
 label = parse_metric(metric).label()
+worst_first = st.toggle(f"Worst first for A ({profile_a})", key="breakdown_worst",
+                        help="Sort by A's metric, lowest first (then by how deep A ranked the positive).")
 
 try:
     table = per_query_table(engine.dataset, evaluations, metric)
@@ -95,6 +113,9 @@ if linked:
         del st.query_params[QIDS_PARAM]
         st.rerun()
 shown = filter_queries(table, languages or None, lengths or None, chosen_ids)
+if worst_first:
+    shown = shown.assign(_rank=shown[rank_column(profile_a)].fillna(float("inf"))).sort_values(
+        [metric_column(profile_a, parse_metric(metric).key), "_rank"], ascending=[True, False], kind="stable").drop(columns="_rank")
 st.caption(f"{len(shown)} of {len(table)} queries · {escape_markdown(label)} of each profile, then the rank of its positive "
            "(None: not retrieved in the top 100). Click a header to sort, a row to select it.")
 
@@ -118,6 +139,9 @@ if rows and rows[0] < len(shown):
     if buttons[0].button(f"Open {escape_markdown(query_id)} in the query explorer", icon=":material/search:",
                          type="primary", key="breakdown_open"):
         st.switch_page("pages/explorer.py", query_params={"qid": query_id})
+    if profile_a != profile_b and buttons[0].button(f"Compare A and B on {escape_markdown(query_id)}", icon=":material/difference:",
+                                                    key="breakdown_compare"):
+        st.switch_page("pages/compare_runs.py", query_params=_compare_params(query_id))
     if profile_a != profile_b:
         moves = rank_movement(run_by_name[profile_a], run_by_name[profile_b], engine.dataset.qrels, query_id)
         st.caption(f"Where the positive of {escape_markdown(query_id)} moves from A to B")
@@ -146,7 +170,7 @@ with chart_left:
         losses.metric("B wins", counts.losses, help=f"{escape_markdown(profile_b)} scores higher than {escape_markdown(profile_a)}")
         points = scatter_points(shown, metric, profile_a, profile_b)
         points["query_ids"] = points["query_ids"].map(html.escape)  # Plotly reads hover text as HTML; ids come from the dataset
-        scatter = px.scatter(points, x="a", y="b", size="queries", color="outcome", size_max=28,
+        scatter = px.scatter(points, x="a", y="b", size="queries", color="outcome", size_max=28, custom_data=["first_query_id"],
                              color_discrete_map=OUTCOME_COLOURS, category_orders={"outcome": list(OUTCOME_COLOURS)},
                              hover_data={"queries": True, "query_ids": True, "outcome": False},
                              labels={"a": f"A: {plotly_text(profile_a)}", "b": f"B: {plotly_text(profile_b)}", "query_ids": "queries"})
@@ -155,9 +179,14 @@ with chart_left:
         scatter.update_layout(height=420, margin={"l": 10, "r": 10, "t": 10, "b": 10}, legend_title_text="",
                               legend={"orientation": "h", "y": -0.18},
                               xaxis={"range": [-0.05, 1.08]}, yaxis={"range": [-0.05, 1.08]})
-        st.plotly_chart(scatter, width="stretch")
+        clicked = st.plotly_chart(scatter, width="stretch", on_select="rerun", selection_mode="points",
+                                  key=f"breakdown_scatter|{profile_a}|{profile_b}|{metric}")
+        picked_points = clicked.selection.points if clicked is not None else []
+        if picked_points and picked_points[0].get("customdata"):
+            st.switch_page("pages/compare_runs.py", query_params=_compare_params(str(picked_points[0]["customdata"][0])))
         st.caption("One marker per distinct pair of values, sized by how many queries share it. "
-                   "Above the diagonal B does better, below it A does.")
+                   "Above the diagonal B does better, below it A does. **Click a marker** to open its first query "
+                   "in *Compare two runs*.")
 with chart_right:
     st.subheader("Where the positive came")
     histogram = rank_histogram(shown, profiles)

@@ -11,7 +11,7 @@ from core.evaluation.report import build_report, default_report_dir, report_zip
 from core.evaluation.significance import CORRECTIONS, TESTS, compare_all, marked_leaderboard
 from ui.render import escape_markdown
 from ui.progress import ProgressBar
-from ui.state import get_evaluation, page_engine, page_params, run_profiles
+from ui.state import get_evaluation, page_engine, page_params, selected_runs
 
 EVERY_PAIR = "(every pair)"
 REPORT_KEY = "compare_report"
@@ -27,9 +27,14 @@ def _from_url(key: str, options: list[str]) -> int:
 sel, engine = page_engine()
 
 st.title("Significance & report")
-names = list(sel.profile_names)
+try:
+    runs = selected_runs(engine, sel)  # profiles (with a progress bar), then saved runs (imported TREC runs among them)
+except WorkbenchError as exc:
+    st.error(escape_markdown(str(exc)))
+    st.stop()
+names = [run.name for run in runs]
 if len(names) < 2:
-    st.info("Pick at least two profiles in the sidebar to compare them.")
+    st.info("Pick at least two profiles (or saved runs) in the sidebar to compare them.")
     st.stop()
 
 metric_keys = [parse_metric(m).key for m in sel.metrics]
@@ -48,8 +53,7 @@ baseline = None if baseline_choice == EVERY_PAIR else baseline_choice
 page_params(cmp_metric=metric, cmp_test=test, cmp_correction=correction, cmp_baseline=baseline_choice)
 
 try:
-    runs = with_saved_ids(run_profiles(engine, names), engine.dataset, engine.profiles,
-                          list_runs(engine.workspace.runs_dir, engine.dataset.name))
+    runs = with_saved_ids(runs, engine.dataset, engine.profiles, list_runs(engine.workspace.runs_dir, engine.dataset.name))
     evaluations = [get_evaluation(engine, run, tuple(metric_keys)) for run in runs]
     bar = ProgressBar("Testing significance…")
     table = compare_all(evaluations, metric, baseline, test, correction, alpha, progress=bar)

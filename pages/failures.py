@@ -5,7 +5,7 @@ from core.errors import WorkbenchError
 from core.evaluation.failures import dense_model_of, semantic_reading, explain_failure, find_failures
 from core.evaluation.tags import REASONS, load_tags, remove_tag, save_tag, tags_frame
 from ui.render import code_language, escape_markdown
-from ui.state import ARRIVED_KEY, current_selection, get_engine, page_params, run_profiles
+from ui.state import ARRIVED_KEY, current_selection, get_engine, page_params, selected_runs
 
 
 def _rank_text(rank: int | None) -> str:
@@ -16,10 +16,16 @@ st.title("Failure cases")
 sel = current_selection()
 if sel is None:
     st.stop()
-if not sel.profile_names:
-    st.info("Select at least one profile in the sidebar.")
+if not sel.profile_names and not sel.run_ids:
+    st.info("Select at least one profile (or saved run) in the sidebar.")
     st.stop()
-profiles = list(sel.profile_names)
+try:
+    engine = get_engine(sel)
+    runs = {run.name: run for run in selected_runs(engine, sel)}  # profiles (with a progress bar), then saved (imported) runs
+except WorkbenchError as exc:
+    st.error(escape_markdown(str(exc)))
+    st.stop()
+profiles = list(runs)
 if st.session_state.get("failures_profile") not in profiles:
     wanted = st.query_params.get("profile")
     st.session_state["failures_profile"] = wanted if wanted in profiles else profiles[0]
@@ -29,8 +35,6 @@ profile = left.selectbox("Profile", profiles, key="failures_profile")
 k = right.number_input("k", min_value=1, max_value=100, value=10, step=1, key="failures_k",
                        help="A query fails when none of its relevant documents is in the top k.")
 try:
-    engine = get_engine(sel)
-    runs = dict(zip(profiles, run_profiles(engine, profiles)))
     dataset = engine.dataset
     failures = find_failures(dataset, runs[profile], int(k))
 except WorkbenchError as exc:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import streamlit as st
 
@@ -17,11 +18,12 @@ from core.data.catalog import default_dataset, list_datasets, open_dataset
 from core.data.datasets import Dataset
 from core.errors import WorkbenchError
 from core.progress import StageCounter
+from core.evaluation.leaderboard import saved_run_label
 from core.evaluation.metrics import DEFAULT_METRICS, Evaluation, evaluate
 from core.retrieval.profiles import Profile, load_profiles, profile_from_dict, profile_to_dict
 from core.retrieval.engine import Engine
 from core.retrieval.limits import parse_cutoffs
-from core.retrieval.runs import Run
+from core.retrieval.runs import Run, list_runs, load_run
 from core.workspace import DATA_DIR_ENV, WORKSPACE_ENV, Workspace
 from ui.render import escape_markdown
 
@@ -37,6 +39,7 @@ class Selection:
     dataset_name: str
     profile_names: tuple[str, ...]
     metrics: tuple[str, ...]
+    run_ids: tuple[str, ...] = ()  # saved runs (imported TREC files, older runs) shown beside the profiles
 
 
 @st.cache_resource(show_spinner=False)
@@ -121,7 +124,7 @@ def get_evaluation(engine: Engine, run: Run, metrics: tuple[str, ...]) -> Evalua
     return _cached_evaluation(run, key, tuple(metrics), engine.dataset)
 
 
-SIDEBAR_PARAMS = ("dataset", "profiles", "k")  # bound to the sidebar's widgets: Streamlit carries them to every page
+SIDEBAR_PARAMS = ("dataset", "profiles", "k", "runs")  # bound to the sidebar's widgets: Streamlit carries them to every page
 PAGE_KEY, ARRIVED_KEY = "_page", "_arrived"  # the page the last run drew; whether this run switched to another
 
 
@@ -144,6 +147,48 @@ def _linked_profiles(known: dict[str, Profile]) -> tuple[list[str] | None, list[
     if not raw:
         return None, []
     return [name for name in raw if name in known], [name for name in raw if name not in known]
+
+
+def switch_params(**extra: str) -> dict[str, str]:
+    """Query parameters for ``st.switch_page``: this page's own ones plus ``extra``, never the sidebar's.
+
+    The sidebar's parameters are bound to its widgets: the browser carries them to every page, and
+    Streamlit refuses them in ``switch_page``.
+    """
+    kept = {key: value for key, value in st.query_params.to_dict().items() if key not in SIDEBAR_PARAMS}
+    return {**kept, **{key: value for key, value in extra.items() if key not in SIDEBAR_PARAMS}}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _saved_run(runs_dir: str, run_id: str) -> Run:
+    return load_run(Path(runs_dir), run_id)
+
+
+def get_saved_run(engine: Engine, run_id: str) -> Run:
+    """A saved run (run files never change once written, so the id is the cache key), named by its label."""
+    run = _saved_run(str(engine.workspace.runs_dir), run_id)
+    return replace(run, name=saved_run_label(run_id, run.name))
+
+
+def selected_runs(engine: Engine, selection: Selection) -> list[Run]:
+    """The sidebar's profiles' runs, then its saved runs (named ``name [run id]``), in that order."""
+    return [*run_profiles(engine, list(selection.profile_names)),
+            *(get_saved_run(engine, run_id) for run_id in selection.run_ids)]
+
+
+def run_choices(engine: Engine, selection: Selection) -> dict[str, str]:
+    """Every run a page can pick: key (a profile name or a saved run id) -> label; selected profiles first."""
+    choices = {name: name for name in selection.profile_names}
+    for saved in list_runs(engine.workspace.runs_dir, engine.dataset.name):
+        choices.setdefault(saved.run_id, saved_run_label(saved.run_id, saved.name))
+    return choices
+
+
+def get_choice(engine: Engine, key: str) -> Run:
+    """The run behind a ``run_choices`` key: a profile's run (made if needed) or a saved run."""
+    return get_run(engine, key) if key in engine.profiles else get_saved_run(engine, key)
+
+
 
 
 def sidebar() -> Selection | None:
@@ -185,6 +230,18 @@ def sidebar() -> Selection | None:
         profile_names = st.multiselect("Profiles", list(profiles), key="profiles", bind="query-params")
         if unknown_profiles:
             st.warning(f"Unknown profile(s) in the link, skipped: {escape_markdown(', '.join(unknown_profiles))}.")
+        saved = {s.run_id: s for s in list_runs(workspace.runs_dir, dataset_name)}
+        linked_runs = [r for value in st.query_params.get_all("runs") for r in value.split(",") if r]
+        if linked_runs and ("runs" not in st.session_state or any("," in v for v in st.query_params.get_all("runs"))):
+            st.session_state["runs"] = [r for r in linked_runs if r in saved]  # a link; unknown ids are dropped below
+        kept_runs = [r for r in st.session_state.get("runs", []) if r in saved]
+        if "runs" in st.session_state and kept_runs != st.session_state["runs"]:
+            st.session_state["runs"] = kept_runs  # a run deleted since, or one of another dataset
+        run_ids = st.multiselect("Saved runs", list(saved), key="runs", bind="query-params",
+                                 format_func=lambda run_id: saved_run_label(run_id, saved[run_id].name),
+                                 placeholder="imported TREC runs, older runs",
+                                 help="Saved runs of this dataset (imported TREC files among them) join the profiles "
+                                      "on every page: breakdown, failure cases, significance, report.")
         cutoffs_text = st.text_input("Extra cutoffs k (comma-separated)", key="k", bind="query-params",
                                      help="Adds nDCG@k, hit@k, recall@k and MRR@k for each k.")
     metrics = list(DEFAULT_METRICS)
@@ -195,7 +252,7 @@ def sidebar() -> Selection | None:
         st.sidebar.warning(escape_markdown(f"Ignored: {message}"))
     if len(refused) > MAX_CUTOFF_WARNINGS:  # a link of 10,000 bad values must not draw 10,000 boxes
         st.sidebar.warning(f"... and {len(refused) - MAX_CUTOFF_WARNINGS:,} more values ignored.")
-    return Selection(workspace, dataset_name, tuple(profile_names), tuple(metrics))
+    return Selection(workspace, dataset_name, tuple(profile_names), tuple(metrics), tuple(run_ids))
 
 
 def page_params(**values: str | None) -> None:

@@ -50,7 +50,7 @@ def cmd_build_benchmark(args, workspace: Workspace) -> None:
     print(f"built {name}: {len(dataset.queries)} queries, {len(dataset.documents)} documents ({languages}) "
           f"in {workspace.datasets_dir / name}")
     if len(dataset.queries) < args.queries:
-        print(f"note: asked for {args.queries} queries, but {root} has only {len(dataset.documents)} documented functions "
+        print(f"note: asked for {args.queries} queries, but {', '.join(str(root) for root in roots)} hold only {len(dataset.documents)} documented functions "
               f"that qualify, so every one of them is a query ({len(dataset.queries)}).")
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from core.cli.common import add_ray_options, evaluated, open_engine, ray_options, requested_profiles, split_names
@@ -38,10 +40,11 @@ def cmd_evaluate(args, workspace: Workspace) -> None:
     metrics = [m.strip() for m in args.metrics.split(",")] if args.metrics else list(DEFAULT_METRICS)
     runner = None
     if options is not None:  # each profile's queries split into Ray tasks (progress per profile)
+        from core.progress import fraction_reporter
         from core.retrieval.scale import run_with_ray
 
         def runner(name: str, depth: int):
-            report = (lambda fraction: engine.progress(f"run {name} on Ray", fraction)) if engine.progress else None
+            report = fraction_reporter(engine.progress, f"run {name} on Ray", len(engine.dataset.judged_queries), "queries")
             return run_with_ray(engine, name, options, depth=depth, queries_per_task=args.queries_per_task, progress=report)
     started = time.perf_counter()
     result = run_experiment(engine, names, metrics, depth=args.depth, save=not args.no_save, runner=runner)
@@ -69,12 +72,38 @@ def cmd_evaluate(args, workspace: Workspace) -> None:
     print(f"done in {elapsed:.1f}s")
 
 
+def with_saved_runs(workspace: Workspace, result, run_ids: str | None, metrics: list[str]):
+    """The experiment's runs and evaluations plus the named saved runs (imported TREC runs among them)."""
+    from core.evaluation.experiment import ExperimentResult
+    from core.evaluation.leaderboard import saved_run_label
+    from core.evaluation.metrics import evaluate
+    from core.evaluation.run_diff import check_comparable
+    from core.retrieval.runs import load_run
+
+    runs, evaluations = list(result.runs), list(result.evaluations)
+    ids = split_names(run_ids)
+    if not ids:
+        return result
+    from core.data.catalog import open_dataset
+
+    dataset = open_dataset(workspace, result.dataset)
+    for run_id in ids:
+        run = load_run(workspace.runs_dir, run_id)
+        run = replace(run, name=saved_run_label(run.run_id, run.name))
+        for warning in check_comparable(run, run, dataset):
+            print(f"warning: {warning}", file=sys.stderr)
+        runs.append(run)
+        evaluations.append(evaluate(dataset.qrels, run, metrics))
+    return ExperimentResult(result.dataset, tuple(runs), tuple(evaluations))
+
+
 def cmd_compare(args, workspace: Workspace) -> None:
     import pandas as pd
 
     from core.evaluation.significance import compare_all, marked_leaderboard
 
     _, result = evaluated(workspace, args.dataset, args.profiles, [args.metric], args.depth)
+    result = with_saved_runs(workspace, result, args.runs, [args.metric])
     table = compare_all(result.evaluations, args.metric, args.baseline, args.test, args.correction, args.alpha)
     board = marked_leaderboard(table)
     family = f"against baseline {table.baseline}" if table.baseline else "all pairs"
@@ -95,6 +124,7 @@ def cmd_report(args, workspace: Workspace) -> None:
 
     metrics = split_names(args.metrics) or list(DEFAULT_METRICS)
     engine, result = evaluated(workspace, args.dataset, args.profiles, metrics, args.depth)
+    result = with_saved_runs(workspace, result, args.runs, metrics)
     runs = with_saved_ids(result.runs, engine.dataset, engine.profiles, list_runs(workspace.runs_dir, engine.dataset.name))
     mapped = next((e for e in result.evaluations if has_vectors(engine.profiles, e.run_name)), None)
     points = None
@@ -104,6 +134,44 @@ def cmd_report(args, workspace: Workspace) -> None:
                          failures_top_n=args.failures, test=args.test, correction=args.correction, alpha=args.alpha,
                          map_points=points)
     print(f"wrote {files.html}\nwrote {files.markdown} (+ {len(files.images)} images in {files.markdown.parent / 'images'})")
+
+
+def cmd_reproduce(args, workspace: Workspace) -> int:
+    from core.evaluation.manifest import load_manifest, reproduce
+
+    manifest = load_manifest(Path(args.manifest))
+    result = reproduce(workspace, manifest)
+    width = max(len(c.metric) for c in result.checks) if result.checks else 6
+    print(f"{manifest['run'].get('name')} on {manifest['dataset'].get('name')}: saved {manifest.get('time', '?')}\n")
+    for check in result.checks:
+        verdict = "match" if check.matches else f"DIFFERS by {check.now - check.saved:+.6g}"
+        print(f"{check.metric:<{width}}  saved {check.saved:.6f}  now {check.now:.6f}  {verdict}")
+    if result.differences:
+        print("\nwhat differs from when it was saved:")
+        for line in result.differences:
+            print(f"  {line}")
+    if result.matches:
+        print(f"\nreproduced: all {len(result.checks)} metrics match (to 1e-9)")
+    else:
+        failed = [c.metric for c in result.checks if not c.matches]
+        print(f"\nnot reproduced: {', '.join(failed)} differ", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_manifest(args, workspace: Workspace) -> None:
+    from core.evaluation.manifest import ManifestError, manifest_json, run_manifest
+    from core.retrieval.runs import load_run
+
+    manifest = run_manifest(load_run(workspace.runs_dir, args.run))
+    if manifest is None:
+        raise ManifestError(f"Run {args.run} was saved without a manifest (before manifests existed): evaluate its profile again.")
+    text = manifest_json(manifest)
+    if args.out:
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {args.out}")
+    else:
+        print(text)
 
 
 def cmd_sweep(args, workspace: Workspace) -> None:
@@ -154,6 +222,7 @@ def register(sub) -> None:
     compare.add_argument("--dataset", required=True)
     compare.add_argument("--profiles", help="comma-separated profile names (default: all)")
     compare.add_argument("--metric", default="ndcg@10")
+    compare.add_argument("--runs", help="comma-separated saved run ids (imported TREC runs too) to compare as well")
     add_significance_options(compare)
     compare.set_defaults(func=cmd_compare)
 
@@ -163,8 +232,18 @@ def register(sub) -> None:
     report.add_argument("--metrics", help="comma-separated; the first picks the best profile (default: ndcg@10,...)")
     report.add_argument("--out", required=True, help="folder to write report.html, report.md and images/ into")
     report.add_argument("--failures", type=int, default=10, help="failure cases to show")
+    report.add_argument("--runs", help="comma-separated saved run ids (imported TREC runs too) to report as well")
     add_significance_options(report)
     report.set_defaults(func=cmd_report)
+
+    again = sub.add_parser("reproduce", help="re-run a saved run's manifest and check that every metric matches")
+    again.add_argument("manifest", help="manifest JSON (downloaded from the leaderboard, or written by `manifest --run <id>`)")
+    again.set_defaults(func=cmd_reproduce)
+
+    manifest = sub.add_parser("manifest", help="print or write the manifest saved with a run")
+    manifest.add_argument("--run", required=True, help="saved run id (see `runs`)")
+    manifest.add_argument("--out", help="file to write (default: print)")
+    manifest.set_defaults(func=cmd_manifest)
 
     sweep = sub.add_parser("sweep", help="quality against latency over a rerank pool depth or a hybrid weight")
     sweep.add_argument("--dataset", required=True)

@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         check_numeric_options(args)
         workspace = Workspace.open(args.workspace, args.data_dir)
-        args.func(args, workspace)
+        code = args.func(args, workspace) or 0  # a command may answer non-zero itself (reproduce: metrics differ)
     except WorkbenchError as exc:
         print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
@@ -67,4 +67,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         sys.stdout = stdout
-    return 0
+    return code

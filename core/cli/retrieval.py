@@ -75,9 +75,10 @@ def cmd_export(args, workspace: Workspace) -> None:
 
 
 def cmd_import_run(args, workspace: Workspace) -> None:
-    from core.retrieval.runs import read_trec, save_run
+    from core.data.catalog import open_dataset
+    from core.evaluation.manifest import import_trec_run
 
-    run = save_run(read_trec(Path(args.file), name=args.name, dataset=args.dataset), workspace.runs_dir)
+    run = import_trec_run(workspace, Path(args.file), open_dataset(workspace, args.dataset), name=args.name)
     print(f"imported {args.file} as run {run.run_id} ({len(run.rankings)} queries)")
 
 

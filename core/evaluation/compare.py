@@ -218,7 +218,8 @@ def scatter_points(table: pd.DataFrame, metric: str, profile_a: str, profile_b: 
     """Distinct (A, B) metric pairs of a ``per_query_table`` with how many queries share each, for an A-vs-B scatter.
 
     Columns: ``a``, ``b``, ``queries`` (count), ``outcome`` ("A wins", "tie", "B wins", as ``win_tie_loss``
-    decides with the same tolerance) and ``query_ids`` (the first ``listed`` ids, comma-separated).
+    decides with the same tolerance), ``query_ids`` (the first ``listed`` ids, comma-separated) and
+    ``first_query_id`` (the one a click on the marker opens).
     Many queries share (1, 1); one marker per pair, sized by count, keeps them from hiding each other.
     """
     key = parse_metric(metric).key
@@ -228,8 +229,8 @@ def scatter_points(table: pd.DataFrame, metric: str, profile_a: str, profile_b: 
     difference = pairs["a"] - pairs["b"]
     pairs["outcome"] = np.where(difference > tolerance, "A wins", np.where(difference < -tolerance, "B wins", "tie"))
     grouped = pairs.groupby(["a", "b", "outcome"], sort=True)["query_id"]
-    points = grouped.agg(["size", lambda ids: ", ".join(ids.iloc[:listed]) + (" …" if len(ids) > listed else "")])
-    points.columns = ["queries", "query_ids"]
+    points = grouped.agg(["size", lambda ids: ", ".join(ids.iloc[:listed]) + (" …" if len(ids) > listed else ""), "first"])
+    points.columns = ["queries", "query_ids", "first_query_id"]
     return points.reset_index()
 
 

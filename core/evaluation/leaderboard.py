@@ -23,7 +23,10 @@ from core.retrieval.runs import Run, SavedRun
 TIME_COLUMN = "ms/query"
 RUN_ID_COLUMN = "run id"
 QUERIES_COLUMN = "queries"
-LOWER_IS_BETTER = frozenset({TIME_COLUMN})
+# cost column -> (key in run.meta["cost"], scale): measured when the run was made (core.retrieval.cost)
+COST_COLUMNS = {"build s": ("index_build_seconds", 1.0), "index MB": ("index_bytes", 1 / 2**20),
+                "p50 ms": ("latency_ms_p50", 1.0), "p95 ms": ("latency_ms_p95", 1.0), "peak MB": ("peak_memory_mb", 1.0)}
+LOWER_IS_BETTER = frozenset({TIME_COLUMN, *COST_COLUMNS})
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,43 @@ def leaderboard_table(runs: Sequence[Run], evaluations: Sequence[Evaluation], la
     table[TIME_COLUMN] = [float(run.meta.get("ms_per_query", math.nan)) for run in runs]
     table[RUN_ID_COLUMN] = [run.run_id for run in runs]
     return table
+
+
+def cost_columns(runs: Sequence[Run], labels: Sequence[str]) -> pd.DataFrame:
+    """Rows (labels) x COST_COLUMNS, NaN where a run carries no cost (imported runs, runs saved before costs)."""
+    rows = []
+    for run in runs:
+        cost = run.meta.get("cost") or {}
+        row = {}
+        for column, (key, scale) in COST_COLUMNS.items():
+            value = cost.get(key)
+            row[column] = float(value) * scale if isinstance(value, (int, float)) else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows, index=pd.Index(list(labels), name="run", dtype=object), columns=list(COST_COLUMNS))
+
+
+def with_columns(table: pd.DataFrame, *frames: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with more columns per row (cost, confidence intervals, ...) inserted before the run id."""
+    extra = pd.concat([frame.reindex(table.index) for frame in frames], axis=1) if frames else pd.DataFrame(index=table.index)
+    before = [c for c in table.columns if c != RUN_ID_COLUMN]
+    return pd.concat([table[before], extra, table[[RUN_ID_COLUMN]]], axis=1)
+
+
+def quality_latency_points(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One point per row: the metric against single-query latency (p50; ms/query of the batch run when no p50)."""
+    cost = table["p50 ms"] if "p50 ms" in table.columns else pd.Series(math.nan, index=table.index)
+    latency = cost.fillna(pd.to_numeric(table[TIME_COLUMN], errors="coerce"))
+    source = ["p50 single query" if not math.isnan(v) else "ms/query (batch)" for v in cost]
+    return pd.DataFrame({"run": list(table.index), metric: table[metric].to_numpy(float),
+                         "latency ms": latency.to_numpy(float), "latency": source})
+
+
+def breakdown_link(label: str, metric: str, run_id: str | None = None) -> dict[str, str]:
+    """Query parameters that open the per-query breakdown on one run's metric, worst queries first."""
+    params = {"focus": label, "metric": metric}
+    if run_id:
+        params["runs"] = run_id
+    return params
 
 
 def best_rows(table: pd.DataFrame, columns: Sequence[str]) -> dict[str, list[str]]:

@@ -31,6 +31,9 @@ from core.data.datasets import Dataset
 from core.errors import MetricError
 from core.evaluation.bootstrap import confidence_intervals, interval_frame
 from core.evaluation.complementarity import complementarity, oracle_comparison
+from core.evaluation.leaderboard import COST_COLUMNS, cost_columns, leaderboard_table, quality_latency_points, with_columns
+from core.evaluation.manifest import manifest_json, run_manifest
+from core.evaluation.run_diff import query_diffs, rank_queries
 from core.evaluation.metrics import POSITIVE_RANK, Evaluation, language_groups, parse_metric, slice_means
 from core.evaluation.slices import query_features, slices_for
 from core.retrieval.runs import Run
@@ -100,6 +103,15 @@ class _Context:
     oracle: pd.DataFrame | None = None
     slices: pd.DataFrame | None = None
     map_points: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class _Section:
+    """A report section written twice: its HTML (escaped already) and its Markdown."""
+
+    title: str
+    html: str
+    markdown: str
 
 
 def default_report_dir(workspace: Workspace, dataset_name: str) -> Path:
@@ -376,7 +388,7 @@ def _html_document(document: RankedDocument) -> str:
             f"<pre><code>{_e(document.text)}</code></pre>")
 
 
-def _html(context: _Context, images: Sequence[Path]) -> str:
+def _html(context: _Context, images: Sequence[Path], sections: Sequence[_Section] = ()) -> str:
     dataset = context.dataset
     names = [e.run_name for e in context.evaluations]
     runs = {run.name: run for run in context.runs}
@@ -434,6 +446,7 @@ def _html(context: _Context, images: Sequence[Path]) -> str:
 {''.join(f"<h2>{_e(title)}</h2>" + _html_table(frame, table_id) for title, table_id, frame in _diagnosis_frames(context))}
 <h2>Failure cases of {_e(context.best)}</h2>
 {''.join(cases) or '<p>The best profile ranks every positive first.</p>'}
+{''.join(f"<h2>{_e(section.title)}</h2>{section.html}" for section in sections)}
 <h2>Profiles</h2>
 <table id="profiles"><thead><tr><th>profile</th><th>parameters</th><th>run id</th><th>ms/query</th></tr></thead><tbody>{profiles}</tbody></table>
 <h2>Machine</h2>
@@ -481,7 +494,7 @@ def _md_document(document: RankedDocument, language: str) -> str:
     return f"rank {_rank_text(document.rank)}{score}: document {md_cell(document.doc_id)} ({status})\n\n{md_fence(document.text, language)}"
 
 
-def _markdown(context: _Context, images: Sequence[Path]) -> str:
+def _markdown(context: _Context, images: Sequence[Path], sections: Sequence[_Section] = ()) -> str:
     dataset = context.dataset
     runs = {run.name: run for run in context.runs}
     header = ["", "profile", *[parse_metric(m).label() for m in context.metrics], "ms/query"]
@@ -522,6 +535,8 @@ def _markdown(context: _Context, images: Sequence[Path]) -> str:
         parts += [_md_document(d, language) + "\n" for d in case.top]
     if not context.failures:
         parts += ["The best profile ranks every positive first.", ""]
+    for section in sections:
+        parts += [f"## {md_cell(section.title)}", "", section.markdown, ""]
     parts += ["## Profiles", "",
               _md_table(["profile", "parameters", "run id", "ms/query"],
                         [[md_cell(run.name), md_cell(_params(run)), md_cell(run.run_id or "-"), _ms(run)] for run in context.runs]),
@@ -569,10 +584,12 @@ def build_report(dataset: Dataset, evaluations: Sequence[Evaluation], runs: Sequ
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     images = _charts(context, out_dir / IMAGES_DIR)
+    sections, extra_images = _diagnosis_sections(context, out_dir / IMAGES_DIR)
+    images = (*images, *extra_images)
     html_path = out_dir / HTML_FILE
-    html_path.write_text(_html(context, images), encoding="utf-8")
+    html_path.write_text(_html(context, images, sections), encoding="utf-8")
     markdown_path = out_dir / MARKDOWN_FILE
-    markdown_path.write_text(_markdown(context, images), encoding="utf-8")
+    markdown_path.write_text(_markdown(context, images, sections), encoding="utf-8")
     return ReportFiles(html_path, markdown_path, images)
 
 
@@ -596,6 +613,64 @@ def _diagnosis(dataset: Dataset, evaluations: Sequence[Evaluation], runs: Sequen
     if queries >= 2 * min_size:
         found["slices"] = slices_for(best.per_query[metrics[0]], query_features(dataset), "lower", min_size)
     return found
+
+
+# ---- compare and diagnose: two runs, cost, manifests -------------------------------------------------------
+DISAGREEMENTS_SHOWN = 10
+
+
+def _latency_chart(path: Path, points: pd.DataFrame, metric: str) -> Path:
+    figure = Figure(figsize=(8, 3.6), dpi=110)
+    axes = figure.subplots()
+    axes.scatter(points["latency ms"], points[metric], s=40)
+    for _, row in points.iterrows():
+        axes.annotate(_plain(row["run"]), (row["latency ms"], row[metric]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    axes.set_xscale("log")
+    axes.set_xlabel("latency per query (ms, log): p50 of single queries, else batch ms/query")
+    axes.set_ylabel(_plain(parse_metric(metric).label()))
+    axes.set_title("Quality vs latency")
+    axes.grid(alpha=0.3)
+    figure.savefig(path, format="png", bbox_inches="tight")
+    return path
+
+
+def _diagnosis_sections(context: _Context, folder: Path) -> tuple[list[_Section], list[Path]]:
+    """Where the two best runs disagree (two-run view), cost with the quality-vs-latency chart, and every run's manifest."""
+    sections, images = [], []
+    names = [e.run_name for e in context.evaluations]
+    metric = context.metrics[0]
+    if len(context.evaluations) > 1:
+        ordered = sorted(context.evaluations, key=lambda e: -e.mean()[metric])
+        run_a, run_b = (next(r for r in context.runs if r.name == e.run_name) for e in ordered[:2])
+        try:
+            diffs = rank_queries(query_diffs(context.dataset, run_a, run_b), "ndcg_gap").head(DISAGREEMENTS_SHOWN)
+        except MetricError as exc:
+            sections.append(_Section("Where the two best disagree", f"<p>{_e(exc)}</p>", md_cell(exc)))
+        else:
+            frame = diffs[["query", "ndcg_a", "ndcg_b", "delta", "rank_a", "rank_b", "tau", "rbo"]]
+            note = (f"A = {run_a.name}, B = {run_b.name}: the {len(frame)} queries with the largest |Δ nDCG@10|; "
+                    "positive ranks (NaN: not retrieved), Kendall's τ and RBO (p = 0.9) of the two top-10 lists.")
+            sections.append(_Section("Where the two best disagree", f'<p class="meta">{_e(note)}</p>' + _html_table(frame, "disagreements"),
+                                     md_cell(note) + "\n\n" + _md_frame(frame)))
+    table = with_columns(leaderboard_table(context.runs, context.evaluations, names), cost_columns(context.runs, names))
+    costs = table[list(COST_COLUMNS)]
+    if costs.notna().any().any():
+        images.append(_latency_chart(folder / "quality_latency.png", quality_latency_points(table, metric), metric))
+        encoded = base64.b64encode(images[-1].read_bytes()).decode("ascii")
+        note = ("Measured when each run was made: index build time (s) and size on disk (MB) of the indexes it reads, "
+                "single-query latency p50/p95 (ms, embedding included) and peak memory growth (MB). Blank: not measured.")
+        sections.append(_Section("Cost", f'<p class="meta">{_e(note)}</p>' + _html_table(costs, "cost")
+                                 + f'<p><img alt="quality_latency" src="data:image/png;base64,{encoded}"></p>',
+                                 md_cell(note) + "\n\n" + _md_frame(costs) + f"\n\n![quality_latency]({IMAGES_DIR}/quality_latency.png)"))
+    manifests = [(run.name, run_manifest(run)) for run in context.runs]
+    manifests = [(name, manifest) for name, manifest in manifests if manifest is not None]
+    if manifests:
+        note = "Re-run any of these with `python -m core reproduce manifest.json` (it says whether every metric matches)."
+        sections.append(_Section(
+            "Manifests", f'<p class="meta">{_e(note)}</p>' + "".join(
+                f"<details><summary>{_e(name)}</summary><pre><code>{_e(manifest_json(m))}</code></pre></details>" for name, m in manifests),
+            note + "\n\n" + "\n\n".join(f"### {md_cell(name)}\n\n{md_fence(manifest_json(m), 'json')}" for name, m in manifests)))
+    return sections, images
 
 
 def report_zip(files: ReportFiles) -> bytes:

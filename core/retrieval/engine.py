@@ -26,7 +26,7 @@ from core.retrieval.profiles import (Bm25Profile, DenseProfile, HybridProfile, P
 from core.retrieval.rerankers import CrossEncoderScorer, merge_reranked, rerank_fusion
 from core.retrieval.runs import Ranking, Run
 from core.retrieval.tuning import FoldTuning, tune_by_folds
-from core.index.vectors import VectorIndex, benchmark_query_vectors, open_vector_index
+from core.index.vectors import VectorIndex, benchmark_query_vectors, corpus_table_name, open_vector_index
 from core.progress import ItemProgress, Progress, StageCounter, staged
 from core.workspace import Workspace
 
@@ -83,6 +83,7 @@ class Engine:
     _results: dict = field(default_factory=dict, repr=False)
     _cross_encoders: dict = field(default_factory=dict, repr=False)
     _tunings: dict = field(default_factory=dict, repr=False)
+    index_files: dict = field(default_factory=dict, repr=False)  # ("lexical", analyzer) | ("vectors", model, backend) -> (BuildReport, path)
 
     def __post_init__(self) -> None:
         ids = [d.id for d in self.dataset.documents]
@@ -114,6 +115,7 @@ class Engine:
                                                                       "commit": f"BM25 index ({analyzer}): writing"}))
             self._lexical[analyzer] = index
             self.reports.append(report)
+            self.index_files[("lexical", analyzer)] = (report, index.path)
         return self._lexical[analyzer]
 
     def encoder(self, model: str, backend: str = "torch") -> Encoder:
@@ -134,6 +136,8 @@ class Engine:
                                                                      "store": f"storing corpus vectors in LanceDB ({model})"}))
             self._vectors[key] = index
             self.reports.append(report)
+            table = corpus_table_name(self.dataset, self.encoder(model, backend))
+            self.index_files[("vectors", model, backend)] = (report, self.workspace.vectors_dir / f"{table}.lance")
         return self._vectors[key]
 
     def query_vectors(self, model: str, backend: str, queries: Sequence[Query]) -> np.ndarray:
@@ -303,6 +307,20 @@ class Engine:
         query = Query("__adhoc__", cleaned)
         retrieved = self._retrieve(name, [query], depth)
         return SearchResult(name, self._ranking(retrieved.hits[0]), retrieved.seconds, truncated)
+
+    def latencies(self, name: str, queries: Sequence[Query], depth: int = DEFAULT_DEPTH) -> np.ndarray:
+        """Milliseconds to answer each query alone, as a pasted query would be: embedding included, nothing cached."""
+        timings = []
+        for query in queries:
+            for cache in self._adhoc_vectors.values():
+                cache.pop(query.text, None)
+            before = set(self._results)
+            started = time.perf_counter()
+            self._retrieve(name, [Query("__latency__", query.text)], depth)
+            timings.append(1000 * (time.perf_counter() - started))
+            for key in set(self._results) - before:  # timing queries must not stay cached
+                del self._results[key]
+        return np.asarray(timings, dtype=float)
 
     def warm(self, names: Sequence[str]) -> None:
         """Open or build every index and model the named profiles need (before timing anything)."""

@@ -15,6 +15,7 @@ from core.errors import ClusterError
 from core.index.distributed import RayOptions, check_address, connect, embed_corpus, import_ray
 from core.index.encoders import THREADS_ENV
 from core.index.lexical import BuildReport
+from core.progress import fraction_reporter
 from core.retrieval.engine import DEFAULT_DEPTH, Engine
 from core.retrieval.profiles import DenseProfile, HybridProfile, Profile, RerankProfile
 from core.retrieval.runs import Ranking, Run
@@ -55,7 +56,7 @@ def embed_with_ray(engine: Engine, names: Sequence[str], options: RayOptions, re
     reports = []
     for model, backend in dense_models(engine, names):
         stage = f"embedding corpus on Ray ({model})"
-        progress = (lambda fraction, stage=stage: engine.progress(stage, fraction)) if engine.progress else None
+        progress = fraction_reporter(engine.progress, stage, len(engine.dataset.documents))
         _, report = embed_corpus(engine.workspace, engine.dataset, engine.encoder(model, backend), options, rebuild, progress)
         reports.append(report)
     return reports

@@ -70,7 +70,7 @@ def test_an_extra_cutoff_adds_its_metric_columns(app_env, csn_engine):
 
 def test_the_table_can_be_downloaded_as_csv(app_env):
     at = evaluated(open_leaderboard(("bm25-code",)))
-    assert [b.label for b in at.get("download_button")] == ["Download CSV"]
+    assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download manifest (JSON)"]
 
 
 def test_the_language_breakdown_shows_python_with_its_query_count_and_means(app_env, csn_engine):
@@ -120,3 +120,41 @@ def test_significant_wins_are_marked_with_the_letters_of_the_beaten_rows(app_env
     expected = markers_frame(evaluations, DEFAULT_METRICS)
     assert expected.at["dense-minilm", "ndcg@10"] == "ᵃ"  # the data really holds a significant win
     assert "ᵃ".encode() in shown  # ...and the page shows its superscript a
+
+
+def test_cost_columns_show_what_was_measured_when_the_run_was_made(app_env):
+    from core.evaluation.leaderboard import COST_COLUMNS
+    from core.retrieval.runs import load_run
+
+    at = evaluated(open_leaderboard(("bm25-code", "dense-minilm")))
+    assert not set(COST_COLUMNS) & set(main_table(at).columns)  # off by default
+    at.toggle(key="leaderboard_cost").set_value(True).run()
+    table = main_table(at)
+    for label in ("bm25-code", "dense-minilm"):
+        cost = load_run(app_env.runs_dir, table.loc[label, "run id"]).meta["cost"]
+        assert table.loc[label, "p50 ms"] == pytest.approx(cost["latency_ms_p50"])
+        assert table.loc[label, "p95 ms"] == pytest.approx(cost["latency_ms_p95"])
+        assert table.loc[label, "index MB"] == pytest.approx(cost["index_bytes"] / 2**20)
+        assert table.loc[label, "peak MB"] == pytest.approx(cost["peak_memory_mb"])
+    assert table.loc["dense-minilm", "p50 ms"] > table.loc["bm25-code", "p50 ms"]  # dense embeds each query
+    assert any(chart.proto.spec and "latency" in chart.proto.spec for chart in at.get("plotly_chart"))
+
+
+def test_each_row_with_a_manifest_is_offered_for_download(app_env, csn_mini):
+    from core.evaluation.manifest import run_manifest
+    from core.retrieval.runs import load_run
+
+    at = evaluated(open_leaderboard(("bm25-code", "dense-minilm")))
+    assert at.selectbox(key="leaderboard_manifest").options == ["bm25-code", "dense-minilm"]
+    manifest = run_manifest(load_run(app_env.runs_dir, main_table(at).loc["dense-minilm", "run id"]))
+    assert manifest["dataset"]["corpus_hash"] == csn_mini.corpus_hash and "dense-minilm" in manifest["profiles"]
+
+
+def test_clicking_a_metric_cell_opens_the_breakdown_on_that_run_worst_first(app_env):
+    at = evaluated(open_leaderboard(("bm25-code", "dense-minilm")))
+    at.session_state["leaderboard_table"] = {"selection": {"rows": [], "columns": [], "cells": [(1, "mrr@10")]}}
+    at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "Per-query breakdown"
+    assert at.query_params["focus"] in ("dense-minilm", ["dense-minilm"])
+    assert at.query_params["metric"] in ("mrr@10", ["mrr@10"])

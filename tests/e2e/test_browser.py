@@ -18,7 +18,8 @@ pytestmark = pytest.mark.e2e
 
 # (URL path, sidebar title) in navigation order; "" is the default page.
 PAGES = [("", "Leaderboard"), ("explorer", "Query explorer"), ("breakdown", "Per-query breakdown"),
-         ("failures", "Failure cases"), ("compare", "Significance & report"), ("complementarity", "Complementarity"),
+         ("compare_runs", "Compare two runs"), ("failures", "Failure cases"), ("compare", "Significance & report"),
+         ("complementarity", "Complementarity"),
          ("slices", "Slice finder"), ("embedding_map", "Embedding map"), ("sweep", "Quality vs latency"),
          ("profiles", "Profiles"),
          ("datasets", "Datasets"), ("build_benchmark", "Build a benchmark"), ("leakage", "Leakage audit"),
