@@ -11,7 +11,7 @@ from core.retrieval.profiles import HybridProfile, RerankProfile
 from ui.charts import sweep_against_oracle, upset_chart
 from ui.links import breakdown_params
 from ui.render import escape_markdown
-from ui.state import get_evaluation, get_run, page_engine
+from ui.state import get_choice, get_evaluation, get_run, page_engine, run_choices
 
 SWEEPS_KEY = "complementarity_sweeps"
 
@@ -20,25 +20,32 @@ st.title("Complementarity")
 st.caption("Which queries each profile solves (a relevant document in its top k) that no other does, what the oracle — "
            "per query the best member — reaches, and how much of it the fusions take.")
 singles = [n for n in sel.profile_names if not isinstance(engine.profiles[n], (HybridProfile, RerankProfile))]
-default = singles if len(singles) >= 2 else list(sel.profile_names)
+choices = {**{name: name for name in engine.profiles}, **run_choices(engine, sel)}  # profiles, then saved (imported) runs
+default = [*(singles if len(singles) >= 2 else sel.profile_names), *sel.run_ids]
 left, middle, right = st.columns([3, 1, 1])
-members = left.multiselect("Profiles to compare", list(engine.profiles), default=default, key="complementarity_members")
+keys = left.multiselect("Runs to compare", list(choices), default=[key for key in default if key in choices],
+                        format_func=choices.__getitem__, key="complementarity_members",
+                        help="Profiles, and saved runs (imported TREC files among them) of this dataset.")
 k = middle.number_input("k (hit@k)", min_value=1, max_value=100, value=10, step=1, key="complementarity_k")
 metrics = list(dict.fromkeys([*sel.metrics]))
 metric = right.selectbox("Oracle metric", metrics, format_func=lambda m: parse_metric(m).label(), key="complementarity_metric")
-if len(members) < 2:
-    st.info("Pick two or more profiles to compare.")
+if len(keys) < 2:
+    st.info("Pick two or more runs to compare.")
     st.stop()
 
 hit = f"hit@{int(k)}"
-fusions = fusions_of(engine.profiles, members)
+fusions = fusions_of(engine.profiles, [key for key in keys if key in engine.profiles])
 try:
-    with st.spinner(f"Running {len(members) + len(fusions)} profile(s)…"):
+    with st.spinner(f"Running {len(keys) + len(fusions)} run(s)…"):
         wanted = tuple(dict.fromkeys([hit, metric]))
-        runs = {name: get_run(engine, name) for name in [*members, *fusions]}
-        evaluations = {name: get_evaluation(engine, run, wanted) for name, run in runs.items()}
-    solved = complementarity([evaluations[m] for m in members], hit)
-    comparison = oracle_comparison([evaluations[m] for m in members], [evaluations[f] for f in fusions], metric)
+        runs = {key: get_choice(engine, key) for key in keys} | {name: get_run(engine, name) for name in fusions}
+        evaluations = {key: get_evaluation(engine, run, wanted) for key, run in runs.items()}
+    members = [runs[key].name for key in keys]  # a saved run by its label, ``name [run id]``
+    evaluations |= {runs[key].name: evaluations[key] for key in keys}
+    profiles = [key for key in keys if key in engine.profiles]  # what a breakdown link can name as profiles
+    saved = [key for key in keys if key not in engine.profiles]
+    solved = complementarity([evaluations[m] for m in keys], hit)
+    comparison = oracle_comparison([evaluations[m] for m in keys], [evaluations[f] for f in fusions], metric)
 except WorkbenchError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
@@ -51,7 +58,7 @@ for cell, group in zip(cells, groups):
     cell.metric(escape_markdown(group.label), f"{group.queries:d} / {queries:d}")
     if group.queries:
         cell.page_link("pages/breakdown.py", label="open in the breakdown", icon=":material/table_rows:",
-                       query_params=breakdown_params(engine.dataset.name, members, group.query_ids, members[0], members[1]))
+                       query_params=breakdown_params(engine.dataset.name, profiles, group.query_ids, members[0], members[1], runs=saved))
 intersections = solved.intersections()
 table = intersections.drop(columns="query_ids").copy()
 table.insert(0, "solved by", [" + ".join(p for p in members if row[p]) or "none" for _, row in intersections.iterrows()])
@@ -61,7 +68,7 @@ listing.dataframe(table[["solved by", "queries"]], hide_index=True, width="stret
 combination = listing.selectbox("Open one combination in the breakdown", list(table["solved by"]), key="complementarity_pick")
 picked = intersections.iloc[list(table["solved by"]).index(combination)]
 listing.page_link("pages/breakdown.py", label=f"{escape_markdown(combination)}: {int(picked['queries']):d} queries", icon=":material/table_rows:",
-                  query_params=breakdown_params(engine.dataset.name, members, picked["query_ids"], members[0], members[1]))
+                  query_params=breakdown_params(engine.dataset.name, profiles, picked["query_ids"], members[0], members[1], runs=saved))
 
 label = parse_metric(metric).label()
 st.subheader(f"The oracle on {escape_markdown(label)}")

@@ -7,7 +7,7 @@ from core.errors import WorkbenchError
 from core.evaluation.embedding_map import dense_model, embedding_map, has_vectors, map_points
 from ui.charts import embedding_map_figure
 from ui.render import escape_markdown
-from ui.state import get_evaluation, get_run, page_engine
+from ui.state import get_choice, get_evaluation, page_engine, run_choices
 
 QUERY_KEY = "map_query"
 
@@ -25,12 +25,17 @@ sel, engine = page_engine()
 dataset = engine.dataset
 st.title("Embedding map")
 st.caption("Documents (grey) and judged queries projected to 2-D from a dense model's embeddings; queries coloured by "
-           "the rank of their positive under the chosen profile. Click a query to draw the line to its positive.")
+           "the rank of their positive under the chosen run (a profile or a saved run, imported TREC files among them). Click a query to draw the line to its positive.")
 profiles = list(engine.profiles)
 left, middle, right, last = st.columns([2, 1, 1, 1])
 mappable = [p for p in [*sel.profile_names, *profiles] if p in engine.profiles and has_vectors(engine.profiles, p)]
-profile = left.selectbox("Profile (colours the queries)", profiles, index=profiles.index(mappable[0]) if mappable else 0,
-                         key="map_profile")
+profile = left.selectbox("Profile (its dense model places the points)", profiles,
+                         index=profiles.index(mappable[0]) if mappable else 0, key="map_profile")
+colourings = {"": f"{profile} (the same profile)", **{name: name for name in profiles if name != profile},
+              **{key: label for key, label in run_choices(engine, sel).items() if key not in engine.profiles}}
+colouring = left.selectbox("Run (colours the queries)", list(colourings), format_func=colourings.__getitem__,
+                           index=list(colourings).index(sel.run_ids[0]) if sel.run_ids and sel.run_ids[0] in colourings else 0,
+                           key="map_run", help="Any profile or saved run of this dataset, imported TREC runs among them.")
 method = middle.radio("Projection", ["pca", "umap"], format_func=lambda m: m.upper(), horizontal=True, key="map_method",
                       help="PCA: seconds. UMAP (umap-learn): a minute or more the first time per dataset and model.")
 colour_by = right.radio("Colour", ["rank", "hit"], format_func={"rank": "positive's rank", "hit": "hit@k"}.get,
@@ -41,7 +46,8 @@ try:
     with st.spinner(f"Projecting {len(dataset.documents):,} documents and {len(dataset.judged_queries):,} queries "
                     f"({escape_markdown(method.upper())}; cached after the first time)…"):
         projection = embedding_map(engine, model, backend, method)
-        evaluation = get_evaluation(engine, get_run(engine, profile), sel.metrics)
+        coloured = get_choice(engine, colouring or profile)
+        evaluation = get_evaluation(engine, coloured, sel.metrics)
     points = map_points(projection, dataset, evaluation, int(k))
 except WorkbenchError as exc:
     st.error(escape_markdown(str(exc)))
@@ -53,7 +59,7 @@ if st.session_state.get(QUERY_KEY) not in ["", *query_ids]:
     st.session_state[QUERY_KEY] = ""
 selected = st.session_state.get(QUERY_KEY) or None
 st.caption(f"{len(points):,} points · model {escape_markdown(model)} ({escape_markdown(backend)}) · {escape_markdown(method.upper())} · colours from "
-           f"{escape_markdown(profile)}")
+           f"{escape_markdown(coloured.name)}")
 st.plotly_chart(embedding_map_figure(points, colour_by, int(k), selected), width="stretch", key="map_chart",
                 on_select=_pick_from_chart, selection_mode="points")
 left, right = st.columns([3, 1])
@@ -63,6 +69,6 @@ if choice:
     row = points[(points["kind"] == "query") & (points["id"] == choice)].iloc[0]
     rank = "not retrieved" if row["positive_rank"] != row["positive_rank"] else f"rank {int(row['positive_rank'])}"
     st.markdown(f"**{escape_markdown(choice)}**: {escape_markdown(row['hover'])}  \npositive "
-                f"**{escape_markdown(row['positive_id'])}** at {escape_markdown(rank)} under {escape_markdown(profile)}")
+                f"**{escape_markdown(row['positive_id'])}** at {escape_markdown(rank)} under {escape_markdown(coloured.name)}")
     if right.button("Open in the query explorer", icon=":material/search:", key="map_open", type="primary"):
         st.switch_page("pages/explorer.py", query_params={**st.query_params.to_dict(), "qid": choice})

@@ -11,7 +11,7 @@ from core.evaluation.slices import DEFAULT_ALPHA, DEFAULT_MIN_SIZE, difference_v
 from ui.charts import slice_chart
 from ui.links import breakdown_params
 from ui.render import escape_markdown
-from ui.state import get_evaluation, get_run, page_engine
+from ui.state import get_evaluation, page_engine, selected_runs
 
 
 @st.cache_data(show_spinner="Reading the queries' features…", max_entries=8)
@@ -20,7 +20,7 @@ def _features(dataset_key: str, _dataset: Dataset) -> pd.DataFrame:
 
 
 def show_slices(found: pd.DataFrame, dataset: str, profiles: list[str], what: str, key: str,
-                a: str | None = None, b: str | None = None) -> None:
+                a: str | None = None, b: str | None = None, runs: tuple[str, ...] = ()) -> None:
     """The slice table, a chart of the strongest, and a link opening the chosen slice in the breakdown."""
     if found.empty:
         st.info(f"No slice holds enough queries: lower the minimum size ({escape_markdown(what)}).")
@@ -38,7 +38,7 @@ def show_slices(found: pd.DataFrame, dataset: str, profiles: list[str], what: st
     picked = st.selectbox("Open a slice in the breakdown", list(range(len(found))), key=f"{key}_pick",
                           format_func=lambda i: f"{found.at[i, 'slice']} ({found.at[i, 'queries']} queries)")
     st.page_link("pages/breakdown.py", label=f"Open {escape_markdown(str(found.at[picked, 'slice']))} in the breakdown", icon=":material/table_rows:",
-                 query_params=breakdown_params(dataset, profiles, found.at[picked, "query_ids"], a, b))
+                 query_params=breakdown_params(dataset, profiles, found.at[picked, "query_ids"], a, b, runs=runs))
 
 
 sel, engine = page_engine()
@@ -47,17 +47,18 @@ st.title("Slice finder")
 st.caption("Kinds of query — language, length, identifiers, overlap with the positive, constructs in the code found with "
            "tree-sitter — where a profile does significantly worse than overall. One-sided Welch t-test of the slice "
            "against the other queries, Holm-corrected for the number of slices tested; score = effect × share of queries.")
-if not sel.profile_names:
-    st.info("Pick one or more profiles in the sidebar.")
+if not sel.profile_names and not sel.run_ids:
+    st.info("Pick one or more profiles or saved runs in the sidebar.")
     st.stop()
 
 try:
     features = _features(f"{dataset.name}:{dataset.corpus_hash}:{dataset.queries_hash}", dataset)
+    runs = {run.name: run for run in selected_runs(engine, sel)}  # profiles, then saved runs as ``name [run id]``
 except WorkbenchError as exc:
     st.error(escape_markdown(str(exc)))
     st.stop()
 
-profiles = list(sel.profile_names)
+profiles = list(runs)
 left, middle, right, last = st.columns(4)
 metric = left.selectbox("Metric", list(sel.metrics), format_func=lambda m: parse_metric(m).label(), key="slices_metric")
 min_size = middle.number_input("Minimum slice size", min_value=2, max_value=100_000, value=min(DEFAULT_MIN_SIZE, max(2, len(features) // 4)),
@@ -68,18 +69,19 @@ st.caption(f"{len(features)} evaluated queries; code features read from the {esc
 
 worse_tab, beats_tab, features_tab = st.tabs(["Where a profile does worse", "Where B beats A", "Features"])
 with worse_tab:
-    profile = st.selectbox("Profile", profiles, key="slices_profile")
+    profile = st.selectbox("Run", profiles, key="slices_profile")
     try:
-        evaluation = get_evaluation(engine, get_run(engine, profile), sel.metrics)
+        evaluation = get_evaluation(engine, runs[profile], sel.metrics)
         found = slices_for(metric_values(evaluation, metric), features, "lower", int(min_size), pairs=pairs, alpha=alpha)
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
     else:
-        show_slices(found, dataset.name, profiles, f"Overall {parse_metric(metric).label()} of {escape_markdown(profile)}: "
-                    f"{metric_values(evaluation, metric).mean():.4f}.", "slices_worse", a=profile)
+        # show_slices escapes the text once: the run name goes in raw, or its escapes would show
+        show_slices(found, dataset.name, list(sel.profile_names), f"Overall {parse_metric(metric).label()} of {profile}: "
+                    f"{metric_values(evaluation, metric).mean():.4f}.", "slices_worse", a=profile, runs=sel.run_ids)
 with beats_tab:
     if len(profiles) < 2:
-        st.info("Pick two profiles in the sidebar to see where one beats the other.")
+        st.info("Pick two runs (profiles or saved runs) in the sidebar to see where one beats the other.")
     else:
         left, right = st.columns(2)
         name_a = left.selectbox("A", profiles, key="slices_a")
@@ -88,14 +90,14 @@ with beats_tab:
             st.info("Pick two different profiles as A and B.")
         else:
             try:
-                a = get_evaluation(engine, get_run(engine, name_a), sel.metrics)
-                b = get_evaluation(engine, get_run(engine, name_b), sel.metrics)
+                a = get_evaluation(engine, runs[name_a], sel.metrics)
+                b = get_evaluation(engine, runs[name_b], sel.metrics)
                 difference = difference_values(a, b, metric)
                 found = slices_for(difference, features, "higher", int(min_size), pairs=pairs, alpha=alpha)
             except WorkbenchError as exc:
                 st.error(escape_markdown(str(exc)))
             else:
-                show_slices(found, dataset.name, profiles, f"Overall B − A: {difference.mean():+.4f}; effect = slice's "
-                            "B − A minus the overall.", "slices_beats", a=name_a, b=name_b)
+                show_slices(found, dataset.name, list(sel.profile_names), f"Overall B − A: {difference.mean():+.4f}; effect = slice's "
+                            "B − A minus the overall.", "slices_beats", a=name_a, b=name_b, runs=sel.run_ids)
 with features_tab:
     st.dataframe(features, width="stretch", key="slices_features")

@@ -34,9 +34,11 @@ def decode_query_ids(text: str) -> list[str]:
 
 
 def breakdown_params(dataset: str, profiles: Sequence[str], query_ids: Sequence[str], a: str | None = None,
-                     b: str | None = None) -> dict[str, str]:
-    """Query parameters that open the per-query breakdown on ``dataset`` showing only ``query_ids``."""
+                     b: str | None = None, runs: Sequence[str] = ()) -> dict[str, str]:
+    """Query parameters that open the per-query breakdown on ``dataset`` showing only ``query_ids`` (and saved ``runs``)."""
     params = {"dataset": dataset, "profiles": ",".join(profiles), QIDS_PARAM: encode_query_ids(query_ids)}
+    if runs:
+        params["runs"] = ",".join(runs)
     if a:
         params["a"] = a
     if b:
