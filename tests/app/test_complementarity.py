@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 from core.evaluation.complementarity import complementarity, oracle_comparison
 from core.evaluation.metrics import evaluate
 from ui.links import decode_query_ids
+from ui.render import escape_markdown
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -29,10 +30,10 @@ def test_groups_oracle_and_left_on_the_table_are_cores(app_env, csn_engine, csn_
     expected = complementarity(members, "hit@10")
     shown = {m.label: m.value for m in at.metric}
     for group in expected.summary():
-        assert shown[group.label] == f"{group.queries} / {len(csn_mini.judged_queries)}"
+        assert shown[escape_markdown(group.label)] == f"{group.queries} / {len(csn_mini.judged_queries)}"  # labels are escaped markdown
     comparison = oracle_comparison(members, fusions, "ndcg@10")
-    assert shown["Oracle nDCG@10"] == f"{comparison.oracle:.4f}"
-    assert shown[f"Left on the table (oracle − {comparison.best_fusion[0]})"] == f"{comparison.left_on_the_table:.4f}"
+    assert shown[escape_markdown("Oracle nDCG@10")] == f"{comparison.oracle:.4f}"
+    assert shown[f"Left on the table (oracle − {escape_markdown(comparison.best_fusion[0])})"] == f"{comparison.left_on_the_table:.4f}"
     oracle = next(frame.value for frame in at.dataframe if "oracle − run" in frame.value.columns)
     assert list(oracle.index) == ["bm25-code", "dense-minilm", "hybrid-rrf", "hybrid-weighted", "oracle"]
 

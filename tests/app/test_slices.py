@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 from core.evaluation.metrics import evaluate
 from core.evaluation.slices import difference_values, query_features, slices_for
 from ui.links import decode_query_ids
+from ui.render import escape_markdown
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -35,7 +36,7 @@ def test_slices_of_a_profile_are_cores_and_link_to_their_queries(app_env, csn_en
     table = slice_tables(at)[0]
     assert list(table["slice"]) == list(expected["slice"])
     assert list(table["p (Holm)"]) == pytest.approx(list(expected["p (Holm)"]))
-    link = next(link.proto for link in at.get("page_link") if link.proto.label == f"Open {expected.at[0, 'slice']} in the breakdown")
+    link = next(link.proto for link in at.get("page_link") if link.proto.label == f"Open {escape_markdown(expected.at[0, 'slice'])} in the breakdown")
     params = dict(p.split("=", 1) for p in link.query_string.split("&"))
     assert decode_query_ids(unquote_plus(params["qids"])) == list(expected.at[0, "query_ids"])
 
