@@ -82,7 +82,7 @@ profile_a = middle.selectbox("Profile A", profiles, key="breakdown_a")
 profile_b = right.selectbox("Profile B", profiles, key="breakdown_b")
 page_params(a=profile_a, b=profile_b, metric=metric)
 label = parse_metric(metric).label()
-worst_first = st.toggle(f"Worst first for A ({profile_a})", key="breakdown_worst",
+worst_first = st.toggle(f"Worst first for A ({escape_markdown(profile_a)})", key="breakdown_worst",
                         help="Sort by A's metric, lowest first (then by how deep A ranked the positive).")
 
 try:

@@ -107,9 +107,9 @@ with lists_side:
     stats[1].metric("positive's rank A → B",
                     " → ".join("—" if r != r else str(int(r)) for r in (row["rank_a"], row["rank_b"])),
                     help="Rank of the best-ranked relevant document; — : not retrieved")
-    stats[2].metric(f"Kendall's τ (top {k})", "—" if row["tau"] != row["tau"] else f"{row['tau']:.3f}",
+    stats[2].metric(f"Kendall's τ (top {k:d})", "—" if row["tau"] != row["tau"] else f"{row['tau']:.3f}",
                     help="Over the documents both lists hold; — : fewer than two shared")
-    stats[3].metric(f"RBO p=0.9 (top {k})", f"{row['rbo']:.3f}")
+    stats[3].metric(f"RBO p=0.9 (top {k:d})", f"{row['rbo']:.3f}")
     follow = st.selectbox("Follow a document in both lists", follow_options, key=f"compare_runs_follow|{query_id}",
                           help="Marks the document as followed wherever it appears in the two lists.")
     selected = None if follow == NONE_SELECTED else follow
@@ -121,7 +121,7 @@ with lists_side:
     about = f"the followed document {selected}" if selected else f"A's first document" if left_docs else "no document"
     st.caption(f"Query {escape_markdown(query_id)} — identifiers it shares with {escape_markdown(about)} are marked")
     with st.container(border=True, height=min(60 + 24 * len(query_text.splitlines()), 300)):
-        st.markdown(query_markdown(query_text, shared_with))
+        st.markdown(query_markdown(query_text, shared_with))  # markdown-safe: highlighted_markdown escapes every span
     for column, title, documents in zip(st.columns(2), (f"A · {run_a.name}", f"B · {run_b.name}"), (left_docs, right_docs)):
         with column:
             st.markdown(f"**{escape_markdown(title)}**")
@@ -129,8 +129,8 @@ with lists_side:
                 st.caption("No documents retrieved.")
             for doc in documents:
                 with st.container(border=True):
-                    st.markdown(document_header(doc, doc.doc_id == selected))
-                    st.markdown(document_body(query_text, texts.get(doc.doc_id, "")))
+                    st.markdown(document_header(doc, doc.doc_id == selected))  # markdown-safe: ui.side_by_side escapes the id
+                    st.markdown(document_body(query_text, texts.get(doc.doc_id, "")))  # markdown-safe: highlighted_markdown
     st.caption("Arrows: how far B moved a document against A (on A's side: where B put A's document). "
                "\"new in B\": A never retrieved it; \"dropped\": B never retrieved it. Green badge: a positive. "
                "Highlighted words: identifiers shared with the query.")
