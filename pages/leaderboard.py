@@ -120,7 +120,8 @@ else:
     markers = significance_markers(labels, evaluations, sel.metrics)
     intervals = confidence_intervals(evaluations, metric_columns, labels)  # 95 %, 10,000 paired resamples, seed 0
     st.dataframe(styled_leaderboard(table, best, metric_columns, TIME_COLUMN, markers, intervals), width="stretch",
-                 column_order=[TIME_COLUMN, *metric_columns, RUN_ID_COLUMN],
+                 # the run id before the metrics: extra cutoffs add columns past the window's right edge
+                 column_order=[TIME_COLUMN, RUN_ID_COLUMN, *metric_columns],
                  column_config={"_index": st.column_config.TextColumn("run", pinned=True),
                                 # pinned beside the run name, so extra cutoffs never push the time out of sight
                                 TIME_COLUMN: st.column_config.Column(TIME_COLUMN, pinned=True, width=80),
