@@ -1,7 +1,7 @@
 """codeir workbench: the Streamlit entry point. Builds navigation and the shared sidebar only."""
 import streamlit as st
 
-from ui.state import note_page, repeat_comma_profiles, sidebar
+from ui.state import note_page, sidebar
 
 st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
 # Multiselect chips (profile names, metrics) show their whole text instead of an ellipsis.
@@ -37,7 +37,6 @@ def _to_leaderboard() -> None:
 ALIASES = [st.Page(_to_leaderboard, title="Leaderboard", url_path="leaderboard", visibility="hidden")]
 
 navigation = st.navigation(PAGES + ALIASES, expanded=True)  # every page listed: past ten, Streamlit folds the rest under "View more"
-repeat_comma_profiles(navigation)  # an older link's profiles=a,b: reopened as the form that stays in the URL
 note_page(navigation.url_path)
 st.session_state["_selection"] = sidebar()
 try:

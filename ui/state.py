@@ -146,21 +146,6 @@ def _linked_profiles(known: dict[str, Profile]) -> tuple[list[str] | None, list[
     return [name for name in raw if name in known], [name for name in raw if name not in known]
 
 
-def repeat_comma_profiles(page) -> None:
-    """Reopen ``page`` with a comma-form link's profiles (``profiles=a,b``) rewritten as ``profiles=a&profiles=b``.
-
-    The bound multiselect reads only the repeated form. A value assigned to it instead reaches the URL only when
-    the widget existed in the previous run, which on a link's first run it did not: the URL would lose the
-    profiles, and a URL copied after any sidebar click would open the default ones.
-    """
-    values = st.query_params.get_all("profiles")
-    if not any("," in value for value in values):
-        return
-    params: dict[str, list[str]] = {key: st.query_params.get_all(key) for key in st.query_params if key != "profiles"}
-    params["profiles"] = [name for value in values for name in value.split(",") if name]
-    st.switch_page(page, query_params=params)
-
-
 def sidebar() -> Selection | None:
     """Draw the shared sidebar; return the selection, or None (with an error shown) when nothing can load.
 
@@ -184,8 +169,7 @@ def sidebar() -> Selection | None:
     linked_profiles, unknown_profiles = _linked_profiles(profiles)
     if st.session_state.get("dataset") not in names:
         st.session_state.pop("dataset", None)  # a dataset deleted since, or a link to an unknown one
-    comma_link = linked_profiles is not None and any("," in value for value in st.query_params.get_all("profiles"))
-    if comma_link:
+    if linked_profiles is not None and any("," in value for value in st.query_params.get_all("profiles")):
         st.session_state["profiles"] = linked_profiles  # the comma form, which the bound widget cannot read itself
     elif "profiles" not in st.session_state and linked_profiles is None:
         st.session_state["profiles"] = [p for p in DEFAULT_SELECTED if p in profiles]
