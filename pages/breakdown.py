@@ -122,13 +122,16 @@ st.caption(f"{len(shown)} of {len(table)} queries · {escape_markdown(label)} of
 columns = {"query_id": st.column_config.TextColumn("query id", pinned=True),
            "query": st.column_config.TextColumn("query", width=240, help="First line of the query"),
            "length": st.column_config.TextColumn("length", width=140)}
-for name in profiles:  # short headers: a profile's metric, then its positive's rank beside it
+for name in profiles:  # short headers: the profile's name over its metric, "rank · name" over its positive's rank
     columns[metric_column(name, parse_metric(metric).key)] = st.column_config.NumberColumn(
         name, format="%.3f", width=95, help=f"{label} of {name}")
     columns[rank_column(name)] = st.column_config.NumberColumn(
-        "rank", format="%d", width=60, help=f"Rank of the positive under {name}; None: not retrieved")
-# the profiles' metric and rank columns first: at 1024 px the query text would push them out of sight
-order = [c for c in shown.columns if c not in BASE_COLUMNS] + \
+        f"rank · {name}", format="%d", width=110, help=f"Rank of the positive under {name}; None: not retrieved")
+# every profile's metric column first, then the ranks: at 1024 px five profiles' metrics fit beside the query id,
+# while metric and rank pairs (or the query text) would push the later profiles out of sight
+metric_order = [metric_column(name, parse_metric(metric).key) for name in profiles]
+order = [c for c in metric_order if c in shown.columns] + \
+    [c for c in shown.columns if c not in BASE_COLUMNS and c not in metric_order] + \
     (["language"] if table["language"].nunique() > 1 else []) + ["length", "query"]
 picked = st.dataframe(shown, column_config=columns, column_order=order, on_select="rerun", selection_mode="single-row",
                       key="breakdown_table", width="stretch", height=min(38 + 35 * len(shown), 420))
