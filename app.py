@@ -1,13 +1,11 @@
 """codeir workbench: the Streamlit entry point. Builds navigation and the shared sidebar only."""
 import streamlit as st
 
-from ui.state import note_page, sidebar
+from ui.render import apply_stylesheet
+from ui.state import note_page, sidebar, switch_params
 
 st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
-# Multiselect chips (profile names, metrics) show their whole text instead of an ellipsis.
-st.html("<style>.stMultiSelect [data-tag] {max-width: 100%; height: auto;}"
-        ".stMultiSelect [data-tag] > span[title] {max-width: none; overflow: visible; text-overflow: clip;"
-        " white-space: normal; overflow-wrap: anywhere;}</style>")
+apply_stylesheet()  # multiselect chips show their whole text (ui.render.STYLESHEET)
 
 PAGES = [
     st.Page("pages/leaderboard.py", title="Leaderboard", icon=":material/leaderboard:", default=True, url_path=""),
@@ -30,7 +28,7 @@ PAGES = [
 
 def _to_leaderboard() -> None:
     """``/leaderboard`` typed or linked directly: the default page lives at ``/``, so go there with the same parameters."""
-    st.switch_page(PAGES[0], query_params=st.query_params.to_dict())
+    st.switch_page(PAGES[0], query_params=switch_params())  # the sidebar's bound parameters travel by themselves
 
 
 # The default page answers at the root URL only (url_path "" frees its file name); this hidden alias keeps

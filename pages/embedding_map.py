@@ -71,4 +71,4 @@ if choice:
     st.markdown(f"**{escape_markdown(choice)}**: {escape_markdown(row['hover'])}  \npositive "
                 f"**{escape_markdown(row['positive_id'])}** at {escape_markdown(rank)} under {escape_markdown(coloured.name)}")
     if right.button("Open in the query explorer", icon=":material/search:", key="map_open", type="primary"):
-        st.switch_page("pages/explorer.py", query_params={**st.query_params.to_dict(), "qid": choice})
+        st.switch_page("pages/explorer.py", query_params={"qid": choice})

@@ -68,10 +68,45 @@ def raw_html_calls(source: str) -> list[str]:
 
 @pytest.mark.parametrize("path", UI_SOURCES, ids=[p.relative_to(ROOT).as_posix() for p in UI_SOURCES])
 def test_no_ui_source_renders_raw_html(path: Path) -> None:
-    source = path.read_text(encoding="utf-8")
+    source = without_constant_stylesheet(path.read_text(encoding="utf-8"))
     assert raw_html_calls(source) == []
     # the text search catches what the syntax tree cannot (getattr tricks, strings built at run time)
     assert not re.search(r"unsafe_allow_html\s*=\s*True|\bst\.html\s*\(|components\.v1|import streamlit\.components", source)
+
+
+STYLESHEET_CALL = "st.html(STYLESHEET)"
+
+
+def without_constant_stylesheet(source: str) -> str:
+    """``source`` less its one allowed HTML call: ``st.html(STYLESHEET)`` where STYLESHEET is a module constant
+    holding a single <style> block of literal text (no tag inside, nothing built at run time, no data)."""
+    if STYLESHEET_CALL not in source:
+        return source
+    tree = ast.parse(source)
+    assigned = [node for node in tree.body if isinstance(node, ast.Assign)
+                and [ast.unparse(target) for target in node.targets] == ["STYLESHEET"]]
+    rebound = [node for node in ast.walk(tree) if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign))
+               and "STYLESHEET" in ast.unparse(node.targets[0] if isinstance(node, ast.Assign) else node.target)]
+    if len(assigned) != 1 or len(rebound) != 1:
+        return source  # defined more than once, or not a plain constant: the call stays and fails the test
+    try:
+        value = ast.literal_eval(assigned[0].value)
+    except ValueError:
+        return source
+    if not isinstance(value, str) or not re.fullmatch(r"<style>[^<]*</style>", value):
+        return source
+    return source.replace(STYLESHEET_CALL, "")
+
+
+def test_only_a_literal_stylesheet_is_let_through() -> None:
+    allowed = 'STYLESHEET = ("<style>.a {color: red;}" " .b {x: y;}</style>")\nst.html(STYLESHEET)\n'
+    assert "st.html" not in without_constant_stylesheet(allowed)
+    for refused in ('STYLESHEET = "<style>a{}</style><img src=x>"\nst.html(STYLESHEET)\n',
+                    'STYLESHEET = f"<style>{user}</style>"\nst.html(STYLESHEET)\n',
+                    'STYLESHEET = "<style>a{}</style>"\nSTYLESHEET += data\nst.html(STYLESHEET)\n',
+                    'STYLESHEET = "<b>hi</b>"\nst.html(STYLESHEET)\n',
+                    'st.html(STYLESHEET)\n'):
+        assert "st.html(STYLESHEET)" in without_constant_stylesheet(refused), refused
 
 
 def test_the_raw_html_check_catches_what_it_looks_for() -> None:

@@ -152,3 +152,15 @@ def length_histogram(lengths: pd.DataFrame, kind: str, unit: str) -> go.Figure:
     figure = px.histogram(values, x=unit, nbins=40, title=f"{kind.capitalize()} length ({unit})")
     figure.update_layout(yaxis_title="count", bargap=0.05, margin=dict(l=10, r=10, t=40, b=10))
     return figure
+
+
+# The one stylesheet the app adds: multiselect chips (profile names, metrics) show their whole text instead of
+# an ellipsis. A constant with no markup but the <style> block and no data in it (tests/test_security.py checks).
+STYLESHEET = ("<style>.stMultiSelect [data-tag] {max-width: 100%; height: auto;}"
+              ".stMultiSelect [data-tag] > span[title] {max-width: none; overflow: visible; text-overflow: clip;"
+              " white-space: normal; overflow-wrap: anywhere;}</style>")
+
+
+def apply_stylesheet() -> None:
+    """Add STYLESHEET to the page (Streamlit has no other way to style a widget's chips)."""
+    st.html(STYLESHEET)
