@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from core.data.datasets import Dataset, Query
 from core.errors import ClusterError
-from core.index.distributed import RayOptions, check_address, connect, embed_corpus, import_ray
+from core.index.distributed import RayOptions, check_address, check_capacity, connect, embed_corpus, import_ray
 from core.index.encoders import THREADS_ENV
 from core.index.lexical import BuildReport
 from core.progress import fraction_reporter
@@ -54,11 +54,17 @@ def dense_models(engine: Engine, names: Sequence[str]) -> list[tuple[str, str]]:
 def embed_with_ray(engine: Engine, names: Sequence[str], options: RayOptions, rebuild: bool = False) -> list[BuildReport]:
     """Embed the corpus on Ray for every model the named profiles need; the engine then opens those tables as its own."""
     reports = []
-    for model, backend in dense_models(engine, names):
-        stage = f"embedding corpus on Ray ({model})"
-        progress = fraction_reporter(engine.progress, stage, len(engine.dataset.documents))
-        _, report = embed_corpus(engine.workspace, engine.dataset, engine.encoder(model, backend), options, rebuild, progress)
-        reports.append(report)
+    ray, started_here = connect(options)  # an unreachable address or too small a cluster is refused before a model loads
+    try:
+        check_capacity(ray, options)
+        for model, backend in dense_models(engine, names):
+            stage = f"embedding corpus on Ray ({model})"
+            progress = fraction_reporter(engine.progress, stage, len(engine.dataset.documents))
+            _, report = embed_corpus(engine.workspace, engine.dataset, engine.encoder(model, backend), options, rebuild, progress)
+            reports.append(report)
+    finally:
+        if started_here:
+            ray.shutdown()
     return reports
 
 

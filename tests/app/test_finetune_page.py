@@ -9,6 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.index.encoders import load_encoder
 from core.training.finetune import describe_training, read_finetune_info
+from ui.render import escape_markdown
 from core.retrieval.profiles import load_profiles
 from core.workspace import Workspace
 
@@ -59,7 +60,7 @@ def test_training_from_the_page_saves_a_usable_model_and_a_dense_profile(fresh_w
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
     trained = [i.value for i in at.info if i.value.startswith("Trained on")]
-    assert trained == [describe_training(info)]  # what was actually trained, said on the page
+    assert trained == [escape_markdown(describe_training(info))]  # what was actually trained, said (escaped) on the page
     assert f"Trained on {info['examples_trained']} of 32 examples in {info['steps']} step" in trained[0]
     assert "peak memory" in trained[0]
     steps = [m.value for m in at.markdown if m.value.startswith("Step ")]
