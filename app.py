@@ -2,7 +2,7 @@
 import streamlit as st
 
 from ui.render import apply_stylesheet
-from ui.state import note_page, sidebar, switch_params
+from ui.state import note_page, sidebar
 
 st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
 apply_stylesheet()  # multiselect chips show their whole text (ui.render.STYLESHEET)
@@ -28,7 +28,7 @@ PAGES = [
 
 def _to_leaderboard() -> None:
     """``/leaderboard`` typed or linked directly: the default page lives at ``/``, so go there with the same parameters."""
-    st.switch_page(PAGES[0], query_params=switch_params())  # the sidebar's bound parameters travel by themselves
+    st.switch_page(PAGES[0], query_params=st.query_params.to_dict())  # no sidebar drew on this run: nothing is bound
 
 
 # The default page answers at the root URL only (url_path "" frees its file name); this hidden alias keeps
@@ -36,9 +36,12 @@ def _to_leaderboard() -> None:
 ALIASES = [st.Page(_to_leaderboard, title="Leaderboard", url_path="leaderboard", visibility="hidden")]
 
 navigation = st.navigation(PAGES + ALIASES, expanded=True)  # every page listed: past ten, Streamlit folds the rest under "View more"
-note_page(navigation.url_path)
-st.session_state["_selection"] = sidebar()
-try:
-    navigation.run()
-finally:
-    note_page(None)  # the switch is over: a later run on the same page may write its URL parameters
+if navigation.url_path == ALIASES[0].url_path:
+    navigation.run()  # the alias only forwards, with every parameter: the sidebar (whose widgets bind them) draws after it
+else:
+    note_page(navigation.url_path)
+    st.session_state["_selection"] = sidebar()
+    try:
+        navigation.run()
+    finally:
+        note_page(None)  # the switch is over: a later run on the same page may write its URL parameters
