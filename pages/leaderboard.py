@@ -137,7 +137,7 @@ else:
             subset=cost_shown)
     clicked_cell = st.dataframe(styled, width="stretch", key="leaderboard_table", on_select="rerun", selection_mode="single-cell",
                                 # the run id before the metrics: extra cutoffs add columns past the window's right edge
-                                column_order=[TIME_COLUMN, RUN_ID_COLUMN, *metric_columns, *cost_shown],
+                                column_order=[TIME_COLUMN, *cost_shown, RUN_ID_COLUMN, *metric_columns],  # cost, when asked for, in sight
                                 column_config={"_index": st.column_config.TextColumn("run", pinned=True),
                                                # pinned beside the run name, so extra cutoffs never push the time out of sight
                                                TIME_COLUMN: st.column_config.Column(TIME_COLUMN, pinned=True, width=80),
