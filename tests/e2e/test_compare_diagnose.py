@@ -54,7 +54,7 @@ def test_two_runs_side_by_side_with_url_state_and_back(page, app_server, e2e_eng
 def test_cost_columns_latency_chart_and_the_breakdown_worst_first(page, app_server, artifacts):
     open_app(page, f"{app_server.url}/?dataset={DATASET}&{PAIR}")
     button = page.get_by_role("button", name=re.compile(r"^Evaluate"))
-    if button.is_enabled():
+    if button.count() and button.is_enabled():  # no button once every run is saved (another test evaluated them)
         button.click()
         wait_for_app(page)
     assert exceptions(page) == []
