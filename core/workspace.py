@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,24 @@ def slug(text: str, limit: int = 80) -> str:
     """A file- and table-safe version of a name (model paths, dataset names)."""
     cleaned = _UNSAFE.sub("-", text).strip("-.") or "x"
     return cleaned[-limit:]
+
+
+def replace_folder(staged: Path, target: Path) -> Path:
+    """Rename a finished ``staged`` folder to ``target`` in one step; an old ``target`` steps aside first, is put
+    back if the rename fails, and is deleted once the new one is in place (readers never see a half-written folder)."""
+    if not target.exists():
+        staged.rename(target)
+        return target
+    aside = Path(tempfile.mkdtemp(prefix=f".replaced-{target.name}-", dir=target.parent))
+    old = aside / target.name
+    target.rename(old)
+    try:
+        staged.rename(target)
+    except OSError:
+        old.rename(target)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+    return target
 
 
 def default_workspace_path() -> Path:

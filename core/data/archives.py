@@ -23,7 +23,7 @@ from typing import BinaryIO
 
 from core.data.datasets import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_dataset, is_beir_folder, validate_name
 from core.errors import DatasetError, UnsafeArchiveError
-from core.workspace import slug
+from core.workspace import replace_folder, slug
 
 META_FILE = "meta.json"
 DEFAULT_MAX_TOTAL_BYTES = 2 * 1024**3
@@ -328,20 +328,9 @@ def _default_name(root: str, fallback_name: str) -> str:
 
 def _move_into_place(staging: Path, target: Path, overwrite: bool) -> Path:
     """Rename the staged folder to ``target``; an old dataset is renamed aside and restored on failure."""
-    if not target.exists():
-        staging.rename(target)
-        return target
-    if not overwrite:
+    if target.exists() and not overwrite:
         raise DatasetError(f"A dataset named {target.name!r} already exists; choose another name or allow overwriting it.")
-    old = Path(tempfile.mkdtemp(prefix=f".replaced-{target.name}-", dir=target.parent)) / target.name
-    target.rename(old)
-    try:
-        staging.rename(target)
-    except OSError:
-        old.rename(target)
-        raise
-    shutil.rmtree(old.parent, ignore_errors=True)
-    return target
+    return replace_folder(staging, target)
 
 
 def _upload_size(data: bytes | BinaryIO) -> int | None:

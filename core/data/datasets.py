@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.errors import DatasetError, DatasetProblem
+from core.workspace import replace_folder
 
 OnProblem = Literal["skip", "raise"]
 
@@ -416,20 +417,7 @@ def write_dataset(dataset: Dataset, folder: str | os.PathLike, meta: Mapping[str
     info = {"queries": len(dataset.queries), "documents": len(dataset.documents), "qrels": sum(len(g) for g in dataset.qrels.judgments.values())}
     info.update(meta or {})
     (tmp / "meta.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-        folder.rename(old)
-        tmp.rename(folder)
-        _remove_tree(old)
-    else:
-        tmp.rename(folder)
-    return folder
-
-
-def _remove_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
+    return replace_folder(tmp, folder)
 
 
 def is_beir_folder(folder: Path) -> bool:

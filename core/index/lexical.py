@@ -34,7 +34,7 @@ from core.index.bm25_batch import TermMatrix, TermMatrixBuilder, bm25_top_k
 from core.data.datasets import Dataset
 from core.errors import IndexCorruptError
 from core.progress import ItemProgress
-from core.workspace import Workspace, slug
+from core.workspace import Workspace, replace_folder, slug
 
 TANTIVY_K1, TANTIVY_B = 1.2, 0.75
 BODY, ROW = "body", "row"
@@ -264,20 +264,14 @@ def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: st
                 damage = str(exc) if path.exists() else ""  # no folder at all: a first build, not a repair
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        # leftovers of killed builds: temp folders, and old copies when a kill fell between the two renames below
-        for stale in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
+        # leftovers of killed builds: temp folders, and old copies when a kill fell inside replace_folder's two renames
+        for stale in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".replaced-{path.name}-*")]:
             shutil.rmtree(stale, ignore_errors=True)
         _write_index(tmp, dataset, analyzer, progress)
         (tmp / INFO_FILE).write_text(json.dumps({"analyzer": analyzer.name, "corpus_hash": dataset.corpus_hash,
                                                  "num_docs": len(dataset.documents), "format": FORMAT_VERSION,
                                                  "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                                  "files": _file_checksums(tmp)}))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
+        replace_folder(tmp, path)
         index = open_checked_index(path, analyzer, dataset)
     return index, BuildReport(what, False, time.perf_counter() - started, len(dataset.documents), damage)

@@ -38,7 +38,7 @@ from core.index.encoders import Encoder
 from core.errors import IndexCorruptError
 from core.progress import ItemProgress
 from core.index.lexical import BuildReport
-from core.workspace import Workspace, slug
+from core.workspace import Workspace, replace_folder, slug
 
 ANN_THRESHOLD = 200_000
 # IVF with exact distances inside the probed partitions. IVF_HNSW_SQ was measured first: its 8-bit scalar
@@ -494,11 +494,7 @@ def adopt_corpus_table(workspace: Workspace, dataset: Dataset, encoder: Encoder,
             metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)
     target = workspace.vectors_dir / f"{name}.lance"
     with workspace.lock(name):
-        retired = staged.parent / f"{staged.name}.retired"
-        if target.exists():  # a rebuild: the old table steps aside only once the new one is complete
-            target.rename(retired)
-        staged.rename(target)
-        shutil.rmtree(retired, ignore_errors=True)
+        replace_folder(staged, target)  # a rebuild: the old table steps aside only once the new one is complete
         db = _connect(workspace)
         table, vectors, _ = read_checked_table(db, name, expected)
         for other in table_names(db):  # as after a single-process build: older versions of this (dataset, model, backend) go

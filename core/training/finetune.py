@@ -37,7 +37,7 @@ from core.errors import DatasetError, ModelUnavailableError, WorkbenchError
 from core.training.leakage import audit_many, audit_texts, filter_train_texts, normalise_docstring
 from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile
 from core.data.source_benchmark import DEFAULT_EXCLUDED_DIRS, DEFAULT_SEED, CodeFunction, Direction, build_benchmark, extract_functions
-from core.workspace import Workspace, slug
+from core.workspace import Workspace, replace_folder, slug
 
 if TYPE_CHECKING:
     from core.training.queries import QueryGenerator
@@ -602,13 +602,7 @@ def _save_atomically(model, target: Path, info: dict, examples: Sequence[Trainin
         with (tmp / EXAMPLES_FILE).open("w", encoding="utf-8") as out:
             for example in examples:
                 out.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            target.rename(old)
-            tmp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(target)
+        replace_folder(tmp, target)
     return target
 
 
