@@ -14,18 +14,11 @@ from core.data.datasets import load_dataset
 from core.errors import OptionError
 from core.retrieval.limits import check_number
 from core.workspace import Workspace
+from tests.test_hardening_round_two import cli, one_line_error
 
 HUGE = "1" + "0" * 400  # an int Python parses but float() cannot hold
 
 
-def cli(capsys, workspace: Workspace, *args: str) -> tuple[int, str, str]:
-    code = main(["--workspace", str(workspace.root), "--data-dir", str(workspace.data_dir), *args])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line_error(code: int, err: str) -> bool:
-    return code == 2 and err.startswith("error: ") and err.strip().count("\n") == 0 and "Traceback" not in err
 
 
 def write_beir(folder: Path, corpus: list[dict], queries: list[dict], qrels_text: str) -> Path:

@@ -1,20 +1,6 @@
 """The Datasets page builds the indexes profiles need, in this process or on Ray, and shows Ray's refusals as errors."""
-from pathlib import Path
-
-from streamlit.testing.v1 import AppTest
-
 from core.workspace import Workspace
-
-APP = Path(__file__).resolve().parents[2] / "app.py"
-
-
-def open_datasets(dataset: str = "csn-mini") -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=300)
-    at.query_params["dataset"] = dataset
-    at.run()
-    at.switch_page("pages/datasets.py").run()
-    assert not at.exception, at.exception
-    return at
+from tests.app.test_datasets import open_datasets
 
 
 def test_building_in_this_process_lists_what_was_built(app_at, tmp_path, mini_data_dir):
