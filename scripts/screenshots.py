@@ -43,8 +43,9 @@ def check_no_errors(page, what: str) -> None:
 
 
 def shoot_to(page, bottom_selector: str, path: Path, margin: int = 16) -> None:
-    """Screenshot the page from the top down to the bottom of the last element matching ``bottom_selector``."""
-    box = page.locator(bottom_selector).last.bounding_box()
+    """Screenshot the page from the top down to the bottom of the last visible element matching ``bottom_selector``
+    (charts in a tab not shown have no box)."""
+    box = page.locator(bottom_selector).locator("visible=true").last.bounding_box()
     height = int(box["y"] + box["height"] + margin)
     page.set_viewport_size({"width": VIEWPORT["width"], "height": max(height, VIEWPORT["height"])})
     page.wait_for_timeout(800)  # charts and grids redraw for the new size
