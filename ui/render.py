@@ -131,6 +131,8 @@ def metrics_bar_chart(table: pd.DataFrame, metric_columns: Sequence[str], interv
     figure.update_layout(yaxis_title=None, xaxis_title=None, legend_title_text=None, margin=dict(l=10, r=10, t=30, b=10),
                          legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0))
     figure.update_yaxes(range=[0, 1.05])
+    if errors and labelled:  # values at the top of a bar sit under the interval's whisker: draw them mid-bar
+        figure.update_traces(textposition="inside", insidetextanchor="middle")
     return figure
 
 
