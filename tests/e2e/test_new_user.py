@@ -7,6 +7,8 @@ legend naming each significance letter.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 import re
 
 import pytest
@@ -18,6 +20,34 @@ from tests.e2e.test_browser import (CODE_QUERY, current_page_title, exceptions, 
 from ui.state import DEFAULT_SELECTED as SELECTED
 
 pytestmark = pytest.mark.e2e
+
+
+@contextmanager
+def sized_page(browser, width: int) -> Iterator:
+    """A page in a fresh browser context ``width`` pixels wide (900 high), closed afterwards."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    context.set_default_timeout(120_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
+
+
+def search_in_explorer(page, app_server) -> None:
+    """Paste CODE_QUERY into the explorer and wait until every selected profile shows its top document."""
+    open_app(page, f"{app_server.url}/explorer?dataset={DATASET}")
+    page.get_by_label("Code query").fill(CODE_QUERY)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_function(f"() => document.querySelectorAll('[class*=st-key-explorer_top_]').length >= {len(SELECTED)}")
+    wait_for_app(page)
+    assert exceptions(page) == []
+
+
+def assert_inside_window(element, width: int, what: str = "") -> None:
+    """The element lies inside a window ``width`` wide, and nothing in it is cut off sideways."""
+    bounds = element.bounding_box()
+    assert bounds is not None and bounds["x"] >= 0 and bounds["x"] + bounds["width"] <= width, (what, bounds)
+    assert element.evaluate("e => [...e.querySelectorAll('*')].every(c => c.scrollWidth <= c.clientWidth + 1)"), what
 
 
 def sidebar_dataset(page) -> str:
@@ -41,16 +71,8 @@ def history_length(page) -> int:
 @pytest.mark.parametrize("width", [1024, 1400])
 def test_the_first_120_characters_of_each_profiles_top_document_are_visible(browser, app_server, e2e_engine, artifacts,
                                                                              width):
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    context.set_default_timeout(120_000)
-    page = context.new_page()
-    try:
-        open_app(page, f"{app_server.url}/explorer?dataset={DATASET}")
-        page.get_by_label("Code query").fill(CODE_QUERY)
-        page.get_by_role("button", name="Search").click()
-        page.wait_for_function(f"() => document.querySelectorAll('[class*=st-key-explorer_top_]').length >= {len(SELECTED)}")
-        wait_for_app(page)
-        assert exceptions(page) == []
+    with sized_page(browser, width) as page:
+        search_in_explorer(page, app_server)
         for position, name in enumerate(SELECTED):
             top_id = e2e_engine.search(name, CODE_QUERY, depth=100).ranking.doc_ids[0]
             wanted = normalize(e2e_engine.dataset.document(top_id).full_text)[:120]
@@ -60,12 +82,8 @@ def test_the_first_120_characters_of_each_profiles_top_document_are_visible(brow
             assert top_id in text, name
             assert wanted in text, (name, text)
             # laid out inside the window, and nothing in it cut off sideways
-            bounds = box.bounding_box()
-            assert bounds is not None and bounds["x"] >= 0 and bounds["x"] + bounds["width"] <= width, (name, bounds)
-            assert box.evaluate("e => [...e.querySelectorAll('*')].every(c => c.scrollWidth <= c.clientWidth + 1)"), name
+            assert_inside_window(box, width, name)
         screenshot(page, artifacts / f"explorer-top-documents-{width}.png")
-    finally:
-        context.close()
 
 
 def test_one_sidebar_click_adds_one_history_entry_and_back_returns_to_the_page_before(page, app_server):
@@ -140,18 +158,14 @@ def test_multiselect_chips_show_their_whole_text(browser, app_server, width):
     before = profiles_file.read_text() if profiles_file.exists() else None
     profiles_file.write_text((before or "") + f'\n[profiles.{long_name}]\nkind = "hybrid"\n'
                              'members = ["bm25-code", "dense-minilm"]\nmethod = "rrf"\n')
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    context.set_default_timeout(120_000)
-    page = context.new_page()
     try:
-        open_app(page, f"{app_server.url}/build_benchmark?dataset={DATASET}&profiles=bm25-code&profiles={long_name}")
-        chips = page.get_by_test_id("stSidebar").locator("[data-tag] > span[title]")
-        chips.nth(1).wait_for(state="visible")  # the tags are drawn a moment after the widget
-        assert [chips.nth(i).inner_text().strip() for i in range(chips.count())] == ["bm25-code", long_name]
-        for i in range(chips.count()):
-            assert chips.nth(i).evaluate("e => e.scrollWidth <= e.clientWidth + 1"), chips.nth(i).inner_text()
+        with sized_page(browser, width) as page:
+            open_app(page, f"{app_server.url}/build_benchmark?dataset={DATASET}&profiles=bm25-code&profiles={long_name}")
+            assert sidebar_profiles(page, 2) == ["bm25-code", long_name]
+            chips = page.get_by_test_id("stSidebar").locator("[data-tag] > span[title]")
+            for i in range(chips.count()):
+                assert chips.nth(i).evaluate("e => e.scrollWidth <= e.clientWidth + 1"), chips.nth(i).inner_text()
     finally:
-        context.close()
         if before is None:
             profiles_file.unlink()
         else:
@@ -308,10 +322,7 @@ def assert_grid_inside_window(frame, width: int) -> None:
 
 @pytest.mark.parametrize("width", [1024, 1400])
 def test_the_breakdown_shows_every_profiles_metric_column_without_scrolling(browser, app_server, artifacts, width):
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    context.set_default_timeout(120_000)
-    page = context.new_page()
-    try:
+    with sized_page(browser, width) as page:
         open_app(page, f"{app_server.url}/breakdown?dataset={DATASET}")
         frame = page.locator('[data-testid="stDataFrame"]').filter(has=page.locator('th[role="columnheader"]:text-is("query id")'))
         frame.wait_for()
@@ -324,8 +335,6 @@ def test_the_breakdown_shows_every_profiles_metric_column_without_scrolling(brow
             assert name in headers, (name, headers)
         assert headers.index("query id") < min(headers.index(name) for name in SELECTED)
         screenshot(page, artifacts / f"breakdown-metric-columns-{width}.png")
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("width", [1024, 1400])
@@ -333,10 +342,7 @@ def test_the_leaderboard_with_extra_cutoffs_keeps_ms_per_query_and_the_run_id_in
                                                                                         width):
     from core.retrieval.runs import list_runs
 
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    context.set_default_timeout(120_000)
-    page = context.new_page()
-    try:
+    with sized_page(browser, width) as page:
         open_app(page, f"{app_server.url}/?dataset={DATASET}&k=5,20,50")
         evaluate = page.get_by_role("button", name=re.compile(r"^Evaluate \d+ profile"))
         if evaluate.count():
@@ -356,22 +362,12 @@ def test_the_leaderboard_with_extra_cutoffs_keeps_ms_per_query_and_the_run_id_in
         for name in SELECTED:
             assert shown.get(name) == saved[name], (name, shown)
         screenshot(page, artifacts / f"leaderboard-cutoffs-{width}.png")
-    finally:
-        context.close()
 
 
 def test_the_second_ranked_document_is_readable_one_click_away_at_1024_px(browser, app_server, e2e_engine, artifacts):
     width = 1024
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    context.set_default_timeout(120_000)
-    page = context.new_page()
-    try:
-        open_app(page, f"{app_server.url}/explorer?dataset={DATASET}")
-        page.get_by_label("Code query").fill(CODE_QUERY)
-        page.get_by_role("button", name="Search").click()
-        page.wait_for_function(f"() => document.querySelectorAll('[class*=st-key-explorer_top_]').length >= {len(SELECTED)}")
-        wait_for_app(page)
-        assert exceptions(page) == []
+    with sized_page(browser, width) as page:
+        search_in_explorer(page, app_server)
         name = SELECTED[0]
         second_id = e2e_engine.search(name, CODE_QUERY, depth=100).ranking.doc_ids[1]
         wanted = normalize(e2e_engine.dataset.document(second_id).full_text)[:80]
@@ -380,12 +376,8 @@ def test_the_second_ranked_document_is_readable_one_click_away_at_1024_px(browse
         entry.scroll_into_view_if_needed()
         assert entry.is_visible()
         assert wanted in normalize(entry.inner_text()), entry.inner_text()
-        bounds = entry.bounding_box()
-        assert bounds is not None and bounds["x"] >= 0 and bounds["x"] + bounds["width"] <= width, bounds
-        assert entry.evaluate("e => [...e.querySelectorAll('*')].every(c => c.scrollWidth <= c.clientWidth + 1)")
+        assert_inside_window(entry, width)
         page.screenshot(path=str(artifacts / "explorer-second-document-1024.png"))
-    finally:
-        context.close()
 
 
 def sidebar_profiles(page, count: int) -> list[str]:
