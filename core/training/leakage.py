@@ -23,7 +23,7 @@ import textwrap
 import warnings
 import zlib
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from typing import Literal
@@ -396,11 +396,6 @@ def _band_keys(signatures: np.ndarray) -> np.ndarray:
     return _finalise(keys ^ np.arange(BANDS, dtype=np.uint64))
 
 
-def _lsh_candidates(train: _Fingerprints, evaluation: _Fingerprints) -> np.ndarray:
-    """(train row, eval row) pairs sharing at least one LSH band, each pair once."""
-    return _lsh_pairs(train.shingles, train.signatures, evaluation.shingles, evaluation.signatures)
-
-
 def _lsh_pairs(left: Shingles, left_signatures: np.ndarray, right: Shingles, right_signatures: np.ndarray) -> np.ndarray:
     """(left row, right row) pairs of texts sharing at least one LSH band, each pair once."""
     train_rows = np.flatnonzero(left.sizes())
@@ -450,22 +445,31 @@ def _overlap(kind: str, train: _Fingerprints, evaluation: _Fingerprints, train_r
                    _snippet(getattr(train_pair, shown)), _snippet(getattr(eval_pair, shown)))
 
 
-def _near_duplicates(train: _Fingerprints, evaluation: _Fingerprints, threshold: float) -> list[Overlap]:
-    """LSH candidates whose exact Jaccard similarity of shingle sets reaches the threshold."""
-    train_sets: dict[int, set[int]] = {}
-    eval_sets: dict[int, set[int]] = {}
-    found = []
-    for train_row, eval_row in _lsh_candidates(train, evaluation).tolist():
-        if train_row not in train_sets:
-            train_sets[train_row] = set(train.shingles.of_text(train_row).tolist())
-        if eval_row not in eval_sets:
-            eval_sets[eval_row] = set(evaluation.shingles.of_text(eval_row).tolist())
-        a, b = train_sets[train_row], eval_sets[eval_row]
+def _jaccard_matches(left: Shingles, left_signatures: np.ndarray, right: Shingles, right_signatures: np.ndarray,
+                     threshold: float, skip: Collection[tuple[int, int]] = ()) -> Iterator[tuple[int, int, float]]:
+    """(left row, right row, similarity) of LSH candidates whose exact Jaccard similarity of shingle sets reaches
+    ``threshold``, rounded to 4 places; pairs in ``skip`` are not compared."""
+    left_sets: dict[int, set[int]] = {}
+    right_sets: dict[int, set[int]] = {}
+    for left_row, right_row in _lsh_pairs(left, left_signatures, right, right_signatures).tolist():
+        if (left_row, right_row) in skip:
+            continue
+        if left_row not in left_sets:
+            left_sets[left_row] = set(left.of_text(left_row).tolist())
+        if right_row not in right_sets:
+            right_sets[right_row] = set(right.of_text(right_row).tolist())
+        a, b = left_sets[left_row], right_sets[right_row]
         shared = len(a & b)
         similarity = shared / (len(a) + len(b) - shared)
         if similarity >= threshold:
-            found.append(_overlap(NEAR_DUPLICATE_CODE, train, evaluation, train_row, eval_row, round(similarity, 4), "code"))
-    return found
+            yield left_row, right_row, round(similarity, 4)
+
+
+def _near_duplicates(train: _Fingerprints, evaluation: _Fingerprints, threshold: float) -> list[Overlap]:
+    """LSH candidates whose exact Jaccard similarity of shingle sets reaches the threshold."""
+    return [_overlap(NEAR_DUPLICATE_CODE, train, evaluation, train_row, eval_row, similarity, "code")
+            for train_row, eval_row, similarity in _jaccard_matches(train.shingles, train.signatures, evaluation.shingles,
+                                                                    evaluation.signatures, threshold)]
 
 
 def _compare(train: _Fingerprints, evaluation: _Fingerprints, threshold: float, kinds: tuple[str, ...]) -> LeakageReport:
@@ -649,20 +653,9 @@ def _text_overlaps(train: _TextPrints, evaluation: _TextPrints, threshold: float
         for eval_row in sorted({row for key in keys for row in by_key.get(key, ())}):
             exact.add((train_row, eval_row))
             found.append(_text_overlap(EXACT_TEXT, train, evaluation, train_row, eval_row, 1.0))
-    train_sets: dict[int, set[int]] = {}
-    eval_sets: dict[int, set[int]] = {}
-    for train_row, eval_row in _lsh_pairs(train.shingles, train.signatures, evaluation.shingles, evaluation.signatures).tolist():
-        if (train_row, eval_row) in exact:
-            continue
-        if train_row not in train_sets:
-            train_sets[train_row] = set(train.shingles.of_text(train_row).tolist())
-        if eval_row not in eval_sets:
-            eval_sets[eval_row] = set(evaluation.shingles.of_text(eval_row).tolist())
-        a, b = train_sets[train_row], eval_sets[eval_row]
-        shared = len(a & b)
-        similarity = shared / (len(a) + len(b) - shared)
-        if similarity >= threshold:
-            found.append(_text_overlap(NEAR_DUPLICATE_TEXT, train, evaluation, train_row, eval_row, round(similarity, 4)))
+    found += [_text_overlap(NEAR_DUPLICATE_TEXT, train, evaluation, train_row, eval_row, similarity)
+              for train_row, eval_row, similarity in _jaccard_matches(train.shingles, train.signatures, evaluation.shingles,
+                                                                      evaluation.signatures, threshold, skip=exact)]
     return found
 
 
