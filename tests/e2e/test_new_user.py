@@ -10,6 +10,8 @@ import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 import re
+import uuid
+from dataclasses import replace
 
 import pytest
 
@@ -188,7 +190,11 @@ def test_the_first_search_on_a_dataset_without_indexes_shows_each_stage_counting
     from tests.conftest import slice_dataset
 
     name = "progress-mini"  # a dataset no index exists for, in this server's workspace
-    write_dataset(slice_dataset(csn_mini, 3, 30, name=name), app_server.workspace.datasets_dir / name)
+    sliced = slice_dataset(csn_mini, 3, 30, name=name)
+    # texts no other test embedded: the server's embedding cache would otherwise serve every vector at once,
+    # and the embedding stage would pass between two screen updates (what CI's full run once caught)
+    fresh = tuple(replace(d, text=f"{d.text}\n{uuid.uuid4().hex}") for d in sliced.documents)
+    write_dataset(replace(sliced, documents=fresh), app_server.workspace.datasets_dir / name)
     page.add_init_script(RECORD_PROGRESS)
     open_app(page, f"{app_server.url}/explorer?dataset={name}&profiles=dense-minilm")
     page.get_by_label("Code query").fill(CODE_QUERY)
