@@ -34,11 +34,16 @@ def decode_query_ids(text: str) -> list[str]:
 
 
 def breakdown_params(dataset: str, profiles: Sequence[str], query_ids: Sequence[str], a: str | None = None,
-                     b: str | None = None, runs: Sequence[str] = ()) -> dict[str, str]:
-    """Query parameters that open the per-query breakdown on ``dataset`` showing only ``query_ids`` (and saved ``runs``)."""
-    params = {"dataset": dataset, "profiles": ",".join(profiles), QIDS_PARAM: encode_query_ids(query_ids)}
+                     b: str | None = None, runs: Sequence[str] = ()) -> dict[str, str | list[str]]:
+    """Query parameters that open the per-query breakdown on ``dataset`` showing only ``query_ids`` (and saved ``runs``).
+
+    Profiles and runs go in the repeated form (``profiles=a&profiles=b``), the one the sidebar's URL-bound
+    widgets read and keep: the comma form is understood on arrival but is not what the URL keeps.
+    """
+    params: dict[str, str | list[str]] = {"dataset": dataset, "profiles": list(profiles),
+                                          QIDS_PARAM: encode_query_ids(query_ids)}
     if runs:
-        params["runs"] = ",".join(runs)
+        params["runs"] = list(runs)
     if a:
         params["a"] = a
     if b:

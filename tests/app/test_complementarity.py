@@ -48,6 +48,8 @@ def test_a_group_link_opens_the_breakdown_showing_exactly_its_queries(app_env, c
     params = dict(p.split("=", 1) for p in link.query_string.split("&")) if link.query_string else {}
     from urllib.parse import unquote_plus
     assert decode_query_ids(unquote_plus(params["qids"])) == list(groups[0].query_ids)
+    from urllib.parse import parse_qs
+    assert parse_qs(link.query_string)["profiles"] == ["bm25-code", "dense-minilm"]  # the repeated form the sidebar keeps
 
     breakdown = AppTest.from_file(APP, default_timeout=300)
     breakdown.query_params.update({"dataset": "csn-mini", "profiles": "bm25-code,dense-minilm",

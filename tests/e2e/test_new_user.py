@@ -394,7 +394,7 @@ def sidebar_profiles(page, count: int) -> list[str]:
 
 @pytest.mark.parametrize("link", ["profiles=bm25-code&profiles=dense-minilm"])
 def test_a_copied_url_carries_the_profiles_a_link_chose_after_a_sidebar_click(browser, page, app_server, link):
-    """The selection a link made stays in every later URL. (The comma form, profiles=a,b, still loses it: see the report.)"""
+    """The selection a link made stays in every later URL. (A typed comma form, profiles=a,b, is read on arrival but not kept; the pages' own links write the repeated form.)"""
     chosen = ["bm25-code", "dense-minilm"]
     open_app(page, f"{app_server.url}/?dataset={DATASET}&{link}")
     assert sidebar_profiles(page, 2) == chosen
