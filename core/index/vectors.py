@@ -77,6 +77,25 @@ def top_k(scores: np.ndarray, k: int) -> DenseHits:
     return DenseHits(rows.astype(np.int64), np.take_along_axis(candidate_scores, order, axis=1))
 
 
+SCORE_CHUNK_DOCS = 16_384  # documents converted to float64 at a time: a bounded copy, whatever the corpus size
+
+
+def dot_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
+    """Dot products of each query with each document, as float32, the same whatever other queries share the batch.
+
+    A float32 matrix product rounds each score differently with the batch's shape and a query's position in it
+    (BLAS kernels block the rows), so one query ranked alone, in a run, or in a Ray task of 15 queries got scores a
+    few ulps apart. Accumulated in float64 (a product of two float32 values is exact there) and rounded once,
+    a score depends only on its two vectors, up to a float64 rounding tie (about one score in 10^8).
+    """
+    queries64 = np.atleast_2d(np.asarray(queries, dtype=np.float64))
+    scores = np.empty((len(queries64), len(documents)), dtype=np.float32)
+    for start in range(0, len(documents), SCORE_CHUNK_DOCS):
+        chunk = np.asarray(documents[start:start + SCORE_CHUNK_DOCS], dtype=np.float64)
+        scores[:, start:start + len(chunk)] = queries64 @ chunk.T
+    return scores
+
+
 class VectorIndex:
     """Corpus embeddings for one (dataset, model), searchable by query vectors."""
 
@@ -88,7 +107,7 @@ class VectorIndex:
     def search(self, query_vectors: np.ndarray, k: int = 100) -> DenseHits:
         query_vectors = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
         if not self.uses_ann:
-            return top_k(query_vectors @ self.vectors.T, k)
+            return top_k(dot_scores(query_vectors, self.vectors), k)
         k = min(k, len(self.vectors))
         if k <= 0 or len(query_vectors) == 0:
             return top_k(np.zeros((len(query_vectors), 0), np.float32), 0)
@@ -98,10 +117,10 @@ class VectorIndex:
             hits = self.table.search(vector).metric("dot").limit(k * ANN_OVERSAMPLE).select(["row", "_distance"]).to_arrow()
             candidates = np.sort(hits["row"].to_numpy().astype(np.int64))  # sorted: ties then go to the lower row, as in top_k
             if len(candidates) < k:  # the probed partitions hold fewer than k documents: search this query exactly
-                best = top_k((self.vectors @ vector)[None, :], k)
+                best = top_k(dot_scores(vector, self.vectors), k)
                 rows[i], scores[i] = best.rows[0], best.scores[0]
             else:
-                best = top_k((self.vectors[candidates] @ vector)[None, :], k)
+                best = top_k(dot_scores(vector, self.vectors[candidates]), k)
                 rows[i], scores[i] = candidates[best.rows[0]], best.scores[0]
         return DenseHits(rows, scores)
 

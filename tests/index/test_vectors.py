@@ -165,3 +165,22 @@ def test_a_changed_corpus_replaces_only_its_own_older_table(workspace, csn_mini)
         open_vector_index(workspace, dataset, encoder)
     assert sorted(table_names(lancedb.connect(str(workspace.vectors_dir)))) == sorted(
         [corpus_table_name(neighbour, encoder), corpus_table_name(after, encoder)])
+
+
+def test_a_querys_dense_scores_do_not_depend_on_the_other_queries_in_its_batch():
+    """One query alone, in a run, or in a Ray task of a few queries gets bit-identical scores (BLAS blocks rows)."""
+    from core.index.vectors import VectorIndex
+
+    rng = np.random.default_rng(20261201)
+    documents = rng.standard_normal((3000, 384)).astype(np.float32)
+    queries = rng.standard_normal((40, 384)).astype(np.float32)
+    index = VectorIndex(None, documents)
+    whole = index.search(queries, k=100)
+    for offset in (1, 7, 15, 39):
+        part = index.search(queries[offset:offset + 15], k=100)
+        np.testing.assert_array_equal(part.rows, whole.rows[offset:offset + 15])
+        np.testing.assert_array_equal(part.scores, whole.scores[offset:offset + 15])
+    alone = index.search(queries[3], k=100)
+    np.testing.assert_array_equal(alone.scores[0], whole.scores[3])
+    exact = (queries[3].astype(np.float64) @ documents.astype(np.float64).T).astype(np.float32)
+    np.testing.assert_array_equal(alone.scores[0], np.sort(exact)[::-1][:100])
