@@ -371,6 +371,30 @@ def _embed_resumable(texts: Sequence[str], encoder: Encoder, cache: EmbeddingCac
     return vectors, int(found.sum())
 
 
+def remember_vectors(workspace: Workspace, encoder: Encoder, texts: Sequence[str], vectors: np.ndarray,
+                     replace: bool = False) -> int:
+    """Add vectors computed outside this module (a Ray build) to the embedding cache; return how many texts were added.
+
+    Only texts the cache lacks are added, each distinct text once, in shards of the build's chunk size, so
+    a later single-process build of any dataset sharing these texts encodes none of them. ``replace``
+    (a rebuild) first drops the texts' cached vectors, as ``open_vector_index(..., rebuild=True)`` does.
+    """
+    cache = EmbeddingCache.for_encoder(workspace, encoder)
+    if replace:
+        cache.forget(texts)
+    keys = [text_key(text) for text in texts]
+    found = cache.fill(keys, np.empty((len(keys), encoder.dim), dtype=np.float32))
+    first_row: dict[bytes, int] = {}
+    for row in np.flatnonzero(~found).tolist():
+        first_row.setdefault(keys[row], row)
+    missing = list(first_row.values())
+    size = embed_chunk_size()
+    for start in range(0, len(missing), size):
+        rows = missing[start:start + size]
+        cache.add([keys[row] for row in rows], vectors[rows])
+    return len(missing)
+
+
 def _drop_damaged(db, workspace: Workspace, name: str) -> None:
     """Remove a table that failed its check, so the rebuild writes a fresh one.
 
