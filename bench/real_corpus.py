@@ -27,6 +27,7 @@ from bench.scale import synthetic_vectors
 from core.data.datasets import Dataset, Qrels, write_dataset
 from core.data.source_benchmark import DEFAULT_SEED, benchmark_meta, build_benchmark, extract_functions_from_trees
 from core.data.source_trees import DEBIAN_TREES, locate_tree, machine_source_trees
+from core.errors import WorkbenchError
 from core.index.distributed import RayOptions, embed_corpus
 from core.index.encoders import load_encoder
 from core.index.lexical import open_lexical_index
@@ -138,6 +139,7 @@ def _embedding_rates(context: BenchContext, workspace: Workspace, sample: Datase
     encoder = load_encoder("minilm", context.workspace, "torch")
     cpus = os.cpu_count() or 1
     actors = max(1, cpus - 1)  # SCALE.md: actors x CPUs per actor <= CPUs - 1
+    name = f"embeddings (minilm, torch) on Ray Data, {actors} actor(s) x 1 CPU, sample of {count:,}"
     started = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     init_seconds = time.perf_counter() - started
@@ -145,11 +147,12 @@ def _embedding_rates(context: BenchContext, workspace: Workspace, sample: Datase
         started = time.perf_counter()
         embed_corpus(workspace, sample, encoder, RayOptions(actors=actors), rebuild=True)
         seconds = time.perf_counter() - started
+    except WorkbenchError as exc:  # the other stages' figures still stand
+        return measures + [Measure(14, name, None, "docs/s", None, f"failed: {exc}")]
     finally:
         ray.shutdown()
     loads["embed_ray"] = _load()
-    measures.append(Measure(14, f"embeddings (minilm, torch) on Ray Data, {actors} actor(s) x 1 CPU, sample of {count:,}",
-                            count / seconds, "docs/s", None,
+    measures.append(Measure(14, name, count / seconds, "docs/s", None,
                             f"{seconds:.1f} s, the actor loading the model included, Ray start ({init_seconds:.1f} s) not; "
                             f"load average {loads['embed_ray']}", {"ray_init_seconds": init_seconds, "actors": actors}))
     return measures
