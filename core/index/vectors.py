@@ -312,6 +312,15 @@ class EmbeddingCache:
                     found[rows] = True
         return found
 
+    def held(self, keys: Sequence[bytes]) -> np.ndarray:
+        """The mask of keys some readable shard holds; only keys are read (``fill`` checks vectors when they are used)."""
+        wanted, found = set(keys), set()
+        for path in self.shards():
+            head = self._read(path, with_vectors=False)
+            if head is not None:
+                found.update(key for key in map(bytes, head[0]) if key in wanted)
+        return np.fromiter((key in found for key in keys), dtype=bool, count=len(keys))
+
     def forget(self, texts: Sequence[str]) -> None:
         """Delete every shard holding one of ``texts``, so they are encoded again."""
         keys = {text_key(text) for text in texts}
@@ -383,7 +392,7 @@ def remember_vectors(workspace: Workspace, encoder: Encoder, texts: Sequence[str
     if replace:
         cache.forget(texts)
     keys = [text_key(text) for text in texts]
-    found = cache.fill(keys, np.empty((len(keys), encoder.dim), dtype=np.float32))
+    found = cache.held(keys)  # keys only: a second copy of every vector would double a large corpus's memory
     first_row: dict[bytes, int] = {}
     for row in np.flatnonzero(~found).tolist():
         first_row.setdefault(keys[row], row)

@@ -7,8 +7,8 @@ import pytest
 
 from core.data.datasets import Dataset, Query
 from core.index.encoders import load_encoder
-from core.index.vectors import (benchmark_query_vectors, corpus_table_name, open_vector_index, query_table_name,
-                                table_names, top_k)
+from core.index.vectors import (EmbeddingCache, benchmark_query_vectors, corpus_table_name, open_vector_index,
+                                query_table_name, remember_vectors, table_names, text_key, top_k)
 from tests.conftest import slice_dataset
 from tests.test_hardening_stores import CountingEncoder
 
@@ -165,3 +165,18 @@ def test_a_changed_corpus_replaces_only_its_own_older_table(workspace, csn_mini)
         open_vector_index(workspace, dataset, encoder)
     assert sorted(table_names(lancedb.connect(str(workspace.vectors_dir)))) == sorted(
         [corpus_table_name(neighbour, encoder), corpus_table_name(after, encoder)])
+
+
+def test_vectors_computed_elsewhere_are_remembered_once_and_reused_without_encoding(workspace, tiny):
+    counting = CountingEncoder(load_encoder("minilm", workspace))
+    texts = [d.full_text for d in tiny.documents]
+    elsewhere = load_encoder("minilm", workspace).encode(texts)  # as a Ray actor computes them
+    cache = EmbeddingCache.for_encoder(workspace, counting)
+    assert not cache.held([text_key(t) for t in texts]).any()
+    assert remember_vectors(workspace, counting, texts + texts[:3], np.vstack([elsewhere, elsewhere[:3]])) == len(texts)
+    shards = cache.shards()
+    assert remember_vectors(workspace, counting, texts, elsewhere) == 0 and cache.shards() == shards  # nothing twice
+    assert cache.held([text_key(texts[0]), text_key("a text nobody embedded")]).tolist() == [True, False]
+    index, report = open_vector_index(workspace, tiny, counting)
+    assert counting.encoded == 0 and report.cached == len(texts)
+    assert np.array_equal(index.vectors, elsewhere)
