@@ -2,11 +2,13 @@
 
     python bench/run_benchmarks.py [--quick] [--only 1,2,3] [--repeats N] [--workspace DIR]
                                    [--skip-scale] [--scale-sizes 100000,1000000] [--build-repeats N] [--ray-docs N]
+                                   [--real-sample N]
 
 Parts: 1 warm evaluation, 2 paste-to-results latency, 3 BM25 vs bm25s, 4 dense vs numpy, 5 ONNX int8 vs
 torch, 6 metrics vs ranx/pytrec_eval, 7 cold builds, 8 scaling to 100k/1M synthetic documents, 9 peak memory
 of importing a 1 GiB corpus zip, 10 the Ray engine vs one process (embedding, runs split into tasks), 11 diagnosis
-(bootstrap intervals at leaderboard scale, a 10k-point embedding map from its cache), 12 fine-tuning memory per step.
+(bootstrap intervals at leaderboard scale, a 10k-point embedding map from its cache), 12 fine-tuning memory per step,
+14 a real corpus (every source tree on this machine pooled) stage by stage.
 Each figure is the median of --repeats runs; each ratio compares two timings taken in this process.
 Indexes and embeddings of the bundled sets are built on first use in the workspace and reused after.
 """
@@ -33,12 +35,12 @@ from core.workspace import Workspace  # noqa: E402
 PARTS = {1: "warm evaluation", 2: "paste-to-results latency", 3: "BM25 vs bm25s", 4: "dense vs numpy",
          5: "ONNX int8 vs torch", 6: "metrics vs ranx / pytrec_eval", 7: "cold builds", 8: "scaling",
          9: "zip import memory", 10: "Ray engine vs one process", 11: "diagnosis: bootstrap intervals, embedding map",
-         12: "fine-tuning memory"}
+         12: "fine-tuning memory", 14: "real corpus: every source tree on this machine"}
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
 def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext], list[Measure]]:
-    from bench import baselines, building, diagnosis, distributed, end_to_end, finetuning, scale, zip_import
+    from bench import baselines, building, diagnosis, distributed, end_to_end, finetuning, real_corpus, scale, zip_import
 
     return {
         1: end_to_end.warm_evaluation,
@@ -53,6 +55,7 @@ def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext]
         10: lambda context: distributed.ray_versus_single_process(context, args.ray_docs),
         11: diagnosis.diagnosis,
         12: finetuning.training_memory,
+        14: lambda context: real_corpus.real_corpus(context, args.real_sample),
     }[part]
 
 
@@ -93,7 +96,7 @@ def _parse_parts(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"--only takes part numbers like 1,2,3, not {text!r}") from None
     unknown = [p for p in parts if p not in PARTS]
     if unknown or not parts:
-        raise argparse.ArgumentTypeError(f"parts are numbered 1-{len(PARTS)}; got {text!r}")
+        raise argparse.ArgumentTypeError(f"the parts are {', '.join(map(str, PARTS))}; got {text!r}")
     return parts
 
 
@@ -110,7 +113,7 @@ def _parse_sizes(text: str) -> list[int]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="subsets and fewer repeats: every part in a few minutes")
-    parser.add_argument("--only", type=_parse_parts, default=sorted(PARTS), help="comma-separated part numbers (1-9)")
+    parser.add_argument("--only", type=_parse_parts, default=sorted(PARTS), help="comma-separated part numbers")
     parser.add_argument("--repeats", type=int, default=None, help="runs per figure, median reported (default 5, --quick 2)")
     parser.add_argument("--build-repeats", type=int, default=1, help="runs of each cold embedding build in part 7 (default 1)")
     parser.add_argument("--workspace", type=Path, default=None, help="workspace folder (default: the project's workspace/)")
@@ -119,12 +122,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="synthetic corpus sizes for part 8 (default 100000,1000000; --quick 20000)")
     parser.add_argument("--ray-docs", type=int, default=None,
                         help="documents embedded in part 10 (default: all of csn-python-code2doc; --quick 1000)")
+    parser.add_argument("--real-sample", type=int, default=None,
+                        help="documents of part 14's real corpus embedded per engine (default 5000; --quick 1000)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes (default bench/results/)")
     args = parser.parse_args(argv)
     args.repeats = args.repeats or (2 if args.quick else 5)
     if args.repeats < 1 or args.build_repeats < 1:
         parser.error("--repeats and --build-repeats must be at least 1")
     args.ray_docs = args.ray_docs or (1000 if args.quick else None)
+    args.real_sample = args.real_sample or (1000 if args.quick else 5000)
     args.scale_sizes = args.scale_sizes or ([20_000] if args.quick else [100_000, 1_000_000])
     if args.skip_scale:
         args.only = [p for p in args.only if p != 8]

@@ -41,8 +41,19 @@ def cmd_build_stdlib(args, workspace: Workspace) -> None:
 
 def cmd_build_benchmark(args, workspace: Workspace) -> None:
     from core.data.source_benchmark import build_from_trees, check_source_root
+    from core.data.source_trees import machine_source_trees
+    from core.errors import DatasetError
 
-    roots = [check_source_root(root) for root in args.root]
+    roots = [check_source_root(root) for root in args.root or ()]
+    if args.all_sources:
+        found, missing = machine_source_trees(workspace)
+        for folder, origin in found:
+            print(f"source tree: {folder} ({origin})")
+        for tree in missing:
+            print(f"not on this machine: {tree.pattern} ({tree.origin})")
+        roots += [folder for folder, _ in found if folder not in roots]
+    if not roots:
+        raise DatasetError("Give a source folder with --root (repeat it to pool several), or --all-sources.")
     name = check_new_dataset_name(workspace, args.name)
     dataset = build_from_trees(roots, name, args.direction, split_names(args.languages) or None, args.queries, args.seed,
                                args.strip_docstring, out_dir=workspace.datasets_dir)
@@ -75,8 +86,11 @@ def register(sub) -> None:
     sub.add_parser("build-stdlib", help="build the built-in standard-library benchmark").set_defaults(func=cmd_build_stdlib)
 
     build = sub.add_parser("build-benchmark", help="build a code <-> docstring benchmark from one or more source trees")
-    build.add_argument("--root", required=True, action="append",
+    build.add_argument("--root", action="append",
                        help="source folder on this machine; repeat it to pool several trees into one benchmark")
+    build.add_argument("--all-sources", action="store_true",
+                       help="pool every installed Python package and Debian's Go, JavaScript, Ruby, PHP and Java "
+                            "source trees found here (core/data/source_trees.py), with any --root given")
     build.add_argument("--name", required=True, help="name of the new dataset")
     build.add_argument("--direction", choices=DIRECTIONS, default="code2doc")
     build.add_argument("--languages", help="comma-separated, e.g. python,go (default: all supported)")

@@ -26,12 +26,13 @@ from core.errors import ClusterError, WorkbenchError
 from core.index.encoders import THREADS_ENV, Encoder, load_encoder
 from core.index.lexical import BuildReport
 from core.index.vectors import (VectorIndex, adopt_corpus_table, corpus_table_name, corpus_table_schema,
-                                open_current_corpus_table)
+                                open_current_corpus_table, remember_vectors)
 from core.workspace import PROJECT_ROOT, Workspace
 
 ROWS_PER_BLOCK = 512   # rows per Ray Data block: small enough that every actor gets even work (SCALE.md)
 ENCODE_BATCH = 256     # rows per map_batches call inside an actor
 ACTOR_RESTARTS = 3     # an actor that dies more often than this fails the job with a ClusterError
+RAY_REMOTE_ARGS_DEPRECATION = r"`ray_remote_args` is deprecated"  # the start of Ray 2.60's warning (a regex)
 INSTALL_HINT = "pip install 'ray[data]==2.60.0' lance-ray==0.5.0 pylance==13.0.0"
 
 
@@ -206,7 +207,10 @@ def embed_corpus(workspace: Workspace, dataset: Dataset, encoder: Encoder, optio
     try:
         check_capacity(ray, options)
         _run_pipeline(ray, workspace, dataset, encoder, options, staged, progress)
-        return adopt_corpus_table(workspace, dataset, encoder, staged, started)
+        index, report = adopt_corpus_table(workspace, dataset, encoder, staged, started)
+        # as after a single-process build, every text embedded here is never encoded again by this model
+        remember_vectors(workspace, encoder, [d.full_text for d in dataset.documents], index.vectors, replace=rebuild)
+        return index, report
     except WorkbenchError:
         raise
     except Exception as exc:
@@ -266,8 +270,10 @@ def _embedding_stage(source, workspace: Workspace, encoder: Encoder, options: Ra
     backend = "onnx" if "-onnx-" in encoder.fingerprint else "torch"
     device = "cuda" if options.gpus_per_actor else "cpu"
     with warnings.catch_warnings():
-        # Ray 2.60 takes max_restarts and max_task_retries only as **ray_remote_args, which it marks deprecated for 2.64
-        warnings.simplefilter("ignore", DeprecationWarning)
+        # Ray 2.60 (pinned) takes max_restarts and max_task_retries only through **ray_remote_args, which it deprecates
+        # for removal in 2.64; the named parameters that replace it (ray-project/ray#65228) have none for restarts, and
+        # Ray Data otherwise restarts actors without limit. Only that one warning is silenced; see docs/scale.md.
+        warnings.filterwarnings("ignore", message=RAY_REMOTE_ARGS_DEPRECATION, category=DeprecationWarning)
         return source.map_batches(
             Embedder, fn_constructor_args=(encoder.name, backend, str(workspace.root), device,
                                            max(1, int(options.cpus_per_actor)), counter),

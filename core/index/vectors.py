@@ -331,6 +331,15 @@ class EmbeddingCache:
                     found[rows] = True
         return found
 
+    def held(self, keys: Sequence[bytes]) -> np.ndarray:
+        """The mask of keys some readable shard holds; only keys are read (``fill`` checks vectors when they are used)."""
+        wanted, found = set(keys), set()
+        for path in self.shards():
+            head = self._read(path, with_vectors=False)
+            if head is not None:
+                found.update(key for key in map(bytes, head[0]) if key in wanted)
+        return np.fromiter((key in found for key in keys), dtype=bool, count=len(keys))
+
     def forget(self, texts: Sequence[str]) -> None:
         """Delete every shard holding one of ``texts``, so they are encoded again."""
         keys = {text_key(text) for text in texts}
@@ -388,6 +397,30 @@ def _embed_resumable(texts: Sequence[str], encoder: Encoder, cache: EmbeddingCac
         source = np.array([first_row[keys[row]] for row in duplicates.tolist()], dtype=np.int64)
         vectors[duplicates] = vectors[source]
     return vectors, int(found.sum())
+
+
+def remember_vectors(workspace: Workspace, encoder: Encoder, texts: Sequence[str], vectors: np.ndarray,
+                     replace: bool = False) -> int:
+    """Add vectors computed outside this module (a Ray build) to the embedding cache; return how many texts were added.
+
+    Only texts the cache lacks are added, each distinct text once, in shards of the build's chunk size, so
+    a later single-process build of any dataset sharing these texts encodes none of them. ``replace``
+    (a rebuild) first drops the texts' cached vectors, as ``open_vector_index(..., rebuild=True)`` does.
+    """
+    cache = EmbeddingCache.for_encoder(workspace, encoder)
+    if replace:
+        cache.forget(texts)
+    keys = [text_key(text) for text in texts]
+    found = cache.held(keys)  # keys only: a second copy of every vector would double a large corpus's memory
+    first_row: dict[bytes, int] = {}
+    for row in np.flatnonzero(~found).tolist():
+        first_row.setdefault(keys[row], row)
+    missing = list(first_row.values())
+    size = embed_chunk_size()
+    for start in range(0, len(missing), size):
+        rows = missing[start:start + size]
+        cache.add([keys[row] for row in rows], vectors[rows])
+    return len(missing)
 
 
 def _drop_damaged(db, workspace: Workspace, name: str) -> None:

@@ -5,26 +5,12 @@ recipe produces can be rebuilt by that one command, on a CPU or on a GPU.
 """
 from __future__ import annotations
 
-import glob
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.data.source_trees import DEBIAN_TREES, SourceTree, locate_tree
 from core.errors import WorkbenchError
 from core.workspace import Workspace
-
-
-@dataclass(frozen=True)
-class SourceTree:
-    """A folder of source code in one language, found on this machine or not."""
-
-    language: str
-    pattern: str  # a path or glob; the first existing match is used
-    origin: str  # where it comes from, for the user: "pip: numpy", "apt: golang-golang-x-text-dev"
-
-    def locate(self) -> Path | None:
-        matches = sorted(glob.glob(self.pattern))
-        return Path(matches[0]) if matches else None
 
 
 @dataclass(frozen=True)
@@ -34,7 +20,7 @@ class Recipe:
     name: str
     description: str
     packages: tuple[str, ...]  # installed Python packages
-    trees: tuple[SourceTree, ...]  # other languages' source trees (Debian packages)
+    trees: tuple[SourceTree, ...]  # other languages' source trees (Debian packages, core/data/source_trees.py)
     languages: tuple[str, ...]
     max_examples: int
     negatives: int
@@ -46,17 +32,6 @@ class Recipe:
     checkpoint_every: int
     query_generator: str  # "docstring" (the docstring as the query) or "template" (core.training.queries)
 
-
-# Debian packages holding documented source in the other languages; setup.sh installs them (they install offline
-# from the Debian mirror). The JDK's sources (src.zip) need openjdk-17-source, which setup.sh does not install.
-DEBIAN_TREES: tuple[SourceTree, ...] = (
-    SourceTree("go", "/usr/share/gocode/src", "apt: golang-golang-x-text-dev, golang-github-spf13-cobra-dev, golang-github-sirupsen-logrus-dev"),
-    SourceTree("javascript", "/usr/share/nodejs", "apt: node-lodash, node-commander"),
-    SourceTree("ruby", "/usr/lib/ruby/[0-9]*.[0-9]*.[0-9]*", "apt: ruby (its standard library)"),
-    SourceTree("ruby", "/usr/lib/ruby/vendor_ruby", "apt: ruby-rack, ruby-thor"),
-    SourceTree("php", "/usr/share/php", "apt: php-symfony-console, php-guzzlehttp-psr7"),
-    SourceTree("java", "/usr/lib/jvm/java-17-openjdk-*/lib/src.zip", "apt: openjdk-17-source (java.base only)"),
-)
 
 RECIPES: dict[str, Recipe] = {
     "code-v1": Recipe(
@@ -99,27 +74,9 @@ def recipe_trees(recipe: Recipe, workspace: Workspace) -> tuple[list[tuple[Path,
         else:
             missing.append(SourceTree("python", package, f"pip: {package}"))
     for tree in recipe.trees:
-        path = tree.locate()
-        if path is not None and path.suffix == ".zip":
-            path = _unpacked_java_base(path, workspace)
-        if path is None or not path.is_dir():
+        path = locate_tree(tree, workspace)
+        if path is None:
             missing.append(tree)
         else:
             found.append((path, tree.origin))
     return found, missing
-
-
-def _unpacked_java_base(archive: Path, workspace: Workspace) -> Path | None:
-    """The ``java.base`` sources of a JDK src.zip, unpacked once (the whole JDK would dwarf the other languages)."""
-    target = workspace.root / "cache" / "sources" / f"jdk-{archive.resolve().parent.parent.name}"
-    if target.is_dir():
-        return target
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            members = [m for m in zipped.namelist() if m.startswith("java.base/java/") and m.endswith(".java")]
-            tmp = target.with_name(target.name + ".tmp")
-            zipped.extractall(tmp, members)
-        tmp.rename(target)
-    except (OSError, zipfile.BadZipFile):
-        return None
-    return target

@@ -1,4 +1,5 @@
-"""One benchmark from many source trees: functions pooled with their tree as path prefix, cross-tree copies dropped."""
+"""One benchmark from many source trees: functions pooled with their tree as path prefix, cross-tree copies dropped;
+the trees this machine holds (installed packages, Debian's sources) found for --all-sources."""
 from __future__ import annotations
 
 import json
@@ -6,6 +7,8 @@ from pathlib import Path
 
 from core.cli.main import main
 from core.data.source_benchmark import build_from_trees, extract_functions_from_trees, tree_labels
+from core.data.source_trees import DEBIAN_TREES, installed_package_folders, machine_source_trees
+from core.workspace import Workspace
 
 
 def write_module(folder: Path, verb: str, count: int, shared: bool = True) -> Path:
@@ -46,3 +49,25 @@ def test_build_benchmark_takes_root_more_than_once(tmp_path, capsys):
                  "--name", "pooled", "--queries", "6"])
     out = capsys.readouterr().out
     assert code == 0 and out.startswith("built pooled: 6 queries, 7 documents (python)")
+
+
+def test_installed_package_folders_hold_the_packages_this_interpreter_imports():
+    import numpy
+
+    folders = installed_package_folders()
+    assert Path(numpy.__file__).resolve().parents[1] in folders
+    assert not any(other in folder.parents for folder in folders for other in folders)  # none read twice
+
+
+def test_machine_source_trees_lists_installed_packages_and_accounts_for_every_debian_tree(tmp_path):
+    found, missing = machine_source_trees(Workspace.open(tmp_path / "ws"))
+    assert [folder for folder, _ in found[:len(installed_package_folders())]] == installed_package_folders()
+    debian_origins = [origin for _, origin in found[len(installed_package_folders()):]] + [tree.origin for tree in missing]
+    assert sorted(debian_origins) == sorted(tree.origin for tree in DEBIAN_TREES)
+    assert all(folder.is_dir() for folder, _ in found)
+
+
+def test_build_benchmark_without_a_root_or_all_sources_says_what_to_give(tmp_path, capsys):
+    code = main(["--workspace", str(tmp_path / "ws"), "build-benchmark", "--name", "nothing"])
+    error = capsys.readouterr().err
+    assert code == 2 and "--root" in error and "--all-sources" in error and error.count("\n") == 1

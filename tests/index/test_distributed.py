@@ -21,6 +21,7 @@ from core.index.distributed import RayOptions, check_capacity, connect, embed_co
 from core.index.encoders import load_encoder
 from core.index.vectors import corpus_table_name, open_current_corpus_table, open_vector_index
 from core.workspace import Workspace
+from tests.test_hardening_stores import CountingEncoder
 
 ACTOR_TITLE = b"MapBatches(Embedder)"  # Ray names an actor's process after the operator it serves
 
@@ -114,6 +115,20 @@ def test_a_worker_that_keeps_dying_fails_clearly_and_keeps_the_previous_table(lo
     current = open_current_corpus_table(workspace, corpus, encoder)
     assert current is not None and np.array_equal(current.vectors, previous.vectors)
     assert not any((workspace.vectors_dir / ".ray-staging").iterdir())
+
+
+def test_texts_embedded_on_ray_are_never_encoded_again_by_a_single_process_build(local_ray, tmp_path, session_workspace,
+                                                                                  csn_mini, encoder):
+    corpus = small_corpus(csn_mini, 48)
+    workspace = Workspace.open(tmp_path / "ws", session_workspace.data_dir)
+    on_ray, _ = embed_corpus(workspace, corpus, encoder, RayOptions(actors=1, rows_per_block=16))
+    # another dataset sharing those texts, in another order, plus five texts Ray never saw
+    extra = csn_mini.documents[48:53]
+    grown = replace(corpus, name="ray-cache-grown", documents=tuple(reversed(corpus.documents)) + extra)
+    counting = CountingEncoder(encoder)
+    index, report = open_vector_index(workspace, grown, counting)
+    assert counting.encoded == len(extra) and report.cached == len(corpus.documents)
+    assert np.array_equal(index.vectors[:len(corpus.documents)], on_ray.vectors[::-1])
 
 
 def test_more_actors_than_cpus_is_refused_before_the_job_waits_for_ever(local_ray):

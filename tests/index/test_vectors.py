@@ -7,8 +7,8 @@ import pytest
 
 from core.data.datasets import Dataset, Query
 from core.index.encoders import load_encoder
-from core.index.vectors import (benchmark_query_vectors, corpus_table_name, open_vector_index, query_table_name,
-                                table_names, top_k)
+from core.index.vectors import (EmbeddingCache, benchmark_query_vectors, corpus_table_name, open_vector_index,
+                                query_table_name, remember_vectors, table_names, text_key, top_k)
 from tests.conftest import slice_dataset
 from tests.test_hardening_stores import CountingEncoder
 
@@ -184,3 +184,18 @@ def test_a_querys_dense_scores_do_not_depend_on_the_other_queries_in_its_batch()
     np.testing.assert_array_equal(alone.scores[0], whole.scores[3])
     exact = (queries[3].astype(np.float64) @ documents.astype(np.float64).T).astype(np.float32)
     np.testing.assert_array_equal(alone.scores[0], np.sort(exact)[::-1][:100])
+
+
+def test_vectors_computed_elsewhere_are_remembered_once_and_reused_without_encoding(workspace, tiny):
+    counting = CountingEncoder(load_encoder("minilm", workspace))
+    texts = [d.full_text for d in tiny.documents]
+    elsewhere = load_encoder("minilm", workspace).encode(texts)  # as a Ray actor computes them
+    cache = EmbeddingCache.for_encoder(workspace, counting)
+    assert not cache.held([text_key(t) for t in texts]).any()
+    assert remember_vectors(workspace, counting, texts + texts[:3], np.vstack([elsewhere, elsewhere[:3]])) == len(texts)
+    shards = cache.shards()
+    assert remember_vectors(workspace, counting, texts, elsewhere) == 0 and cache.shards() == shards  # nothing twice
+    assert cache.held([text_key(texts[0]), text_key("a text nobody embedded")]).tolist() == [True, False]
+    index, report = open_vector_index(workspace, tiny, counting)
+    assert counting.encoded == 0 and report.cached == len(texts)
+    assert np.array_equal(index.vectors, elsewhere)

@@ -1,0 +1,90 @@
+"""Where documented source trees live on this machine: installed Python packages, Debian's Go, JavaScript, Ruby, PHP, Java.
+
+The benchmark builder pools them (``python -m core build-benchmark --all-sources``) and the fine-tuning
+recipes train on them (core/training/recipes.py): both read the list kept here.
+"""
+from __future__ import annotations
+
+import glob
+import site
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class SourceTree:
+    """A folder of source code in one language, found on this machine or not."""
+
+    language: str
+    pattern: str  # a path or glob; the first existing match is used
+    origin: str  # where it comes from, for the user: "pip: numpy", "apt: golang-golang-x-text-dev"
+
+    def locate(self) -> Path | None:
+        matches = sorted(glob.glob(self.pattern))
+        return Path(matches[0]) if matches else None
+
+
+# Debian packages holding documented source in the other languages; setup.sh installs them (they install offline
+# from the Debian mirror). The JDK's sources (src.zip) need openjdk-17-source, which setup.sh does not install.
+DEBIAN_TREES: tuple[SourceTree, ...] = (
+    SourceTree("go", "/usr/share/gocode/src", "apt: golang-golang-x-text-dev, golang-github-spf13-cobra-dev, golang-github-sirupsen-logrus-dev"),
+    SourceTree("javascript", "/usr/share/nodejs", "apt: node-lodash, node-commander"),
+    SourceTree("ruby", "/usr/lib/ruby/[0-9]*.[0-9]*.[0-9]*", "apt: ruby (its standard library)"),
+    SourceTree("ruby", "/usr/lib/ruby/vendor_ruby", "apt: ruby-rack, ruby-thor"),
+    SourceTree("php", "/usr/share/php", "apt: php-symfony-console, php-guzzlehttp-psr7"),
+    SourceTree("java", "/usr/lib/jvm/java-17-openjdk-*/lib/src.zip", "apt: openjdk-17-source (java.base only)"),
+)
+
+
+def locate_tree(tree: SourceTree, workspace: Workspace) -> Path | None:
+    """The folder of a tree found here, or None; a zip of sources (the JDK's) is unpacked once into ``<workspace>/cache/sources``."""
+    path = tree.locate()
+    if path is not None and path.suffix == ".zip":
+        path = _unpacked_java_base(path, workspace)
+    return path if path is not None and path.is_dir() else None
+
+
+def installed_package_folders() -> list[Path]:
+    """The folders this interpreter installs packages into (its site-packages, and the user's when present).
+
+    A folder inside another one listed is left out, so no file is read twice.
+    """
+    candidates = [*site.getsitepackages(), site.getusersitepackages()]
+    folders: list[Path] = []
+    for candidate in candidates:
+        path = Path(candidate).resolve()
+        if path.is_dir() and path not in folders:
+            folders.append(path)
+    return [f for f in folders if not any(other != f and other in f.parents for other in folders)]
+
+
+def machine_source_trees(workspace: Workspace) -> tuple[list[tuple[Path, str]], list[SourceTree]]:
+    """(folder, origin) of every installed Python package folder and Debian tree found here, and the Debian trees missing."""
+    found = [(folder, "pip: every installed package") for folder in installed_package_folders()]
+    missing: list[SourceTree] = []
+    for tree in DEBIAN_TREES:
+        path = locate_tree(tree, workspace)
+        if path is None:
+            missing.append(tree)
+        else:
+            found.append((path, tree.origin))
+    return found, missing
+
+
+def _unpacked_java_base(archive: Path, workspace: Workspace) -> Path | None:
+    """The ``java.base`` sources of a JDK src.zip, unpacked once (the whole JDK would dwarf the other languages)."""
+    target = workspace.root / "cache" / "sources" / f"jdk-{archive.resolve().parent.parent.name}"
+    if target.is_dir():
+        return target
+    try:
+        with zipfile.ZipFile(archive) as zipped:
+            members = [m for m in zipped.namelist() if m.startswith("java.base/java/") and m.endswith(".java")]
+            tmp = target.with_name(target.name + ".tmp")
+            zipped.extractall(tmp, members)
+        tmp.rename(target)
+    except (OSError, zipfile.BadZipFile):
+        return None
+    return target
