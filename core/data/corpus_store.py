@@ -253,7 +253,7 @@ def write_store(folder: Path, source: Path, on_problem: OnProblem = "skip", prog
                                    pa.array([d.title for d in batch], pa.string()), pa.array([d.language for d in batch], pa.string()),
                                    pa.array(range(start, start + len(batch)), pa.int64())], schema=SCHEMA)
             if progress:
-                progress("store corpus", read["rows"], max(lines, read["rows"]))
+                progress("store", read["rows"], max(lines, read["rows"]))
 
     folder.mkdir(parents=True)
     lance.write_dataset(pa.RecordBatchReader.from_batches(SCHEMA, record_batches()), str(folder / LANCE_DIR),
