@@ -30,7 +30,7 @@ from core.progress import ItemProgress
 from core.workspace import Workspace, replace_folder, slug
 
 LANCE_DIR, STAMP_FILE = "corpus.lance", "codeir-corpus.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a BTREE index on id
 BATCH_ROWS = 65_536  # rows parsed, written and read at a time: ~25 MB of text at code length, whatever the corpus size
 SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("title", pa.string()), ("language", pa.string()),
                     ("row", pa.int64())])
@@ -256,13 +256,14 @@ def write_store(folder: Path, source: Path, on_problem: OnProblem = "skip", prog
                 progress("store", read["rows"], max(lines, read["rows"]))
 
     folder.mkdir(parents=True)
-    lance.write_dataset(pa.RecordBatchReader.from_batches(SCHEMA, record_batches()), str(folder / LANCE_DIR),
-                        max_rows_per_file=MAX_ROWS_PER_FILE)
+    written = lance.write_dataset(pa.RecordBatchReader.from_batches(SCHEMA, record_batches()), str(folder / LANCE_DIR),
+                                  max_rows_per_file=MAX_ROWS_PER_FILE)
     if problems and on_problem == "raise":
         raise DatasetError(f"{source} has defective rows (first: {problems[0]}); nothing was stored.")
     if not read["rows"]:
         first = f" (first problem: {problems[0]})" if problems else ""
         raise DatasetError(f"{source}: the corpus has no usable documents{first}.")
+    written.create_scalar_index("id", "BTREE")  # lookup(ids) reads the index, not every id (179 ms a lookup at 1M without)
     stamp = {"format": FORMAT_VERSION, **facts, "source_sha256": source_sha256, "corpus_hash": digest.hexdigest(),
              "num_docs": read["rows"], "problem_count": problems.total, "problems": [str(p) for p in problems[:20]],
              "built": time.strftime("%Y-%m-%dT%H:%M:%S"), "files": _file_checksums(folder / LANCE_DIR)}
