@@ -2,12 +2,14 @@
 
     python bench/run_benchmarks.py [--quick] [--only 1,2,3] [--repeats N] [--workspace DIR]
                                    [--skip-scale] [--scale-sizes 100000,1000000] [--build-repeats N] [--ray-docs N]
+                                   [--large-sizes 1000000,5000000]
                                    [--real-sample N]
 
 Parts: 1 warm evaluation, 2 paste-to-results latency, 3 BM25 vs bm25s, 4 dense vs numpy, 5 ONNX int8 vs
 torch, 6 metrics vs ranx/pytrec_eval, 7 cold builds, 8 scaling to 100k/1M synthetic documents, 9 peak memory
 of importing a 1 GiB corpus zip, 10 the Ray engine vs one process (embedding, runs split into tasks), 11 diagnosis
 (bootstrap intervals at leaderboard scale, a 10k-point embedding map from its cache), 12 fine-tuning memory per step,
+13 a corpus of millions in bounded memory (Lance corpus store, streamed BM25 build, queries read by row).
 14 a real corpus (every source tree on this machine pooled) stage by stage.
 Each figure is the median of --repeats runs; each ratio compares two timings taken in this process.
 Indexes and embeddings of the bundled sets are built on first use in the workspace and reused after.
@@ -35,12 +37,13 @@ from core.workspace import Workspace  # noqa: E402
 PARTS = {1: "warm evaluation", 2: "paste-to-results latency", 3: "BM25 vs bm25s", 4: "dense vs numpy",
          5: "ONNX int8 vs torch", 6: "metrics vs ranx / pytrec_eval", 7: "cold builds", 8: "scaling",
          9: "zip import memory", 10: "Ray engine vs one process", 11: "diagnosis: bootstrap intervals, embedding map",
-         12: "fine-tuning memory", 14: "real corpus: every source tree on this machine"}
+         12: "fine-tuning memory", 13: "large corpus in bounded memory", 14: "real corpus: every source tree on this machine"}
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
 def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext], list[Measure]]:
-    from bench import baselines, building, diagnosis, distributed, end_to_end, finetuning, real_corpus, scale, zip_import
+    from bench import (baselines, building, diagnosis, distributed, end_to_end, finetuning, large_corpus, real_corpus, scale,
+                       zip_import)
 
     return {
         1: end_to_end.warm_evaluation,
@@ -55,6 +58,7 @@ def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext]
         10: lambda context: distributed.ray_versus_single_process(context, args.ray_docs),
         11: diagnosis.diagnosis,
         12: finetuning.training_memory,
+        13: lambda context: large_corpus.large_corpus(context, args.large_sizes),
         14: lambda context: real_corpus.real_corpus(context, args.real_sample),
     }[part]
 
@@ -104,22 +108,24 @@ def _parse_sizes(text: str) -> list[int]:
     try:
         sizes = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--scale-sizes takes document counts like 100000,1000000, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"sizes are document counts like 100000,1000000, not {text!r}") from None
     if not sizes or min(sizes) < 1000:
-        raise argparse.ArgumentTypeError("each scale size must be at least 1000 documents")
+        raise argparse.ArgumentTypeError("each size must be at least 1000 documents")
     return sizes
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="subsets and fewer repeats: every part in a few minutes")
-    parser.add_argument("--only", type=_parse_parts, default=sorted(PARTS), help="comma-separated part numbers")
+    parser.add_argument("--only", type=_parse_parts, default=sorted(PARTS), help="comma-separated part numbers (1-14)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per figure, median reported (default 5, --quick 2)")
     parser.add_argument("--build-repeats", type=int, default=1, help="runs of each cold embedding build in part 7 (default 1)")
     parser.add_argument("--workspace", type=Path, default=None, help="workspace folder (default: the project's workspace/)")
     parser.add_argument("--skip-scale", action="store_true", help="leave out part 8")
     parser.add_argument("--scale-sizes", type=_parse_sizes, default=None,
                         help="synthetic corpus sizes for part 8 (default 100000,1000000; --quick 20000)")
+    parser.add_argument("--large-sizes", type=_parse_sizes, default=None,
+                        help="synthetic corpus sizes for part 13 (default 1000000; --quick 20000); the target is set at 5000000")
     parser.add_argument("--ray-docs", type=int, default=None,
                         help="documents embedded in part 10 (default: all of csn-python-code2doc; --quick 1000)")
     parser.add_argument("--real-sample", type=int, default=None,
@@ -132,6 +138,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.ray_docs = args.ray_docs or (1000 if args.quick else None)
     args.real_sample = args.real_sample or (1000 if args.quick else 5000)
     args.scale_sizes = args.scale_sizes or ([20_000] if args.quick else [100_000, 1_000_000])
+    args.large_sizes = args.large_sizes or ([20_000] if args.quick else [1_000_000])
     if args.skip_scale:
         args.only = [p for p in args.only if p != 8]
     return args
@@ -145,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"at the start: timings are pessimistic")
     report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(),
               "args": {"quick": args.quick, "only": args.only, "repeats": args.repeats, "build_repeats": args.build_repeats,
-                       "workspace": str(context.workspace.root), "scale_sizes": args.scale_sizes},
+                       "workspace": str(context.workspace.root), "scale_sizes": args.scale_sizes,
+                       "large_sizes": args.large_sizes},
               "load_average": {"start": load_average()}, "parts": {}, "results": []}
     measures: list[Measure] = []
     for part in args.only:

@@ -20,18 +20,10 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import Measure, Target, current_rss_bytes, fmt_bytes
+from bench.common import Measure, Target, current_rss_bytes, fmt_bytes, high_water_rss_bytes
 
 GIB = 1024**3
 DOC_BYTES = 1024  # a docstring of about a kilobyte: a 1 GiB corpus holds about a million documents
-
-
-def high_water_rss_bytes() -> int:
-    """Peak RSS of this process image (VmHWM): unlike ru_maxrss, it does not carry over the parent's size from fork."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def write_corpus_zip(path: Path, corpus_bytes: int, seed: int = 7) -> int:

@@ -5,6 +5,7 @@ Layout (see docs/architecture.md)::
     <workspace>/
       datasets/<name>/                      imported, downloaded or built datasets (BEIR layout)
       indexes/lexical/<dataset>/<analyzer>-<corpus hash>/   Tantivy indexes
+      indexes/corpus/<dataset>/             a corpus stored as a Lance dataset, read by row (large corpora)
       indexes/vectors/                      one LanceDB database: document and query embeddings
       runs/<run id>.parquet                 saved runs with their metadata
       models/<name>/                        fine-tuned models and ONNX exports
@@ -92,6 +93,10 @@ class Workspace:
     @property
     def lexical_dir(self) -> Path:
         return self.root / "indexes" / "lexical"
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.root / "indexes" / "corpus"
 
     @property
     def vectors_dir(self) -> Path:

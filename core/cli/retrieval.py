@@ -1,10 +1,10 @@
-"""Subcommands for indexes and runs: profiles, index, search, runs, export, import-run."""
+"""Subcommands for indexes and runs: profiles, index, search, store-corpus, search-corpus, runs, export, import-run."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from core.cli.common import add_ray_options, open_engine, ray_options, requested_profiles
+from core.cli.common import MAX_WARNINGS, add_ray_options, open_engine, ray_options, requested_profiles, terminal_safe
 from core.workspace import Workspace
 
 def cmd_profiles(args, workspace: Workspace) -> None:
@@ -47,6 +47,46 @@ def cmd_search(args, workspace: Workspace) -> None:
     for rank, (doc_id, score) in enumerate(zip(result.ranking.doc_ids, result.ranking.scores), start=1):
         text = engine.dataset.document(doc_id).text.replace("\n", " ")
         print(f"{rank:3d}  {score:9.4f}  {doc_id:12s}  {text[:100]}")
+
+
+def _open_stored(args, workspace: Workspace, quiet: bool):
+    from core.data.catalog import dataset_path
+    from core.progress import staged, tqdm_progress
+    from core.retrieval.stored_search import open_stored_corpus
+
+    stages = {"store": "corpus store: parsing and writing", "tokenize": f"BM25 index ({args.analyzer}): tokenizing",
+              "commit": f"BM25 index ({args.analyzer}): writing"}
+    corpus = open_stored_corpus(workspace, args.dataset, dataset_path(workspace, args.dataset), args.analyzer,
+                                rebuild=getattr(args, "rebuild", False), on_problem="raise" if getattr(args, "strict", False) else "skip",
+                                progress=None if quiet else staged(tqdm_progress(), stages))
+    problems = corpus.store.problems
+    for problem in problems[:MAX_WARNINGS]:
+        print(f"warning: skipped {terminal_safe(problem)}", file=sys.stderr)
+    skipped = corpus.store.stamp.get("problem_count", 0)
+    if skipped > MAX_WARNINGS:
+        print(f"warning: ... {skipped:,} corpus lines skipped in all", file=sys.stderr)
+    return corpus
+
+
+def cmd_store_corpus(args, workspace: Workspace) -> None:
+    corpus = _open_stored(args, workspace, quiet=False)
+    for report in corpus.reports:
+        print(report)
+    print(f"{corpus.store.num_docs:,} documents stored in {corpus.store.folder}")
+
+
+def cmd_search_corpus(args, workspace: Workspace) -> None:
+    from core.retrieval.stored_search import search_stored
+
+    corpus = _open_stored(args, workspace, quiet=True)
+    result = search_stored(corpus, read_stdin() if args.query == "-" else args.query, args.k)
+    if result.truncated:
+        print("note: the query was cut to its first 100,000 characters", file=sys.stderr)
+    print(f"bm25 ({args.analyzer}) over the stored corpus of {args.dataset}: {len(result.hits)} results in "
+          f"{result.seconds * 1000:.1f} ms")
+    for hit in result.hits:
+        text = hit.document.full_text.replace("\n", " ")
+        print(f"{hit.rank:3d}  {hit.score:9.4f}  {hit.document.id:12s}  {text[:100]}")
 
 
 def read_stdin() -> str:
@@ -100,6 +140,22 @@ def register(sub) -> None:
     search.add_argument("-k", type=int, default=10)
     search.add_argument("query")
     search.set_defaults(func=cmd_search)
+
+    store = sub.add_parser("store-corpus", help="store a dataset's corpus as a Lance dataset and build its BM25 index "
+                                                "by streaming (bounded memory, for corpora of millions)")
+    store.add_argument("--dataset", required=True)
+    store.add_argument("--analyzer", choices=("code", "plain"), default="code")
+    store.add_argument("--rebuild", action="store_true", help="rewrite the store and the index even when they are current")
+    store.add_argument("--strict", action="store_true", help="refuse a corpus with any defective line instead of skipping it")
+    store.set_defaults(func=cmd_store_corpus)
+
+    stored = sub.add_parser("search-corpus", help="BM25 search over a stored corpus, documents read by row "
+                                                  "('-' reads the query from stdin)")
+    stored.add_argument("--dataset", required=True)
+    stored.add_argument("--analyzer", choices=("code", "plain"), default="code")
+    stored.add_argument("-k", type=int, default=10)
+    stored.add_argument("query")
+    stored.set_defaults(func=cmd_search_corpus)
 
     runs = sub.add_parser("runs", help="list saved runs")
     runs.add_argument("--dataset")

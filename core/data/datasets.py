@@ -83,6 +83,23 @@ class Qrels:
         return len(self.judgments)
 
 
+class CorpusHash:
+    """The corpus content hash, fed a batch of documents at a time (so a streamed corpus hashes as a loaded one)."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+
+    def update(self, documents: Iterable[Document]) -> None:
+        for doc in documents:
+            for part in (doc.id, doc.title, doc.text):
+                self._digest.update(part.encode("utf-8", "surrogatepass"))
+                self._digest.update(b"\x1f")
+            self._digest.update(b"\x1e")
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Dataset:
     """A loaded benchmark: documents in row order, queries, judgments, and what was skipped."""
@@ -118,13 +135,17 @@ class Dataset:
     @cached_property
     def corpus_hash(self) -> str:
         """Content hash of the corpus: indexes are rebuilt when it changes."""
-        digest = hashlib.sha256()
-        for doc in self.documents:
-            for part in (doc.id, doc.title, doc.text):
-                digest.update(part.encode("utf-8", "surrogatepass"))
-                digest.update(b"\x1f")
-            digest.update(b"\x1e")
+        digest = CorpusHash()
+        digest.update(self.documents)
         return digest.hexdigest()
+
+    @property
+    def num_docs(self) -> int:
+        return len(self.documents)
+
+    def iter_documents(self) -> Iterator[Document]:
+        """The documents in row order (what index builds read; a corpus store streams the same from disk)."""
+        return iter(self.documents)
 
     @cached_property
     def queries_hash(self) -> str:
@@ -252,10 +273,10 @@ def _without_lone_surrogates(text: str) -> str:
 
 
 def _read_records(path: Path, problems: list[DatasetProblem], kind: str) -> list[Document] | list[Query]:
-    return list(_iter_records(path, problems, kind))
+    return list(iter_records(path, problems, kind))
 
 
-def _iter_records(path: Path, problems: list[DatasetProblem], kind: str) -> Iterator[Document | Query]:
+def iter_records(path: Path, problems: list[DatasetProblem], kind: str) -> Iterator[Document | Query]:
     """Each good row of a corpus or queries file, in order; bad rows go to ``problems``."""
     seen: dict[str, int] = {}
     for line, obj in _read_jsonl(path, problems):
@@ -374,10 +395,13 @@ def load_dataset(folder: str | os.PathLike, split: str | None = None, name: str 
     return Dataset(validate_name(name or folder.name), tuple(documents), tuple(queries), Qrels(judgments), split, str(folder), tuple(problems))
 
 
-class _FirstProblems(list):
-    """A problem list that keeps the first 1,000 (a corpus of bad lines must not fill memory with reports)."""
+class FirstProblems(list):
+    """A problem list that keeps the first 1,000 and counts the rest (a corpus of bad lines must not fill memory with reports)."""
+
+    total = 0
 
     def append(self, problem: DatasetProblem) -> None:
+        self.total += 1
         if len(self) < 1000:
             super().append(problem)
 
@@ -390,9 +414,9 @@ def check_dataset(folder: str | os.PathLike, name: str | None = None) -> None:
     """
     folder = Path(folder)
     split = _split_of(folder, None)
-    problems: list[DatasetProblem] = _FirstProblems()
-    doc_ids = {record.id for record in _iter_records(folder / CORPUS_FILE, problems, "document")}
-    query_ids = {record.id for record in _iter_records(folder / QUERIES_FILE, problems, "query")}
+    problems: list[DatasetProblem] = FirstProblems()
+    doc_ids = {record.id for record in iter_records(folder / CORPUS_FILE, problems, "document")}
+    query_ids = {record.id for record in iter_records(folder / QUERIES_FILE, problems, "query")}
     judgments = _read_qrels(folder / QRELS_DIR / f"{split}.tsv", doc_ids, query_ids, problems)
     _check_usable(folder, split, len(doc_ids), judgments, problems, "skip")
     validate_name(name or folder.name)

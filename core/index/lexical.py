@@ -10,7 +10,10 @@ into the explorer is ranked exactly as the same query in a run: up to ``BATCH_SC
 documents, ``core.index.bm25_batch`` scores over the term matrix written beside the Tantivy index at build
 time (Tantivy's formula and length norms, tested equal to Tantivy's rankings); above that, Tantivy
 answers at its own k1=1.2, b=0.75, where its pruning is faster. Other k1/b values, or exact lengths,
-always use the batch scorer.
+always use the batch scorer, so they are offered only where its matrix is written (``TERM_MATRIX_MAX_DOCS``).
+
+A build reads its corpus as a stream (``Corpus.iter_documents``): a loaded ``Dataset`` and a ``CorpusStore``
+on disk go through the same loop, and the store's build holds one batch of documents at a time.
 """
 from __future__ import annotations
 
@@ -30,9 +33,9 @@ import numpy as np
 import tantivy
 
 from core.index.analyzers import Analyzer, get_analyzer
-from core.index.bm25_batch import TermMatrix, TermMatrixBuilder, bm25_top_k
-from core.data.datasets import Dataset
-from core.errors import IndexCorruptError
+from core.index.bm25_batch import MATRIX_FILE, TermMatrix, TermMatrixBuilder, bm25_top_k
+from core.data.corpus_store import Corpus
+from core.errors import IndexCorruptError, ProfileError
 from core.progress import ItemProgress
 from core.workspace import Workspace, replace_folder, slug
 
@@ -44,6 +47,9 @@ MAX_QUERY_TERMS = 1024  # a 1 MB paste still answers in milliseconds; the most f
 # Above this many documents Tantivy's pruning (block-max WAND) beats scoring every posting: at 100k documents the
 # two tie, at 1M Tantivy is ~4x faster per query (docs/benchmarks.md, part 8), so large corpora ask Tantivy per query.
 BATCH_SCORER_MAX_DOCS = 100_000
+# The term matrix is written only where the batch scorer answers: collecting it costs ~12 bytes per (document,
+# distinct term) pair, several GiB at millions of documents, which would unbound a streamed build's memory.
+TERM_MATRIX_MAX_DOCS = BATCH_SCORER_MAX_DOCS
 
 
 @dataclass(frozen=True)
@@ -61,8 +67,9 @@ def _schema() -> tantivy.Schema:
     return builder.build()
 
 
-def index_path(workspace: Workspace, dataset: Dataset, analyzer: str) -> Path:
-    return workspace.lexical_dir / slug(dataset.name) / f"{analyzer}-{dataset.corpus_hash[:16]}"
+def index_path(workspace: Workspace, corpus: Corpus, analyzer: str) -> Path:
+    """Named by the corpus content hash: a loaded dataset and its corpus store share one index."""
+    return workspace.lexical_dir / slug(corpus.name) / f"{analyzer}-{corpus.corpus_hash[:16]}"
 
 
 class LexicalIndex:
@@ -75,7 +82,7 @@ class LexicalIndex:
         self.schema = self.index.schema
         self.searcher = self.index.searcher()
         self.num_docs = self.searcher.num_docs
-        self.batch_max_docs = BATCH_SCORER_MAX_DOCS
+        self.batch_max_docs = min(BATCH_SCORER_MAX_DOCS, TERM_MATRIX_MAX_DOCS)  # the scorer needs its matrix
 
     def query_terms(self, text: str) -> Counter[str]:
         """Query terms with their counts, capped at the most frequent MAX_QUERY_TERMS."""
@@ -111,6 +118,10 @@ class LexicalIndex:
     @cached_property
     def term_matrix(self) -> TermMatrix:
         """The term-frequency matrix for the batch scorer (read on open up to ``batch_max_docs``, else on first use)."""
+        if self.num_docs > TERM_MATRIX_MAX_DOCS and not (self.path / MATRIX_FILE).exists():
+            raise ProfileError(f"BM25 at k1/b other than {TANTIVY_K1}/{TANTIVY_B}, or with exact lengths, scores from a term "
+                               f"matrix, written only for corpora up to {TERM_MATRIX_MAX_DOCS:,} documents (this one has "
+                               f"{self.num_docs:,}): use k1={TANTIVY_K1}, b={TANTIVY_B}, length_norm='tantivy' (Tantivy's BM25).")
         try:
             matrix = TermMatrix.load(self.path)
         except (OSError, ValueError, KeyError) as exc:
@@ -142,27 +153,38 @@ class LexicalIndex:
         return self.search_many([text], k, k1, b, length_norm=length_norm)[0]
 
 
-def _write_index(path: Path, dataset: Dataset, analyzer: Analyzer, progress: ItemProgress | None) -> None:
+def _write_index(path: Path, corpus: Corpus, analyzer: Analyzer, progress: ItemProgress | None) -> None:
+    """Tokenise each document once, as the corpus streams by, into Tantivy (and the term matrix for small corpora).
+
+    Memory is Tantivy's writer heap plus, up to TERM_MATRIX_MAX_DOCS, the term matrix: the documents themselves
+    are only held as long as the corpus holds them (a loaded dataset) or one batch (a corpus store).
+    """
     path.mkdir(parents=True)
     index = tantivy.Index(_schema(), path=str(path))
     writer = index.writer(heap_size=128_000_000, num_threads=1)
-    matrix = TermMatrixBuilder()
-    step = max(1, len(dataset.documents) // 50)
-    for row, doc in enumerate(dataset.documents):
+    total = corpus.num_docs
+    matrix = TermMatrixBuilder() if total <= TERM_MATRIX_MAX_DOCS else None
+    step = max(1, total // 50)
+    row = -1
+    for row, doc in enumerate(corpus.iter_documents()):
         tokens = analyzer.tokenize(doc.full_text)
-        matrix.add(tokens)
+        if matrix is not None:
+            matrix.add(tokens)
         document = tantivy.Document()
         document.add_unsigned(ROW, row)
         document.add_text(BODY, " ".join(tokens))
         writer.add_document(document)
         if progress and row % step == 0:
-            progress("tokenize", row, len(dataset.documents))
+            progress("tokenize", row, total)
+    if row + 1 != total:
+        raise IndexCorruptError(f"The corpus of {corpus.name} yielded {row + 1:,} documents where {total:,} were expected.")
     if progress:
-        progress("tokenize", len(dataset.documents), len(dataset.documents))
+        progress("tokenize", total, total)
         progress("commit", 0, 1)
     writer.commit()
     writer.wait_merging_threads()
-    matrix.build().save(path)
+    if matrix is not None:
+        matrix.build().save(path)
     if progress:
         progress("commit", 1, 1)
 
@@ -192,18 +214,18 @@ def _read_info(path: Path) -> dict | None:
         return None
 
 
-def open_checked_index(path: Path, analyzer: Analyzer, dataset: Dataset) -> LexicalIndex:
+def open_checked_index(path: Path, analyzer: Analyzer, corpus: Corpus) -> LexicalIndex:
     """Open an index and check it matches what its info file promises; raise IndexCorruptError if not."""
     info = _read_info(path)
-    expected = {"analyzer": analyzer.name, "corpus_hash": dataset.corpus_hash, "num_docs": len(dataset.documents), "format": FORMAT_VERSION}
+    expected = {"analyzer": analyzer.name, "corpus_hash": corpus.corpus_hash, "num_docs": corpus.num_docs, "format": FORMAT_VERSION}
     if info is None or any(info.get(key) != value for key, value in expected.items()):
         raise IndexCorruptError(f"Lexical index at {path} is incomplete or stale.")
     try:
         if info.get("files") != _file_checksums(path):
             raise IndexCorruptError(f"Lexical index at {path} has missing or damaged files.")
         index = LexicalIndex(path, analyzer)
-        if index.num_docs != len(dataset.documents):
-            raise IndexCorruptError(f"Lexical index at {path} holds {index.num_docs} documents, expected {len(dataset.documents)}.")
+        if index.num_docs != corpus.num_docs:
+            raise IndexCorruptError(f"Lexical index at {path} holds {index.num_docs} documents, expected {corpus.num_docs}.")
         index.search("probe", 1)  # reads the term dictionary and postings of one segment at least
         if index.num_docs <= index.batch_max_docs:
             # the scorer that answers this corpus: its matrix read and checked, its compiled code loaded (numba's
@@ -213,7 +235,7 @@ def open_checked_index(path: Path, analyzer: Analyzer, dataset: Dataset) -> Lexi
         raise
     except Exception as exc:  # tantivy raises ValueError/OSError on damaged segments
         raise IndexCorruptError(f"Lexical index at {path} cannot be read ({exc}). "
-                                f"Rebuild it with `python -m core index --dataset {dataset.name} --rebuild`.") from exc
+                                f"Rebuild it with `python -m core index --dataset {corpus.name} --rebuild`.") from exc
     return index
 
 
@@ -238,28 +260,28 @@ class BuildReport:
         return f"{self.what}: {done}" + (f"; damage found: {self.damage}" if self.damage else "")
 
 
-def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: str = "code", rebuild: bool = False,
+def open_lexical_index(workspace: Workspace, corpus: Corpus, analyzer_name: str = "code", rebuild: bool = False,
                        progress: ItemProgress | None = None) -> tuple[LexicalIndex, BuildReport]:
-    """Open the (dataset, analyzer) index, building it first when missing, stale or damaged.
+    """Open the (corpus, analyzer) index, building it first when missing, stale or damaged.
 
     Builds are atomic and serialised: a lock keeps two processes from building the same index,
     the new index is written to a temporary folder and renamed into place, so a build killed half
     way leaves the previous state untouched and the next call simply builds again.
     """
     analyzer = get_analyzer(analyzer_name)
-    path = index_path(workspace, dataset, analyzer.name)
-    what = f"BM25 index ({analyzer.name}) for {dataset.name}"
+    path = index_path(workspace, corpus, analyzer.name)
+    what = f"BM25 index ({analyzer.name}) for {corpus.name}"
     started = time.perf_counter()
     damage = ""
     if not rebuild:
         try:
-            return open_checked_index(path, analyzer, dataset), BuildReport(what, True, time.perf_counter() - started, len(dataset.documents))
+            return open_checked_index(path, analyzer, corpus), BuildReport(what, True, time.perf_counter() - started, corpus.num_docs)
         except IndexCorruptError:
             pass
-    with workspace.lock(f"lexical-{dataset.name}-{analyzer.name}"):
+    with workspace.lock(f"lexical-{corpus.name}-{analyzer.name}"):
         if not rebuild:  # another process may have finished the build while we waited for the lock
             try:
-                return open_checked_index(path, analyzer, dataset), BuildReport(what, True, time.perf_counter() - started, len(dataset.documents))
+                return open_checked_index(path, analyzer, corpus), BuildReport(what, True, time.perf_counter() - started, corpus.num_docs)
             except IndexCorruptError as exc:
                 damage = str(exc) if path.exists() else ""  # no folder at all: a first build, not a repair
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -267,11 +289,11 @@ def open_lexical_index(workspace: Workspace, dataset: Dataset, analyzer_name: st
         # leftovers of killed builds: temp folders, and old copies when a kill fell inside replace_folder's two renames
         for stale in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".replaced-{path.name}-*")]:
             shutil.rmtree(stale, ignore_errors=True)
-        _write_index(tmp, dataset, analyzer, progress)
-        (tmp / INFO_FILE).write_text(json.dumps({"analyzer": analyzer.name, "corpus_hash": dataset.corpus_hash,
-                                                 "num_docs": len(dataset.documents), "format": FORMAT_VERSION,
+        _write_index(tmp, corpus, analyzer, progress)
+        (tmp / INFO_FILE).write_text(json.dumps({"analyzer": analyzer.name, "corpus_hash": corpus.corpus_hash,
+                                                 "num_docs": corpus.num_docs, "format": FORMAT_VERSION,
                                                  "built": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                                  "files": _file_checksums(tmp)}))
         replace_folder(tmp, path)
-        index = open_checked_index(path, analyzer, dataset)
-    return index, BuildReport(what, False, time.perf_counter() - started, len(dataset.documents), damage)
+        index = open_checked_index(path, analyzer, corpus)
+    return index, BuildReport(what, False, time.perf_counter() - started, corpus.num_docs, damage)

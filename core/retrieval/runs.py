@@ -273,11 +273,11 @@ def read_trec(path: Path, name: str | None = None, dataset: str = "") -> Run:
         raise DatasetError(f"{Path(path).name} is not a valid TREC run file.", tuple(problems))
     rankings = {}
     for query_id, scores in per_query.items():
-        ordered = sorted(scores.items(), key=lambda item: (-item[1], _reverse_key(item[0])))
+        ordered = sorted(scores.items(), key=lambda item: (-item[1], reverse_key(item[0])))
         rankings[query_id] = Ranking(tuple(d for d, _ in ordered), tuple(s for _, s in ordered))
     return Run(name or tag or Path(path).stem, rankings, dataset, {"kind": "imported", "file": Path(path).name})
 
 
-def _reverse_key(text: str) -> tuple[int, ...]:
+def reverse_key(text: str) -> tuple[int, ...]:
     """Sort key that orders strings descending when used ascending (trec_eval's tie rule)."""
     return tuple(-ord(c) for c in text) + (1,)

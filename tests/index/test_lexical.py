@@ -73,3 +73,36 @@ def test_huge_query_is_capped_and_still_answers(workspace, csn_mini):
     huge = " ".join(f"identifier{i}" for i in range(20000)) + " " + csn_mini.queries[0].text
     assert len(index.query_terms(huge)) <= 1024
     assert len(index.search(huge, 10).rows) > 0
+
+
+def test_streamed_build_from_the_corpus_store_equals_the_in_memory_build(tmp_path, mini_data_dir):
+    from core.data.catalog import open_dataset
+    from core.data.corpus_store import open_corpus_store
+    from core.workspace import Workspace
+
+    memory_ws, store_ws = (Workspace.open(tmp_path / name, mini_data_dir) for name in ("memory", "store"))
+    dataset = open_dataset(memory_ws, "cosqa-mini")  # a real slice of cosqa
+    store, _ = open_corpus_store(store_ws, "cosqa-mini", mini_data_dir / "cosqa-mini")
+    in_memory, _ = open_lexical_index(memory_ws, dataset, "code")
+    streamed, report = open_lexical_index(store_ws, store, "code")
+    assert not report.reused and streamed.num_docs == in_memory.num_docs == len(dataset.documents)
+    assert index_path(store_ws, store, "code").name == index_path(memory_ws, dataset, "code").name  # same corpus hash
+    texts = [q.text for q in dataset.queries]
+    for a, b in zip(in_memory.search_many(texts, 100), streamed.search_many(texts, 100)):  # the batch scorer's matrix
+        assert a.rows.tolist() == b.rows.tolist() and a.scores.tolist() == b.scores.tolist()
+    for text in texts:  # Tantivy's own index
+        a, b = in_memory.search(text, 100), streamed.search(text, 100)
+        assert a.rows.tolist() == b.rows.tolist() and a.scores.tolist() == b.scores.tolist()
+
+
+def test_above_the_term_matrix_limit_no_matrix_is_written_and_other_k1_b_are_refused(workspace, monkeypatch):
+    from core.errors import ProfileError
+    from core.index import lexical
+
+    monkeypatch.setattr(lexical, "TERM_MATRIX_MAX_DOCS", 2)
+    dataset = tiny_dataset(["parse the url", "read the config", "write the log"])
+    index, _ = open_lexical_index(workspace, dataset, "code")
+    assert not (index.path / "term_matrix.npz").exists()
+    assert index.search_many(["parse url"], 3)[0].rows.tolist() == [0]  # Tantivy answers at its own k1/b
+    with pytest.raises(ProfileError, match="term matrix"):
+        index.search_bm25("parse url", 3, 0.9, 0.4)

@@ -1,0 +1,68 @@
+"""BM25 over a corpus too large to load: the corpus store and a streamed Tantivy build, hits read back by row.
+
+Nothing here holds the corpus: the store is written and the index built one batch at a time, and a search
+reads only its hits' rows from the store. The loaded-dataset path (``Engine``) stays the one for evaluation;
+both name the index by the same corpus hash, so they share it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from core.data.corpus_store import CorpusStore, StoreReport, open_corpus_store
+from core.data.datasets import Document, OnProblem
+from core.index.lexical import BuildReport, LexicalIndex, open_lexical_index
+from core.progress import ItemProgress
+from core.retrieval.engine import clean_query_text
+from core.retrieval.runs import reverse_key
+from core.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class StoredCorpus:
+    """A corpus store with its BM25 index, opened together, and what opening them cost."""
+
+    store: CorpusStore
+    index: LexicalIndex
+    reports: tuple[StoreReport | BuildReport, ...]
+
+
+@dataclass(frozen=True)
+class StoredHit:
+    """One ranked document, read by row from the store."""
+
+    rank: int
+    score: float
+    document: Document
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    hits: tuple[StoredHit, ...]
+    seconds: float  # search and reading the hits' rows
+    truncated: bool = False
+
+
+def open_stored_corpus(workspace: Workspace, name: str, dataset_folder: str | os.PathLike, analyzer: str = "code",
+                       rebuild: bool = False, on_problem: OnProblem = "skip",
+                       progress: ItemProgress | None = None) -> StoredCorpus:
+    """Store the dataset's corpus (or reuse the store) and build its BM25 index from the store by streaming (or reuse it).
+
+    ``rebuild`` rewrites both. A damaged or stale store or index is rebuilt, never served.
+    """
+    store, store_report = open_corpus_store(workspace, name, dataset_folder, rebuild, on_problem, progress)
+    index, index_report = open_lexical_index(workspace, store, analyzer, rebuild=rebuild, progress=progress)
+    return StoredCorpus(store, index, (store_report, index_report))
+
+
+def search_stored(corpus: StoredCorpus, text: str, k: int = 10) -> StoredResult:
+    """The top-k documents for a query at Tantivy's BM25, best first (ties by document id descending, as trec_eval)."""
+    cleaned, truncated = clean_query_text(text)
+    started = time.perf_counter()
+    hits = corpus.index.search(cleaned, k)
+    documents = corpus.store.take(hits.rows.tolist())
+    ranked = sorted(zip(hits.scores.tolist(), documents), key=lambda hit: (-hit[0], reverse_key(hit[1].id)))
+    found = tuple(StoredHit(rank, score, document) for rank, (score, document) in enumerate(ranked, start=1))
+    return StoredResult(found, time.perf_counter() - started, truncated)
+
