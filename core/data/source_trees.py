@@ -52,7 +52,12 @@ def locate_tree(tree: SourceTree, workspace: Workspace) -> Path | None:
 def installed_package_folders() -> list[Path]:
     """The folders this interpreter installs packages into (its site-packages, and the user's when present).
 
-    A folder inside another one listed is left out, so no file is read twice.
+    A folder inside another one listed is left out, so no file is read twice. Debian's own Python packages
+    (/usr/lib/python3/dist-packages, for the system's python3) are not among them: they are installed for
+    another interpreter, and most of their code is pip, pygments, setuptools, cryptography, yaml... at other
+    versions. Pooled with this interpreter's packages on this machine (2026-12-01) they added 1,739
+    functions but cancelled 1,297 of site-packages' (a function in both trees is dropped from both), a net
+    441 of 109k, and the copies that differ by version would be near-twin answers to each other's queries.
     """
     candidates = [*site.getsitepackages(), site.getusersitepackages()]
     folders: list[Path] = []
