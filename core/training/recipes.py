@@ -35,7 +35,7 @@ class Recipe:
 
 # The recipe trains on java.base's public packages (java.*), not the whole JDK the benchmark builder pools: the
 # 40,000 examples are drawn uniformly from every pair, and the whole JDK (about 43k documented methods here,
-# 2026-12-01) would outnumber all the Python pairs (about 19k) and make most examples Java; java.base holds about 9k.
+# 2026-12-01) would outnumber all the Python pairs (about 19k) and make most examples Java; java.base's java.* holds 9,348.
 _RECIPE_TREES = tuple(replace(tree, members="java.base/java/", origin="apt: openjdk-17-source (java.base only)")
                       if tree.language == "java" else tree for tree in DEBIAN_TREES)
 
