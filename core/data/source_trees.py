@@ -29,8 +29,8 @@ class SourceTree:
 
 
 # Debian packages holding documented source in the other languages; setup.sh installs them (from the Debian mirror).
-# Java is every module of the JDK's src.zip (openjdk-17-source): java.base alone is a fifth of its documented
-# methods (java.desktop, java.xml, jdk.compiler... hold the rest). The code-v1 recipe keeps java.base (recipes.py).
+# Java is every module of the JDK's src.zip (openjdk-17-source): the java.* packages of java.base, all the code-v1
+# recipe keeps (recipes.py says why), are a fifth of its documented methods; java.desktop, java.xml... hold the rest.
 DEBIAN_TREES: tuple[SourceTree, ...] = (
     SourceTree("go", "/usr/share/gocode/src", "apt: golang-golang-x-text-dev, golang-github-spf13-cobra-dev, golang-github-sirupsen-logrus-dev"),
     SourceTree("javascript", "/usr/share/nodejs", "apt: node-lodash, node-commander"),
