@@ -63,7 +63,7 @@ def real_corpus(context: BenchContext, sample_size: int) -> list[Measure]:
 
 
 def _stages(context: BenchContext, workspace: Workspace, sample_size: int) -> list[Measure]:
-    if context.quick:  # the Debian trees alone: a minute, not the several minutes every installed package takes
+    if context.quick:  # the Debian trees alone: a minute or two (most of it the JDK), not the minutes every installed package takes
         trees = [(path, tree.origin) for tree in DEBIAN_TREES if (path := locate_tree(tree, workspace)) is not None]
         missing = [tree for tree in DEBIAN_TREES if locate_tree(tree, workspace) is None]
     else:

@@ -3,11 +3,13 @@ the trees this machine holds (installed packages, Debian's sources) found for --
 from __future__ import annotations
 
 import json
+import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 from core.cli.main import main
 from core.data.source_benchmark import build_from_trees, extract_functions_from_trees, tree_labels
-from core.data.source_trees import DEBIAN_TREES, installed_package_folders, machine_source_trees
+from core.data.source_trees import DEBIAN_TREES, installed_package_folders, locate_tree, machine_source_trees
 from core.workspace import Workspace
 
 
@@ -71,3 +73,19 @@ def test_build_benchmark_without_a_root_or_all_sources_says_what_to_give(tmp_pat
     code = main(["--workspace", str(tmp_path / "ws"), "build-benchmark", "--name", "nothing"])
     error = capsys.readouterr().err
     assert code == 2 and "--root" in error and "--all-sources" in error and error.count("\n") == 1
+
+
+def test_the_java_tree_unpacks_the_java_files_of_every_module_of_the_jdk_zip_once(tmp_path):
+    archive = tmp_path / "jdk" / "lib" / "src.zip"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("java.base/java/util/Lists.java", "class Lists {}")
+        zipped.writestr("java.desktop/java/awt/Frame.java", "class Frame {}")
+        zipped.writestr("jdk.compiler/com/sun/tools/javac/Main.java", "class Main {}")
+        zipped.writestr("java.base/META-INF/notes.txt", "not source")
+    workspace = Workspace.open(tmp_path / "ws")
+    (java,) = [replace(tree, pattern=str(archive)) for tree in DEBIAN_TREES if tree.language == "java"]
+    folder = locate_tree(java, workspace)
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
+        "java.base/java/util/Lists.java", "java.desktop/java/awt/Frame.java", "jdk.compiler/com/sun/tools/javac/Main.java"]
+    assert locate_tree(java, workspace) == folder  # reused, not unpacked again

@@ -8,6 +8,7 @@ from dataclasses import replace
 import pytest
 
 from core.cli import training as training_commands
+from core.data.source_trees import DEBIAN_TREES, locate_tree
 from core.errors import WorkbenchError
 from core.training.recipes import RECIPES, SourceTree, get_recipe, recipe_trees
 
@@ -30,10 +31,27 @@ def test_java_sources_are_unpacked_once_from_a_jdk_zip_keeping_java_base_only(tm
     with zipfile.ZipFile(archive, "w") as zipped:
         zipped.writestr("java.base/java/util/Lists.java", "class Lists {}")
         zipped.writestr("java.desktop/java/awt/Frame.java", "class Frame {}")
-    recipe = replace(get_recipe("code-v1"), packages=(), trees=(SourceTree("java", str(archive), "apt: openjdk-17-source"),))
+    (java,) = [tree for tree in get_recipe("code-v1").trees if tree.language == "java"]
+    recipe = replace(get_recipe("code-v1"), packages=(), trees=(replace(java, pattern=str(archive)),))
     (folder, _), = recipe_trees(recipe, workspace)[0]
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.java")) == ["java.base/java/util/Lists.java"]
     assert recipe_trees(recipe, workspace)[0][0][0] == folder  # reused, not unpacked again
+
+
+def test_the_recipes_java_base_and_the_benchmark_builders_whole_jdk_are_unpacked_apart(tmp_path, workspace):
+    archive = tmp_path / "jdk" / "lib" / "src.zip"
+    archive.parent.mkdir(parents=True)
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("java.base/java/util/Lists.java", "class Lists {}")
+        zipped.writestr("java.desktop/java/awt/Frame.java", "class Frame {}")
+    (whole,) = [replace(tree, pattern=str(archive)) for tree in DEBIAN_TREES if tree.language == "java"]
+    (base,) = [replace(tree, pattern=str(archive)) for tree in get_recipe("code-v1").trees if tree.language == "java"]
+    whole_folder = locate_tree(whole, workspace)
+    base_folder = locate_tree(base, workspace)
+    assert whole_folder != base_folder
+    assert sorted(p.relative_to(whole_folder).as_posix() for p in whole_folder.rglob("*.java")) == [
+        "java.base/java/util/Lists.java", "java.desktop/java/awt/Frame.java"]
+    assert [p.relative_to(base_folder).as_posix() for p in base_folder.rglob("*.java")] == ["java.base/java/util/Lists.java"]
 
 
 def test_unknown_recipe_is_refused_with_the_known_ones():
