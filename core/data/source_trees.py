@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import site
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +71,15 @@ def installed_package_folders() -> list[Path]:
 
 def machine_source_trees(workspace: Workspace) -> tuple[list[tuple[Path, str]], list[SourceTree]]:
     """(folder, origin) of every installed Python package folder and Debian tree found here, and the Debian trees missing."""
-    found = [(folder, "pip: every installed package") for folder in installed_package_folders()]
+    found, missing = locate_trees(DEBIAN_TREES, workspace)
+    return [(folder, "pip: every installed package") for folder in installed_package_folders()] + found, missing
+
+
+def locate_trees(trees: Sequence[SourceTree], workspace: Workspace) -> tuple[list[tuple[Path, str]], list[SourceTree]]:
+    """(folder, origin) of each tree found here, in order, and the trees missing."""
+    found: list[tuple[Path, str]] = []
     missing: list[SourceTree] = []
-    for tree in DEBIAN_TREES:
+    for tree in trees:
         path = locate_tree(tree, workspace)
         if path is None:
             missing.append(tree)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.data.source_trees import DEBIAN_TREES, SourceTree, locate_tree
+from core.data.source_trees import DEBIAN_TREES, SourceTree, locate_trees
 from core.errors import WorkbenchError
 from core.workspace import Workspace
 
@@ -79,10 +79,5 @@ def recipe_trees(recipe: Recipe, workspace: Workspace) -> tuple[list[tuple[Path,
             found.append((Path(locations[0]), f"pip: {package}"))
         else:
             missing.append(SourceTree("python", package, f"pip: {package}"))
-    for tree in recipe.trees:
-        path = locate_tree(tree, workspace)
-        if path is None:
-            missing.append(tree)
-        else:
-            found.append((path, tree.origin))
-    return found, missing
+    trees_found, trees_missing = locate_trees(recipe.trees, workspace)
+    return found + trees_found, missing + trees_missing
