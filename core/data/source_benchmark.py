@@ -9,13 +9,11 @@ so that every query has exactly one right answer.
 """
 from __future__ import annotations
 
-import ast
 import bisect
 import inspect
 import os
 import random
 import re
-import warnings
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -32,6 +30,7 @@ import tree_sitter_ruby
 import tree_sitter_typescript
 
 from core.data.datasets import Dataset, Document, Qrels, Query, validate_name, write_dataset
+from core.data.python_source import python_literal
 from core.errors import DatasetError
 from core.progress import Progress, StageCounter
 
@@ -191,12 +190,10 @@ def _python_function(node: tree_sitter.Node, source: bytes, path: str) -> CodeFu
     doc_node = statements[0]
     if doc_node.named_children[0].type not in ("string", "concatenated_string"):
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # invalid escapes in old docstrings only warn
-        try:
-            value = ast.literal_eval(doc_node.text.decode("utf-8"))
-        except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
-            return None  # an f-string or something else that is not a constant
+    try:
+        value = python_literal(doc_node.text.decode("utf-8"))
+    except (ValueError, SyntaxError, UnicodeDecodeError, MemoryError, RecursionError):
+        return None  # an f-string or something else that is not a constant
     if not isinstance(value, str):
         return None
     following = doc_node.next_named_sibling

@@ -20,7 +20,6 @@ import ast
 import hashlib
 import re
 import textwrap
-import warnings
 import zlib
 from collections import defaultdict
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -32,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from core.data.datasets import Dataset, Document, Qrels, validate_name
+from core.data.python_source import parse_python
 from core.errors import DatasetError, WorkbenchError
 
 CodeSide = Literal["query", "document"]
@@ -213,9 +213,7 @@ def _strip_python(code: str) -> str | None:
     """
     for source in (code, textwrap.dedent(code)):
         try:
-            with warnings.catch_warnings():  # old code warns about invalid escapes; it is read, not run
-                warnings.simplefilter("ignore")
-                tree = ast.parse(source)
+            tree = parse_python(source)
         except (SyntaxError, ValueError):  # ValueError: NUL bytes
             continue
         encoded = source.encode("utf-8", "surrogatepass")
