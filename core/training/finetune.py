@@ -35,7 +35,7 @@ from core.data.datasets import Dataset
 from core.index.encoders import DEFAULT_MODEL, load_encoder, resolve_model, torch_threads
 from core.errors import DatasetError, ModelUnavailableError, WorkbenchError
 from core.progress import Progress, StageCounter
-from core.training.leakage import audit_many, audit_texts, filter_train_texts, normalise_docstring
+from core.training.leakage import audit_many, audit_texts, filter_leaked, normalise_docstring
 from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile
 from core.data.source_benchmark import DEFAULT_EXCLUDED_DIRS, DEFAULT_SEED, CodeFunction, Direction, build_benchmark, extract_functions
 from core.workspace import Workspace, replace_folder, slug
@@ -128,21 +128,16 @@ def remove_leakage(train: Dataset, evals: Sequence[Dataset]) -> tuple[Dataset, t
 
     Two audits: the judged-pair checks of ``audit_many`` (code, docstring, function name, near-duplicate
     code), and ``audit_texts``, every training query and corpus document against every eval query
-    and corpus document. A leaking query is dropped; a leaking document leaves the corpus, so it is
-    neither trained on as a positive nor mined as a negative; a query left without its positive goes too.
+    and corpus document; ``filter_leaked`` drops what either finds (a leaking query with its judgments, a
+    leaking document from the corpus, so it is neither a positive nor a mined negative, and a query left
+    without its positive).
     """
     evals = [e for e in evals if e.name != train.name]
     if not evals:
         return train, ()
     pair_reports = audit_many(train, evals)
     text_reports = audit_texts(train, evals)
-    leaked_queries = set().union(*(r.leaked_train_ids() for r in pair_reports), *(r.leaked_train_ids("query") for r in text_reports))
-    leaked_documents = set().union(*(r.leaked_train_ids("document") for r in text_reports))
-    # A pair leaking by the pair checks takes its answer along when no other query is judged on it (as filter_train does).
-    kept_judged = {d for q, grades in train.qrels.judgments.items() if q not in leaked_queries for d in grades}
-    leaked_answers = {d for q in set().union(*(r.leaked_train_ids() for r in pair_reports)) for d in train.qrels.positives(q)}
-    leaked_documents |= leaked_answers - kept_judged
-    filtered = filter_train_texts(train, leaked_queries, leaked_documents, name=train.name)
+    filtered = filter_leaked(train, [*pair_reports, *text_reports], name=train.name)
     summaries = []
     for pair_report, text_report in zip(pair_reports, text_reports):
         queries = pair_report.leaked_train_ids() | text_report.leaked_train_ids("query")

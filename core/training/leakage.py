@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from core.data.datasets import Dataset, Document, Qrels, validate_name
+from core.data.datasets import Dataset, Qrels, validate_name
 from core.errors import DatasetError, WorkbenchError
 
 CodeSide = Literal["query", "document"]
@@ -514,28 +514,6 @@ def audit_many(train: Dataset, evals: Sequence[Dataset], jaccard_threshold: floa
             for evaluation in evals]
 
 
-def filter_train(train: Dataset, report: LeakageReport | Sequence[LeakageReport], name: str | None = None) -> Dataset:
-    """The train dataset without the queries the report(s) found leaking, safe to train on.
-
-    Every train query in any overlap is dropped with its judgments, and so is each corpus document that
-    only dropped queries judged relevant (it holds the leaked answer). All other documents stay,
-    negatives included, so the result is the same corpus less the leaked answers.
-    """
-    reports = [report] if isinstance(report, LeakageReport) else list(report)
-    for one in reports:
-        if one.train != train.name:
-            raise DatasetError(f"This leakage report audited {one.train!r}, not {train.name!r}: audit {train.name!r} and filter with that report.")
-    leaked = set().union(*(one.leaked_train_ids() for one in reports))
-    kept_judgments = {q: dict(g) for q, g in train.qrels.judgments.items() if q not in leaked}
-    if not any(grade > 0 for grades in kept_judgments.values() for grade in grades.values()):
-        raise DatasetError(f"Every judged query of {train.name!r} leaks into the eval data: nothing is left to train on.")
-    still_judged = {doc_id for grades in kept_judgments.values() for doc_id in grades}
-    leaked_answers = {doc_id for query_id in leaked for doc_id in train.qrels.positives(query_id)} - still_judged
-    documents: tuple[Document, ...] = tuple(d for d in train.documents if d.id not in leaked_answers)
-    queries = tuple(q for q in train.queries if q.id not in leaked)
-    return Dataset(validate_name(name or f"{train.name}-noleak"), documents, queries, Qrels(kept_judgments), train.split, train.source)
-
-
 # ---- every eval text, judged or not ---------------------------------------------------------------------
 
 EXACT_TEXT = "exact"
@@ -687,17 +665,36 @@ def audit_texts(train: Dataset, evals: Sequence[Dataset], jaccard_threshold: flo
     return reports
 
 
-def filter_train_texts(train: Dataset, leaked_queries: set[str], leaked_documents: set[str], name: str | None = None) -> Dataset:
-    """The train dataset without the given queries and documents, and without queries left with no positive.
+def filter_leaked(train: Dataset, reports: Sequence[LeakageReport | TextLeakageReport], name: str | None = None) -> Dataset:
+    """The train set without what the audits found: the one filter of fine-tuning, ``audit --write-filtered`` and the page.
 
-    A dropped document leaves the corpus entirely, so it can be neither a positive nor a mined negative.
+    ``reports`` may mix judged-pair reports (``audit_many``) and every-text reports (``audit_texts``).
+    A leaking training query leaves with its judgments; a leaking corpus document leaves the corpus, so
+    it is neither a positive nor a mined negative; a pair check's leaked answer leaves too unless a
+    kept query is judged on it; a query whose positives have all left goes. Queries that never had a
+    positive are kept as they were.
     """
+    for report in reports:
+        if report.train != train.name:
+            raise DatasetError(f"This leakage report audited {report.train!r}, not {train.name!r}: "
+                               f"audit {train.name!r} and filter with that report.")
+    pair_reports = [r for r in reports if isinstance(r, LeakageReport)]
+    text_reports = [r for r in reports if isinstance(r, TextLeakageReport)]
+    pair_leaked = set().union(*(r.leaked_train_ids() for r in pair_reports))
+    leaked_queries = pair_leaked.union(*(r.leaked_train_ids("query") for r in text_reports))
+    leaked_documents = set().union(*(r.leaked_train_ids("document") for r in text_reports))
+    still_judged = {d for q, grades in train.qrels.judgments.items() if q not in leaked_queries for d in grades}
+    leaked_documents |= {d for q in pair_leaked for d in train.qrels.positives(q)} - still_judged
+
     documents = tuple(d for d in train.documents if d.id not in leaked_documents)
-    kept_ids = {d.id for d in documents}
-    judgments = {q: {d: g for d, g in grades.items() if d in kept_ids} for q, grades in train.qrels.judgments.items()
-                 if q not in leaked_queries}
-    judgments = {q: grades for q, grades in judgments.items() if any(g > 0 for g in grades.values())}
-    if not judgments:
+    judgments = {}
+    for query_id, grades in train.qrels.judgments.items():
+        kept = {d: g for d, g in grades.items() if d not in leaked_documents}
+        lost_every_positive = any(g > 0 for g in grades.values()) and not any(g > 0 for g in kept.values())
+        if query_id not in leaked_queries and not lost_every_positive:
+            judgments[query_id] = kept
+    if not any(grade > 0 for grades in judgments.values() for grade in grades.values()):
         raise DatasetError(f"Every judged query of {train.name!r} leaks into the eval data: nothing is left to train on.")
-    queries = tuple(q for q in train.queries if q.id in judgments)
+    dropped = leaked_queries | (set(train.qrels.judgments) - set(judgments))
+    queries = tuple(q for q in train.queries if q.id not in dropped)
     return Dataset(validate_name(name or f"{train.name}-noleak"), documents, queries, Qrels(judgments), train.split, train.source)

@@ -17,8 +17,12 @@ from core.training.leakage import (
     EXACT_DOCSTRING,
     FUNCTION_NAME,
     NEAR_DUPLICATE_CODE,
+    EXACT_TEXT,
+    Overlap,
     LeakageReport,
     TEXT_CATEGORIES,
+    TextLeakageReport,
+    TextOverlap,
     minhash_signatures,
     Shingles,
     audit,
@@ -26,8 +30,7 @@ from core.training.leakage import (
     audit_texts,
     code_tokens,
     detect_code_side,
-    filter_train,
-    filter_train_texts,
+    filter_leaked,
     function_name,
     normalise_docstring,
     pairs,
@@ -200,7 +203,7 @@ def test_filtered_train_set_loads_and_no_longer_leaks(csn, csn_nodoc, tmp_path):
     report = audit(csn, evaluation)
     leaked = report.leaked_train_ids()
     assert 50 <= len(leaked) < 200
-    filtered = filter_train(csn, report)
+    filtered = filter_leaked(csn, [report])
     write_dataset(filtered, tmp_path / filtered.name)
     reloaded = load_dataset(tmp_path / filtered.name)
     assert reloaded.name == "csn-python-code2doc-noleak" and not reloaded.problems
@@ -210,12 +213,14 @@ def test_filtered_train_set_loads_and_no_longer_leaks(csn, csn_nodoc, tmp_path):
     assert audit(reloaded, evaluation).overlaps == ()
 
 
-def test_filter_train_refuses_a_report_about_another_dataset_or_one_that_leaves_nothing(csn, csn_nodoc, cosqa):
+def test_filter_leaked_refuses_a_report_about_another_dataset_or_one_that_leaves_nothing(csn, csn_nodoc, cosqa):
     report = audit(csn, csn_nodoc)
     with pytest.raises(DatasetError, match="audited 'csn-python-code2doc'"):
-        filter_train(cosqa, report)
+        filter_leaked(cosqa, [report])
+    with pytest.raises(DatasetError, match="audited 'csn-python-code2doc'"):
+        filter_leaked(cosqa, audit_texts(csn, [csn_nodoc]))
     with pytest.raises(DatasetError, match="nothing is left"):
-        filter_train(csn, report)
+        filter_leaked(csn, [report])
 
 
 def test_audit_many_gives_the_same_reports_as_one_audit_each(cosqa, csn, csn_nodoc):
@@ -300,16 +305,38 @@ def test_a_corpus_document_near_copying_an_eval_query_is_found_and_leaves_the_co
     report = audit_texts(train, [evaluation])[0]
     assert {(o.category, o.train_id) for o in report.overlaps} == {("train document ≈ eval query (near-duplicate)", "neg")}
     assert 0.8 <= report.overlaps[0].similarity < 1.0
-    filtered = filter_train_texts(train, report.leaked_train_ids("query"), report.leaked_train_ids("document"))
+    filtered = filter_leaked(train, [report])
     assert [d.id for d in filtered.documents] == ["pos", "other"] and [q.id for q in filtered.queries] == ["q1", "q2"]
+
+
+def found_texts(train: Dataset, queries: tuple[str, ...] = (), documents: tuple[str, ...] = ()) -> TextLeakageReport:
+    """An every-text report naming these train queries and documents, as ``audit_texts`` would."""
+    overlaps = tuple(TextOverlap(EXACT_TEXT, side, train_id, side, "e", 1.0, "", "")
+                     for side, ids in (("query", queries), ("document", documents)) for train_id in ids)
+    return TextLeakageReport(train.name, "eval", overlaps, len(train.queries), len(train.documents), 1, 1)
 
 
 def test_dropping_a_positive_drops_its_query_and_dropping_everything_is_refused():
     train = Dataset("train", (Document("a", "alpha beta gamma delta"), Document("b", "epsilon zeta eta theta")),
                     (Query("q1", "first"), Query("q2", "second")), Qrels({"q1": {"a": 1}, "q2": {"b": 1}}))
-    assert [q.id for q in filter_train_texts(train, set(), {"a"}).queries] == ["q2"]
+    assert [q.id for q in filter_leaked(train, [found_texts(train, documents=("a",))]).queries] == ["q2"]
     with pytest.raises(DatasetError, match="nothing is left"):
-        filter_train_texts(train, {"q2"}, {"a"})
+        filter_leaked(train, [found_texts(train, queries=("q2",), documents=("a",))])
+
+
+def test_one_filter_drops_what_either_audit_finds_and_keeps_the_rest():
+    """Pair checks: q1 leaks and takes its answer along. Every-text: q2's text and document d3 leak; q3 loses its positive."""
+    train = Dataset("train", tuple(Document(f"d{i}", f"text {i}") for i in range(1, 6)),
+                    tuple(Query(f"q{i}", f"query {i}") for i in range(1, 6)),
+                    Qrels({"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1, "d5": 0}, "q4": {"d4": 1, "d2": 0}, "q5": {"d5": 1}}))
+    pair_report = LeakageReport("train", "eval", (Overlap(EXACT_CODE, "q1", "e1", 1.0, "", ""),), 5, 1)
+    filtered = filter_leaked(train, [pair_report, found_texts(train, queries=("q2",), documents=("d3",))], "clean")
+    assert filtered.name == "clean"
+    assert [q.id for q in filtered.queries] == ["q4", "q5"]
+    assert [d.id for d in filtered.documents] == ["d2", "d4", "d5"]  # q2 leaked by its text, not its answer
+    assert filtered.qrels.judgments == {"q4": {"d4": 1, "d2": 0}, "q5": {"d5": 1}}
+    pairs_only = filter_leaked(train, [pair_report])
+    assert [q.id for q in pairs_only.queries] == ["q2", "q3", "q4", "q5"] and "d1" not in pairs_only.doc_index
 
 
 def test_text_audit_of_cosqa_against_itself_finds_every_query_and_document(cosqa):
