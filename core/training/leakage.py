@@ -108,6 +108,8 @@ class LeakageReport:
     train_pairs: int
     eval_pairs: int
     kinds: tuple[str, ...] = ALL_KINDS
+    # Pairs whose exact Jaccard similarity was computed: only those LSH banding put in a shared bucket, not all of them.
+    near_candidates: int = 0
 
     def counts(self) -> dict[str, int]:
         """Kind -> number of eval queries it found leaking (0 for a kind audited that found none)."""
@@ -446,14 +448,16 @@ def _overlap(kind: str, train: _Fingerprints, evaluation: _Fingerprints, train_r
 
 
 def _jaccard_matches(left: Shingles, left_signatures: np.ndarray, right: Shingles, right_signatures: np.ndarray,
-                     threshold: float, skip: Collection[tuple[int, int]] = ()) -> Iterator[tuple[int, int, float]]:
+                     threshold: float, skip: Collection[tuple[int, int]] = ()) -> tuple[list[tuple[int, int, float]], int]:
     """(left row, right row, similarity) of LSH candidates whose exact Jaccard similarity of shingle sets reaches
-    ``threshold``, rounded to 4 places; pairs in ``skip`` are not compared."""
+    ``threshold``, rounded to 4 places, and how many candidates were compared exactly; pairs in ``skip`` are not."""
     left_sets: dict[int, set[int]] = {}
     right_sets: dict[int, set[int]] = {}
+    found, compared = [], 0
     for left_row, right_row in _lsh_pairs(left, left_signatures, right, right_signatures).tolist():
         if (left_row, right_row) in skip:
             continue
+        compared += 1
         if left_row not in left_sets:
             left_sets[left_row] = set(left.of_text(left_row).tolist())
         if right_row not in right_sets:
@@ -462,14 +466,15 @@ def _jaccard_matches(left: Shingles, left_signatures: np.ndarray, right: Shingle
         shared = len(a & b)
         similarity = shared / (len(a) + len(b) - shared)
         if similarity >= threshold:
-            yield left_row, right_row, round(similarity, 4)
+            found.append((left_row, right_row, round(similarity, 4)))
+    return found, compared
 
 
-def _near_duplicates(train: _Fingerprints, evaluation: _Fingerprints, threshold: float) -> list[Overlap]:
-    """LSH candidates whose exact Jaccard similarity of shingle sets reaches the threshold."""
+def _near_duplicates(train: _Fingerprints, evaluation: _Fingerprints, threshold: float) -> tuple[list[Overlap], int]:
+    """LSH candidates whose exact Jaccard similarity of shingle sets reaches the threshold, and the candidates compared."""
+    matches, compared = _jaccard_matches(train.shingles, train.signatures, evaluation.shingles, evaluation.signatures, threshold)
     return [_overlap(NEAR_DUPLICATE_CODE, train, evaluation, train_row, eval_row, similarity, "code")
-            for train_row, eval_row, similarity in _jaccard_matches(train.shingles, train.signatures, evaluation.shingles,
-                                                                    evaluation.signatures, threshold)]
+            for train_row, eval_row, similarity in matches], compared
 
 
 def _compare(train: _Fingerprints, evaluation: _Fingerprints, threshold: float, kinds: tuple[str, ...]) -> LeakageReport:
@@ -480,9 +485,11 @@ def _compare(train: _Fingerprints, evaluation: _Fingerprints, threshold: float, 
         overlaps += _exact_overlaps(EXACT_DOCSTRING, train, evaluation, train.docstring_keys, evaluation.docstring_keys, "docstring")
     if FUNCTION_NAME in kinds:
         overlaps += _exact_overlaps(FUNCTION_NAME, train, evaluation, train.names, evaluation.names, "code")
+    compared = 0
     if NEAR_DUPLICATE_CODE in kinds:
-        overlaps += _near_duplicates(train, evaluation, threshold)
-    return LeakageReport(train.name, evaluation.name, tuple(overlaps), len(train.pairs), len(evaluation.pairs), kinds)
+        near, compared = _near_duplicates(train, evaluation, threshold)
+        overlaps += near
+    return LeakageReport(train.name, evaluation.name, tuple(overlaps), len(train.pairs), len(evaluation.pairs), kinds, compared)
 
 
 def _check_options(jaccard_threshold: float, kinds: Sequence[str]) -> tuple[str, ...]:
@@ -561,6 +568,7 @@ class TextLeakageReport:
     train_documents: int
     eval_queries: int
     eval_documents: int
+    near_candidates: int = 0  # text pairs compared exactly after LSH bucketing (exact matches are not compared again)
 
     def counts(self) -> dict[str, int]:
         """Category -> number of distinct training texts it found (0 for categories that found none)."""
@@ -620,7 +628,7 @@ def _dataset_prints(dataset: Dataset) -> dict[str, _TextPrints]:
             "document": _text_prints("document", [(d.id, d.full_text, d.language) for d in dataset.documents])}
 
 
-def _text_overlaps(train: _TextPrints, evaluation: _TextPrints, threshold: float) -> list[TextOverlap]:
+def _text_overlaps(train: _TextPrints, evaluation: _TextPrints, threshold: float) -> tuple[list[TextOverlap], int]:
     found = []
     by_key: dict[str, list[int]] = defaultdict(list)
     for row, keys in enumerate(evaluation.keys):
@@ -631,10 +639,11 @@ def _text_overlaps(train: _TextPrints, evaluation: _TextPrints, threshold: float
         for eval_row in sorted({row for key in keys for row in by_key.get(key, ())}):
             exact.add((train_row, eval_row))
             found.append(_text_overlap(EXACT_TEXT, train, evaluation, train_row, eval_row, 1.0))
+    matches, compared = _jaccard_matches(train.shingles, train.signatures, evaluation.shingles, evaluation.signatures,
+                                         threshold, skip=exact)
     found += [_text_overlap(NEAR_DUPLICATE_TEXT, train, evaluation, train_row, eval_row, similarity)
-              for train_row, eval_row, similarity in _jaccard_matches(train.shingles, train.signatures, evaluation.shingles,
-                                                                      evaluation.signatures, threshold, skip=exact)]
-    return found
+              for train_row, eval_row, similarity in matches]
+    return found, compared
 
 
 def _text_overlap(kind: str, train: _TextPrints, evaluation: _TextPrints, train_row: int, eval_row: int,
@@ -658,10 +667,15 @@ def audit_texts(train: Dataset, evals: Sequence[Dataset], jaccard_threshold: flo
     reports = []
     for evaluation in evals:
         eval_prints = _dataset_prints(evaluation)
-        overlaps = [overlap for train_side in SIDES for eval_side in SIDES
-                    for overlap in _text_overlaps(train_prints[train_side], eval_prints[eval_side], jaccard_threshold)]
+        overlaps: list[TextOverlap] = []
+        compared = 0
+        for train_side in SIDES:
+            for eval_side in SIDES:
+                found, candidates = _text_overlaps(train_prints[train_side], eval_prints[eval_side], jaccard_threshold)
+                overlaps += found
+                compared += candidates
         reports.append(TextLeakageReport(train.name, evaluation.name, tuple(overlaps), len(train.queries), len(train.documents),
-                                         len(evaluation.queries), len(evaluation.documents)))
+                                         len(evaluation.queries), len(evaluation.documents), compared))
     return reports
 
 

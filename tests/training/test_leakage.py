@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -258,19 +257,29 @@ def test_minhash_signatures_do_not_depend_on_the_python_hash_seed():
     assert there == here and len(here) == 128 * 8
 
 
-def test_six_thousand_pairs_against_six_thousand_take_seconds(cosqa):
-    """Every CoSQA function as a code-to-docstring pair, two overlapping windows of 6,000 each."""
+def test_six_thousand_pairs_against_six_thousand_compare_only_lsh_candidates_exactly(cosqa):
+    """Every CoSQA function as a code-to-docstring pair, two overlapping windows of 6,000 each.
+
+    Exact similarity is computed only for pairs that LSH banding buckets together: a fraction of a
+    percent of the 36 million pairs, which a quadratic comparison would all compute. (How long it
+    takes is bench/run_benchmarks.py's question, not a test's: wall time depends on the machine's load.)
+    """
     functions = {f"q{doc.id}": (doc.text, f"docstring number {row}") for row, doc in enumerate(cosqa.documents)}
     ids = list(functions)
     train = code_to_doc("train", {q: functions[q] for q in ids[:6000]})
     evaluation = code_to_doc("eval", {q: functions[q] for q in ids[-6000:]})
-    started = time.perf_counter()
     report = audit(train, evaluation)
-    elapsed = time.perf_counter() - started
     shared = set(ids[:6000]) & set(ids[-6000:])
     assert report.counts()[EXACT_DOCSTRING] == len(shared)
     assert report.counts()[NEAR_DUPLICATE_CODE] >= len(shared)
-    assert elapsed < 30, f"audit took {elapsed:.1f} s"  # 4-6 s on 2 busy cores; a quadratic step would take minutes
+    assert len(shared) <= report.near_candidates < 6000 * 6000 // 100
+
+
+def test_the_text_audit_counts_the_pairs_it_compared_exactly_and_stays_far_from_all_pairs(cosqa):
+    small = cosqa.subset([q.id for q in cosqa.judged_queries[:300]])
+    report = audit_texts(small, [small])[0]
+    all_pairs = (len(small.queries) + len(small.documents)) ** 2
+    assert 0 < report.near_candidates < all_pairs // 20
 
 
 # ---- every eval text, judged or not ----------------------------------------------------------------------
