@@ -1,4 +1,4 @@
-"""Leakage audit: which eval pairs a training set already holds, and a filtered train set without them."""
+"""Leakage audit: which eval pairs and texts a training set already holds, and a filtered train set without them."""
 from __future__ import annotations
 
 import pandas as pd
@@ -7,7 +7,7 @@ import streamlit as st
 from core.data.catalog import list_datasets
 from core.data.datasets import validate_name, write_dataset
 from core.errors import WorkbenchError
-from core.training.leakage import ALL_KINDS, DEFAULT_JACCARD, audit_many, audit_texts, filter_train
+from core.training.leakage import ALL_KINDS, DEFAULT_JACCARD, audit_many, audit_texts, filter_leaked
 from ui.render import escape_markdown
 from ui.state import current_selection, get_dataset
 
@@ -25,8 +25,9 @@ data_dir = str(workspace.data_dir) if workspace.data_dir else None
 names = [info.name for info in list_datasets(workspace)]
 
 st.title("Leakage audit")
-st.caption("Finds the eval (code, docstring) pairs that a training set already contains, exactly or nearly, before you "
-           "fine-tune on it. " + " · ".join(f"**{kind}**: {text}" for kind, text in KIND_HELP.items()))  # markdown-safe: constants
+st.caption("Finds what of the eval sets a training set already contains, exactly or nearly, before you fine-tune on it: "
+           "the judged (code, docstring) pairs by four checks, and every eval query and corpus document. "
+           + " · ".join(f"**{kind}**: {text}" for kind, text in KIND_HELP.items()))  # markdown-safe: constants
 
 left, right = st.columns(2)
 others = [n for n in names if n != sel.dataset_name]  # by default, audit some other set against the one in the sidebar
@@ -87,20 +88,27 @@ else:
     st.success("No overlap found: the eval sets are not in this train set.")
 
 st.subheader("Filtered train set")
-st.caption("Drops every train query that overlaps an eval pair, with the documents only those queries judged relevant.")
+st.caption("The same filter fine-tuning applies: a leaking train query leaves with its judgments, a leaking corpus document "
+           "leaves the corpus (no positive, no negative to mine), and a query left without its positive goes.")
+drop_texts = st.checkbox("Also drop what the every-text audit found", value=True, key="leak_filter_texts",
+                         help="Unticked: only the pair checks' overlaps are dropped (with the answers only they judged).")
+leaked_texts = any(report.overlaps for report in text_reports)
 filtered_name = st.text_input("Name of the filtered train set", value=f"{train_name}-noleak", key="leak_filtered_name")
-if st.button("Write filtered train set", key="leak_write", disabled=not leaked_train):
+if st.button("Write filtered train set", key="leak_write", disabled=not (leaked_train or (drop_texts and leaked_texts))):
     try:
         validate_name(filtered_name.strip())
         if filtered_name.strip() in names:
             raise WorkbenchError(f"A dataset named {filtered_name.strip()!r} already exists: choose another name.")
         train = get_dataset(str(workspace.root), data_dir, train_name)
-        filtered = filter_train(train, reports, filtered_name.strip())
+        filtered = filter_leaked(train, [*reports, *(text_reports if drop_texts else [])], filtered_name.strip())
         meta = {"filtered_from": train_name, "audited_against": list(eval_names), "jaccard_threshold": threshold,
-                "checks": list(kinds), "removed_queries": len(train.queries) - len(filtered.queries)}
+                "checks": list(kinds), "audits": ["judged pairs"] + (["every text"] if drop_texts else []),
+                "removed_queries": len(train.queries) - len(filtered.queries),
+                "removed_documents": len(train.documents) - len(filtered.documents)}
         folder = write_dataset(filtered, workspace.datasets_dir / filtered.name, meta)
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
     else:
         st.success(f"Wrote **{escape_markdown(filtered.name)}**: {len(filtered.queries):,} queries, "
-                   f"{len(filtered.documents):,} documents, in {escape_markdown(str(folder))}.")
+                   f"{len(filtered.documents):,} documents, in {escape_markdown(str(folder))} "
+                   f"({meta['removed_queries']:,} queries and {meta['removed_documents']:,} documents removed).")

@@ -21,15 +21,18 @@ from core.workspace import Workspace, slug
 
 
 def cmd_audit(args, workspace: Workspace) -> None:
+    """``python -m core audit``: the judged-pair checks and the every-text audit, and optionally the train set without both."""
     import pandas as pd
 
     from core.data.catalog import open_dataset
     from core.data.datasets import write_dataset
-    from core.training.leakage import audit_many, filter_train
+    from core.training.leakage import audit_many, audit_texts, filter_leaked
 
     eval_names = split_names(args.eval)
     if not eval_names:
         raise DatasetError("Name at least one eval dataset with --eval NAME[,NAME].")
+    if args.train in eval_names:
+        raise DatasetError(f"--eval names the train set {args.train!r} itself: every text of it would leak. Name other datasets.")
     if args.write_filtered:
         check_new_dataset_name(workspace, args.write_filtered)
     train = open_dataset(workspace, args.train)
@@ -39,17 +42,28 @@ def cmd_audit(args, workspace: Workspace) -> None:
     counts["leaked eval queries"] = [len(report.leaked_eval_ids()) for report in reports]
     counts["eval queries"] = [report.eval_pairs for report in reports]
     print(f"train {train.name}: {reports[0].train_pairs} pairs audited\n")
+    print("judged-pair checks (eval queries found by each)")
     print(counts.to_string())
+    text_reports = [] if args.pair_checks_only else audit_texts(train, evals, args.threshold)
+    if text_reports:
+        # Categories as rows: their names are long, and one column per eval set stays readable.
+        text_counts = pd.DataFrame({report.eval: report.counts() for report in text_reports})
+        print(f"\nevery text: {len(train.queries)} training queries and {len(train.documents)} corpus documents against "
+              f"each eval set's queries and corpus (training texts found in each category)")
+        print(text_counts.to_string())
     overlaps = pd.concat([report.to_frame() for report in reports], ignore_index=True)
     if len(overlaps):
         shown = overlaps[["eval", "kind", "train_query_id", "eval_query_id", "similarity"]].head(args.show)
-        print(f"\nfirst {len(shown)} of {len(overlaps)} overlaps\n{shown.to_string(index=False)}")
+        print(f"\nfirst {len(shown)} of {len(overlaps)} pair overlaps\n{shown.to_string(index=False)}")
     if args.write_filtered:
-        filtered = filter_train(train, reports, args.write_filtered)
+        filtered = filter_leaked(train, [*reports, *text_reports], args.write_filtered)
         meta = {"filtered_from": train.name, "audited_against": eval_names, "jaccard_threshold": args.threshold,
-                "removed_queries": len(train.queries) - len(filtered.queries)}
+                "audits": ["judged pairs"] + ([] if args.pair_checks_only else ["every text"]),
+                "removed_queries": len(train.queries) - len(filtered.queries),
+                "removed_documents": len(train.documents) - len(filtered.documents)}
         folder = write_dataset(filtered, workspace.datasets_dir / filtered.name, meta)
-        print(f"\nwrote {filtered.name}: {len(filtered.queries)} queries, {len(filtered.documents)} documents in {folder}")
+        print(f"\nwrote {filtered.name}: {len(filtered.queries)} queries, {len(filtered.documents)} documents in {folder} "
+              f"({meta['removed_queries']} queries and {meta['removed_documents']} documents removed)")
 
 
 def eval_datasets(workspace: Workspace, requested: str | None, exclude: str) -> list[Dataset]:
@@ -158,12 +172,16 @@ def register(sub) -> None:
     """Add this group's subcommands to the ``python -m core`` parser."""
     from core.training.leakage import DEFAULT_JACCARD
 
-    audit = sub.add_parser("audit", help="find eval pairs a training set already holds")
+    audit = sub.add_parser("audit", help="find the eval pairs and texts a training set already holds")
     audit.add_argument("--train", required=True)
     audit.add_argument("--eval", required=True, help="comma-separated eval dataset names")
     audit.add_argument("--threshold", type=float, default=DEFAULT_JACCARD, help="Jaccard similarity of near duplicates")
     audit.add_argument("--show", type=int, default=20, help="overlaps to print")
-    audit.add_argument("--write-filtered", metavar="NAME", help="write the train set without leaked queries as NAME")
+    audit.add_argument("--write-filtered", metavar="NAME",
+                       help="write the train set as NAME without what the audits found (as fine-tuning filters it)")
+    audit.add_argument("--pair-checks-only", action="store_true",
+                       help="run only the judged-pair checks (exact code, docstring, function name, near-duplicate code), "
+                            "not the every-text audit, and filter by them alone")
     audit.set_defaults(func=cmd_audit)
 
     parser = sub.add_parser("finetune", help="fine-tune a bi-encoder on code/docstring pairs with mined hard negatives")

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Literal
 from core.data.datasets import Dataset
 from core.index.encoders import DEFAULT_MODEL, load_encoder, resolve_model, torch_threads
 from core.errors import DatasetError, ModelUnavailableError, WorkbenchError
-from core.training.leakage import audit_many, audit_texts, filter_train_texts, normalise_docstring
+from core.progress import Progress, StageCounter
+from core.training.leakage import audit_many, audit_texts, filter_leaked, normalise_docstring
 from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile
 from core.data.source_benchmark import DEFAULT_EXCLUDED_DIRS, DEFAULT_SEED, CodeFunction, Direction, build_benchmark, extract_functions
 from core.workspace import Workspace, replace_folder, slug
@@ -127,21 +128,16 @@ def remove_leakage(train: Dataset, evals: Sequence[Dataset]) -> tuple[Dataset, t
 
     Two audits: the judged-pair checks of ``audit_many`` (code, docstring, function name, near-duplicate
     code), and ``audit_texts``, every training query and corpus document against every eval query
-    and corpus document. A leaking query is dropped; a leaking document leaves the corpus, so it is
-    neither trained on as a positive nor mined as a negative; a query left without its positive goes too.
+    and corpus document; ``filter_leaked`` drops what either finds (a leaking query with its judgments, a
+    leaking document from the corpus, so it is neither a positive nor a mined negative, and a query left
+    without its positive).
     """
     evals = [e for e in evals if e.name != train.name]
     if not evals:
         return train, ()
     pair_reports = audit_many(train, evals)
     text_reports = audit_texts(train, evals)
-    leaked_queries = set().union(*(r.leaked_train_ids() for r in pair_reports), *(r.leaked_train_ids("query") for r in text_reports))
-    leaked_documents = set().union(*(r.leaked_train_ids("document") for r in text_reports))
-    # A pair leaking by the pair checks takes its answer along when no other query is judged on it (as filter_train does).
-    kept_judged = {d for q, grades in train.qrels.judgments.items() if q not in leaked_queries for d in grades}
-    leaked_answers = {d for q in set().union(*(r.leaked_train_ids() for r in pair_reports)) for d in train.qrels.positives(q)}
-    leaked_documents |= leaked_answers - kept_judged
-    filtered = filter_train_texts(train, leaked_queries, leaked_documents, name=train.name)
+    filtered = filter_leaked(train, [*pair_reports, *text_reports], name=train.name)
     summaries = []
     for pair_report, text_report in zip(pair_reports, text_reports):
         queries = pair_report.leaked_train_ids() | text_report.leaked_train_ids("query")
@@ -154,7 +150,7 @@ def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), nam
                        direction: Direction = "doc2code", seed: int = DEFAULT_SEED,
                        exclude_dirs: Collection[str] = TRAINING_EXCLUDED_DIRS, *, languages: Sequence[str] = ("python",),
                        queries: "QueryGenerator | None" = None, workspace: Workspace | None = None, validate_k: int = 10,
-                       progress: Callable[[str, float], None] | None = None) -> TrainingData:
+                       progress: Progress | None = None) -> TrainingData:
     """Every documented function under ``roots`` as a training pair, minus those leaking into ``evals``.
 
     ``doc2code`` pairs a docstring (query) with its function without the docstring (answer), the
@@ -163,15 +159,16 @@ def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), nam
     replaced by a generated search-style query that the base retriever validates in its top
     ``validate_k``. The audit runs last, on the queries actually trained on and on every function,
     as a query and as a corpus document: no eval text stays, not even as a negative. Sample queries
-    for training afterwards (``Dataset.subset``), never before the audit.
+    for training afterwards (``Dataset.subset``), never before the audit. ``progress`` takes a
+    ``core.progress.Step`` (``tqdm_progress``) or the older ``(stage, fraction)``.
     """
     functions: list[CodeFunction] = []
+    extracting = StageCounter(progress, "extracting functions", len(roots), "source trees")
     for position, root in enumerate(roots):
         found = extract_functions(Path(root), list(languages), exclude_dirs=exclude_dirs)
         # Paths are relative to their root: prefixing the root's name keeps ids unique across trees.
         functions += [replace(f, path=f"{Path(root).name}/{f.path}") for f in found]
-        if progress:
-            progress("extracting functions", (position + 1) / len(roots))
+        extracting(position + 1)
     if not functions:
         raise DatasetError("No documented functions under " + ", ".join(map(str, roots)) + ": pick source trees with docstrings.")
     dataset = build_benchmark(functions, name, direction, n_queries=len(functions), seed=seed,
@@ -184,11 +181,10 @@ def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), nam
             raise WorkbenchError("Generated queries need the doc2code direction and a workspace to validate them in.")
         generated = generate_queries(dataset, queries, workspace, k=validate_k, progress=progress)
         dataset = generated.dataset
-    if progress:
-        progress("auditing for leakage", 0.0)
+    auditing = StageCounter(progress, "auditing for leakage", len(evals), "eval sets")
+    auditing(0)
     dataset, summaries = remove_leakage(dataset, evals)
-    if progress:
-        progress("auditing for leakage", 1.0)
+    auditing(len(evals))
     languages_found = dict(sorted(Counter(f.language for f in functions).items()))
     return TrainingData(dataset, tuple(str(r) for r in roots), direction, len(functions), summaries,
                         languages_found, generated.describe() if generated else {"generator": "docstring"})
@@ -217,7 +213,7 @@ def _mining_profiles(model: str, depth: int) -> dict[str, Profile]:
 def mine_hard_negatives(train: Dataset, workspace: Workspace, n_negatives: int = 3, method: MiningMethod = "bm25",
                         skip_top: int = 0, *, model: str = DEFAULT_MODEL, depth: int | None = None,
                         max_jaccard: float = MAX_JACCARD, max_cosine: float = MAX_COSINE,
-                        progress: Callable[[str, float], None] | None = None) -> list[TrainingExample]:
+                        progress: Progress | None = None) -> list[TrainingExample]:
     """For each judged query, its first positive and up to ``n_negatives`` hard negatives from the same corpus.
 
     Candidates are the query's ranking under BM25 (code analyzer), dense cosine (``model``) or their
@@ -271,7 +267,7 @@ def _judged_positives(dataset: Dataset):
 
 def sample_and_mine(training: TrainingData, workspace: Workspace, max_examples: int | None, n_negatives: int = 3,
                     method: MiningMethod = "bm25", skip_top: int = 0, *, seed: int = 42, model: str = DEFAULT_MODEL,
-                    progress: Callable[[str, float], None] | None = None) -> tuple[list[TrainingExample], dict[str, object]]:
+                    progress: Progress | None = None) -> tuple[list[TrainingExample], dict[str, object]]:
     """Up to ``max_examples`` training queries (seeded sample) with mined hard negatives, and the record of the data.
 
     The record (sources, leakage audit, mining settings and counts) is what ``finetune`` stores in

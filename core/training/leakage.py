@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from core.data.datasets import Dataset, Document, Qrels, validate_name
+from core.data.datasets import Dataset, Qrels, validate_name
 from core.data.python_source import parse_python
 from core.errors import DatasetError, WorkbenchError
 
@@ -108,6 +108,8 @@ class LeakageReport:
     train_pairs: int
     eval_pairs: int
     kinds: tuple[str, ...] = ALL_KINDS
+    # Pairs whose exact Jaccard similarity was computed: only those LSH banding put in a shared bucket, not all of them.
+    near_candidates: int = 0
 
     def counts(self) -> dict[str, int]:
         """Kind -> number of eval queries it found leaking (0 for a kind audited that found none)."""
@@ -444,14 +446,16 @@ def _overlap(kind: str, train: _Fingerprints, evaluation: _Fingerprints, train_r
 
 
 def _jaccard_matches(left: Shingles, left_signatures: np.ndarray, right: Shingles, right_signatures: np.ndarray,
-                     threshold: float, skip: Collection[tuple[int, int]] = ()) -> Iterator[tuple[int, int, float]]:
+                     threshold: float, skip: Collection[tuple[int, int]] = ()) -> tuple[list[tuple[int, int, float]], int]:
     """(left row, right row, similarity) of LSH candidates whose exact Jaccard similarity of shingle sets reaches
-    ``threshold``, rounded to 4 places; pairs in ``skip`` are not compared."""
+    ``threshold``, rounded to 4 places, and how many candidates were compared exactly; pairs in ``skip`` are not."""
     left_sets: dict[int, set[int]] = {}
     right_sets: dict[int, set[int]] = {}
+    found, compared = [], 0
     for left_row, right_row in _lsh_pairs(left, left_signatures, right, right_signatures).tolist():
         if (left_row, right_row) in skip:
             continue
+        compared += 1
         if left_row not in left_sets:
             left_sets[left_row] = set(left.of_text(left_row).tolist())
         if right_row not in right_sets:
@@ -460,14 +464,15 @@ def _jaccard_matches(left: Shingles, left_signatures: np.ndarray, right: Shingle
         shared = len(a & b)
         similarity = shared / (len(a) + len(b) - shared)
         if similarity >= threshold:
-            yield left_row, right_row, round(similarity, 4)
+            found.append((left_row, right_row, round(similarity, 4)))
+    return found, compared
 
 
-def _near_duplicates(train: _Fingerprints, evaluation: _Fingerprints, threshold: float) -> list[Overlap]:
-    """LSH candidates whose exact Jaccard similarity of shingle sets reaches the threshold."""
+def _near_duplicates(train: _Fingerprints, evaluation: _Fingerprints, threshold: float) -> tuple[list[Overlap], int]:
+    """LSH candidates whose exact Jaccard similarity of shingle sets reaches the threshold, and the candidates compared."""
+    matches, compared = _jaccard_matches(train.shingles, train.signatures, evaluation.shingles, evaluation.signatures, threshold)
     return [_overlap(NEAR_DUPLICATE_CODE, train, evaluation, train_row, eval_row, similarity, "code")
-            for train_row, eval_row, similarity in _jaccard_matches(train.shingles, train.signatures, evaluation.shingles,
-                                                                    evaluation.signatures, threshold)]
+            for train_row, eval_row, similarity in matches], compared
 
 
 def _compare(train: _Fingerprints, evaluation: _Fingerprints, threshold: float, kinds: tuple[str, ...]) -> LeakageReport:
@@ -478,9 +483,11 @@ def _compare(train: _Fingerprints, evaluation: _Fingerprints, threshold: float, 
         overlaps += _exact_overlaps(EXACT_DOCSTRING, train, evaluation, train.docstring_keys, evaluation.docstring_keys, "docstring")
     if FUNCTION_NAME in kinds:
         overlaps += _exact_overlaps(FUNCTION_NAME, train, evaluation, train.names, evaluation.names, "code")
+    compared = 0
     if NEAR_DUPLICATE_CODE in kinds:
-        overlaps += _near_duplicates(train, evaluation, threshold)
-    return LeakageReport(train.name, evaluation.name, tuple(overlaps), len(train.pairs), len(evaluation.pairs), kinds)
+        near, compared = _near_duplicates(train, evaluation, threshold)
+        overlaps += near
+    return LeakageReport(train.name, evaluation.name, tuple(overlaps), len(train.pairs), len(evaluation.pairs), kinds, compared)
 
 
 def _check_options(jaccard_threshold: float, kinds: Sequence[str]) -> tuple[str, ...]:
@@ -510,28 +517,6 @@ def audit_many(train: Dataset, evals: Sequence[Dataset], jaccard_threshold: floa
     train_prints = _fingerprint(train, sides.get(train.name))
     return [_compare(train_prints, _fingerprint(evaluation, sides.get(evaluation.name)), jaccard_threshold, chosen)
             for evaluation in evals]
-
-
-def filter_train(train: Dataset, report: LeakageReport | Sequence[LeakageReport], name: str | None = None) -> Dataset:
-    """The train dataset without the queries the report(s) found leaking, safe to train on.
-
-    Every train query in any overlap is dropped with its judgments, and so is each corpus document that
-    only dropped queries judged relevant (it holds the leaked answer). All other documents stay,
-    negatives included, so the result is the same corpus less the leaked answers.
-    """
-    reports = [report] if isinstance(report, LeakageReport) else list(report)
-    for one in reports:
-        if one.train != train.name:
-            raise DatasetError(f"This leakage report audited {one.train!r}, not {train.name!r}: audit {train.name!r} and filter with that report.")
-    leaked = set().union(*(one.leaked_train_ids() for one in reports))
-    kept_judgments = {q: dict(g) for q, g in train.qrels.judgments.items() if q not in leaked}
-    if not any(grade > 0 for grades in kept_judgments.values() for grade in grades.values()):
-        raise DatasetError(f"Every judged query of {train.name!r} leaks into the eval data: nothing is left to train on.")
-    still_judged = {doc_id for grades in kept_judgments.values() for doc_id in grades}
-    leaked_answers = {doc_id for query_id in leaked for doc_id in train.qrels.positives(query_id)} - still_judged
-    documents: tuple[Document, ...] = tuple(d for d in train.documents if d.id not in leaked_answers)
-    queries = tuple(q for q in train.queries if q.id not in leaked)
-    return Dataset(validate_name(name or f"{train.name}-noleak"), documents, queries, Qrels(kept_judgments), train.split, train.source)
 
 
 # ---- every eval text, judged or not ---------------------------------------------------------------------
@@ -581,6 +566,7 @@ class TextLeakageReport:
     train_documents: int
     eval_queries: int
     eval_documents: int
+    near_candidates: int = 0  # text pairs compared exactly after LSH bucketing (exact matches are not compared again)
 
     def counts(self) -> dict[str, int]:
         """Category -> number of distinct training texts it found (0 for categories that found none)."""
@@ -640,7 +626,7 @@ def _dataset_prints(dataset: Dataset) -> dict[str, _TextPrints]:
             "document": _text_prints("document", [(d.id, d.full_text, d.language) for d in dataset.documents])}
 
 
-def _text_overlaps(train: _TextPrints, evaluation: _TextPrints, threshold: float) -> list[TextOverlap]:
+def _text_overlaps(train: _TextPrints, evaluation: _TextPrints, threshold: float) -> tuple[list[TextOverlap], int]:
     found = []
     by_key: dict[str, list[int]] = defaultdict(list)
     for row, keys in enumerate(evaluation.keys):
@@ -651,10 +637,11 @@ def _text_overlaps(train: _TextPrints, evaluation: _TextPrints, threshold: float
         for eval_row in sorted({row for key in keys for row in by_key.get(key, ())}):
             exact.add((train_row, eval_row))
             found.append(_text_overlap(EXACT_TEXT, train, evaluation, train_row, eval_row, 1.0))
+    matches, compared = _jaccard_matches(train.shingles, train.signatures, evaluation.shingles, evaluation.signatures,
+                                         threshold, skip=exact)
     found += [_text_overlap(NEAR_DUPLICATE_TEXT, train, evaluation, train_row, eval_row, similarity)
-              for train_row, eval_row, similarity in _jaccard_matches(train.shingles, train.signatures, evaluation.shingles,
-                                                                      evaluation.signatures, threshold, skip=exact)]
-    return found
+              for train_row, eval_row, similarity in matches]
+    return found, compared
 
 
 def _text_overlap(kind: str, train: _TextPrints, evaluation: _TextPrints, train_row: int, eval_row: int,
@@ -678,24 +665,48 @@ def audit_texts(train: Dataset, evals: Sequence[Dataset], jaccard_threshold: flo
     reports = []
     for evaluation in evals:
         eval_prints = _dataset_prints(evaluation)
-        overlaps = [overlap for train_side in SIDES for eval_side in SIDES
-                    for overlap in _text_overlaps(train_prints[train_side], eval_prints[eval_side], jaccard_threshold)]
+        overlaps: list[TextOverlap] = []
+        compared = 0
+        for train_side in SIDES:
+            for eval_side in SIDES:
+                found, candidates = _text_overlaps(train_prints[train_side], eval_prints[eval_side], jaccard_threshold)
+                overlaps += found
+                compared += candidates
         reports.append(TextLeakageReport(train.name, evaluation.name, tuple(overlaps), len(train.queries), len(train.documents),
-                                         len(evaluation.queries), len(evaluation.documents)))
+                                         len(evaluation.queries), len(evaluation.documents), compared))
     return reports
 
 
-def filter_train_texts(train: Dataset, leaked_queries: set[str], leaked_documents: set[str], name: str | None = None) -> Dataset:
-    """The train dataset without the given queries and documents, and without queries left with no positive.
+def filter_leaked(train: Dataset, reports: Sequence[LeakageReport | TextLeakageReport], name: str | None = None) -> Dataset:
+    """The train set without what the audits found: the one filter of fine-tuning, ``audit --write-filtered`` and the page.
 
-    A dropped document leaves the corpus entirely, so it can be neither a positive nor a mined negative.
+    ``reports`` may mix judged-pair reports (``audit_many``) and every-text reports (``audit_texts``).
+    A leaking training query leaves with its judgments; a leaking corpus document leaves the corpus, so
+    it is neither a positive nor a mined negative; a pair check's leaked answer leaves too unless a
+    kept query is judged on it; a query whose positives have all left goes. Queries that never had a
+    positive are kept as they were.
     """
+    for report in reports:
+        if report.train != train.name:
+            raise DatasetError(f"This leakage report audited {report.train!r}, not {train.name!r}: "
+                               f"audit {train.name!r} and filter with that report.")
+    pair_reports = [r for r in reports if isinstance(r, LeakageReport)]
+    text_reports = [r for r in reports if isinstance(r, TextLeakageReport)]
+    pair_leaked = set().union(*(r.leaked_train_ids() for r in pair_reports))
+    leaked_queries = pair_leaked.union(*(r.leaked_train_ids("query") for r in text_reports))
+    leaked_documents = set().union(*(r.leaked_train_ids("document") for r in text_reports))
+    still_judged = {d for q, grades in train.qrels.judgments.items() if q not in leaked_queries for d in grades}
+    leaked_documents |= {d for q in pair_leaked for d in train.qrels.positives(q)} - still_judged
+
     documents = tuple(d for d in train.documents if d.id not in leaked_documents)
-    kept_ids = {d.id for d in documents}
-    judgments = {q: {d: g for d, g in grades.items() if d in kept_ids} for q, grades in train.qrels.judgments.items()
-                 if q not in leaked_queries}
-    judgments = {q: grades for q, grades in judgments.items() if any(g > 0 for g in grades.values())}
-    if not judgments:
+    judgments = {}
+    for query_id, grades in train.qrels.judgments.items():
+        kept = {d: g for d, g in grades.items() if d not in leaked_documents}
+        lost_every_positive = any(g > 0 for g in grades.values()) and not any(g > 0 for g in kept.values())
+        if query_id not in leaked_queries and not lost_every_positive:
+            judgments[query_id] = kept
+    if not any(grade > 0 for grades in judgments.values() for grade in grades.values()):
         raise DatasetError(f"Every judged query of {train.name!r} leaks into the eval data: nothing is left to train on.")
-    queries = tuple(q for q in train.queries if q.id in judgments)
+    dropped = leaked_queries | (set(train.qrels.judgments) - set(judgments))
+    queries = tuple(q for q in train.queries if q.id not in dropped)
     return Dataset(validate_name(name or f"{train.name}-noleak"), documents, queries, Qrels(judgments), train.split, train.source)

@@ -12,12 +12,13 @@ import json
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from core.data.datasets import Dataset, Qrels, Query
 from core.errors import WorkbenchError
+from core.progress import Progress, StageCounter
 from core.training.leakage import function_name
 from core.workspace import Workspace
 
@@ -137,7 +138,7 @@ class GeneratedQueries:
 
 def generate_queries(train: Dataset, generator: QueryGenerator, workspace: Workspace, *, k: int = 10,
                      validate_with: str = "bm25", model: str = "minilm",
-                     progress: Callable[[str, float], None] | None = None) -> GeneratedQueries:
+                     progress: Progress | None = None) -> GeneratedQueries:
     """Each doc -> code query replaced by the first generated query whose function the base retriever ranks in the top ``k``.
 
     ``train`` is a doc2code set (queries are docstrings, documents code). Candidates are searched in
@@ -150,16 +151,16 @@ def generate_queries(train: Dataset, generator: QueryGenerator, workspace: Works
 
     candidates: dict[str, list[str]] = {}
     judged = [q for q in train.judged_queries]
+    counter = StageCounter(progress, f"generating queries ({generator.name})", len(judged), "functions")
     for position, query in enumerate(judged):
         positive = train.qrels.positives(query.id)[0]
         document = train.document(positive)
         found = [c for c in generator.generate(query.text, document.full_text, query.language or document.language) if c.strip()]
         if found:
             candidates[query.id] = found
-        if progress and position % 200 == 0:
-            progress(f"generating queries ({generator.name})", position / max(1, len(judged)))
-    if progress:
-        progress(f"generating queries ({generator.name})", 1.0)
+        if position % 200 == 0:
+            counter(position)
+    counter(len(judged))
     flat = [(query_id, n, text) for query_id, texts in candidates.items() for n, text in enumerate(texts)]
     if not flat:
         raise WorkbenchError(f"The {generator.name} generator wrote no query for any of {len(judged)} functions.")

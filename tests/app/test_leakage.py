@@ -1,4 +1,4 @@
-"""The leakage page shows core.training.leakage.audit's counts and overlaps, and writes core.training.leakage.filter_train's dataset."""
+"""The leakage page shows both audits of core.training.leakage (pair checks, every text) and writes filter_leaked's dataset."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,17 +7,21 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.data.catalog import open_dataset
-from core.data.datasets import load_dataset, write_dataset
-from core.training.leakage import ALL_KINDS, audit, filter_train
+from core.data.datasets import Dataset, Qrels, load_dataset, write_dataset
+from core.training.leakage import ALL_KINDS, audit, audit_texts, filter_leaked
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture
 def fresh_env(app_at, workspace):
-    """A fresh workspace holding csn-eval: 10 of csn-mini's queries, so exactly those leak from csn-mini."""
+    """A fresh workspace holding csn-eval: 10 of csn-mini's queries, so exactly those leak from csn-mini, and a corpus
+    of 13 of its docstrings (those 10 queries' answers and 3 that no eval query judges)."""
     train = open_dataset(workspace, "csn-mini")
-    write_dataset(train.subset([q.id for q in train.judged_queries[:10]], name="csn-eval"), workspace.datasets_dir / "csn-eval")
+    answers = [train.qrels.positives(q.id)[0] for q in train.judged_queries[:13]]
+    evaluation = Dataset("csn-eval", tuple(train.document(d) for d in answers), tuple(train.judged_queries[:10]),
+                         Qrels({q.id: dict(train.qrels.grades(q.id)) for q in train.judged_queries[:10]}))
+    write_dataset(evaluation, workspace.datasets_dir / "csn-eval")
     return app_at(workspace, workspace.data_dir)
 
 
@@ -51,17 +55,33 @@ def test_counts_and_overlaps_equal_core_leakage_audit(fresh_env):
     assert sorted(zip(overlaps["kind"], overlaps["eval_query_id"])) == sorted(zip(expected["kind"], expected["eval_query_id"]))
 
 
-def test_write_filtered_train_set_writes_filter_train_result(fresh_env):
+def test_write_filtered_train_set_drops_what_both_audits_found_by_default(fresh_env):
     at = audited()
+    assert at.checkbox(key="leak_filter_texts").value
+    at.text_input(key="leak_filtered_name").input("csn-clean").run()
+    at.button(key="leak_write").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    train, evaluation = open_dataset(fresh_env, "csn-mini"), open_dataset(fresh_env, "csn-eval")
+    expected = filter_leaked(train, [audit(train, evaluation), *audit_texts(train, [evaluation])], "csn-clean")
+    written = load_dataset(fresh_env.datasets_dir / "csn-clean")
+    assert [q.id for q in written.queries] == [q.id for q in expected.queries]
+    assert [d.id for d in written.documents] == [d.id for d in expected.documents]
+    unjudged_answers = {train.qrels.positives(q.id)[0] for q in train.judged_queries[10:13]}
+    assert not unjudged_answers & set(written.doc_index) and len(written.judged_queries) <= 27
+    assert "csn-clean" in at.success[0].value.replace("\\", "")
+
+
+def test_unticking_the_every_text_audit_filters_by_the_pair_checks_alone(fresh_env):
+    at = audited()
+    at.checkbox(key="leak_filter_texts").uncheck().run()
     at.text_input(key="leak_filtered_name").input("csn-clean").run()
     at.button(key="leak_write").click().run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
     train = open_dataset(fresh_env, "csn-mini")
-    expected = filter_train(train, audit(train, open_dataset(fresh_env, "csn-eval")), "csn-clean")
+    expected = filter_leaked(train, [audit(train, open_dataset(fresh_env, "csn-eval"))], "csn-clean")
     written = load_dataset(fresh_env.datasets_dir / "csn-clean")
     assert [q.id for q in written.queries] == [q.id for q in expected.queries]
     assert len(written.judged_queries) == 30 and len(written.documents) == len(expected.documents)
-    assert "csn-clean" in at.success[0].value.replace("\\", "")
 
 
 def test_a_taken_filtered_name_is_refused(fresh_env):
@@ -78,7 +98,7 @@ def test_unrelated_sets_show_no_overlap_and_nothing_to_filter(fresh_env):
 
 
 def test_the_audit_of_every_eval_text_is_shown_per_category_beside_the_pair_checks(fresh_env):
-    from core.training.leakage import TEXT_CATEGORIES, audit_texts
+    from core.training.leakage import TEXT_CATEGORIES
 
     at = audited()
     train, evaluation = open_dataset(fresh_env, "csn-mini"), open_dataset(fresh_env, "csn-eval")

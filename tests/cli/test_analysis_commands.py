@@ -9,9 +9,9 @@ import pytest
 
 from core.data.catalog import open_dataset
 from core.cli.main import main
-from core.data.datasets import load_dataset, write_dataset
+from core.data.datasets import Dataset, Qrels, load_dataset, write_dataset
 from core.errors import DatasetError
-from core.training.leakage import audit, filter_train
+from core.training.leakage import TEXT_CATEGORIES, audit, audit_many, audit_texts, filter_leaked
 from core.evaluation.metrics import evaluate
 from core.evaluation.significance import compare_all, marked_leaderboard
 from core.data.source_benchmark import check_source_root
@@ -71,22 +71,76 @@ def eval_slice(workspace):
     return train, open_dataset(workspace, "csn-eval")
 
 
-def test_audit_prints_the_counts_of_core_leakage_and_writes_the_filtered_train_set(workspace, eval_slice, capsys):
-    train, evaluation = eval_slice
+@pytest.fixture
+def eval_with_unjudged(workspace):
+    """10 of csn-mini's queries with a corpus of 13 of its docstrings: their 10 answers and 3 that no eval query judges."""
+    train = open_dataset(workspace, "csn-mini")
+    answers = [train.qrels.positives(q.id)[0] for q in train.judged_queries[:13]]
+    evaluation = Dataset("csn-eval", tuple(train.document(d) for d in answers), tuple(train.judged_queries[:10]),
+                         Qrels({q.id: dict(train.qrels.grades(q.id)) for q in train.judged_queries[:10]}))
+    write_dataset(evaluation, workspace.datasets_dir / "csn-eval")
+    return train, open_dataset(workspace, "csn-eval")
+
+
+def test_audit_prints_both_audits_and_writes_the_train_set_without_what_either_found(workspace, eval_with_unjudged, capsys):
+    train, evaluation = eval_with_unjudged
     assert cli(workspace, "audit", "--train", "csn-mini", "--eval", "csn-eval", "--write-filtered", "csn-clean") == 0
     out = capsys.readouterr().out
     report = audit(train, evaluation)
     row = next(line for line in out.splitlines() if line.startswith("csn-eval"))
     assert [int(n) for n in row.split()[1:]] == [*report.counts().values(), len(report.leaked_eval_ids()), report.eval_pairs]
+    text_report = audit_texts(train, [evaluation])[0]
+    for category, count in text_report.counts().items():  # one row per category, one column per eval set
+        assert re.search(rf"^{re.escape(category)}\s+{count}$", out, re.M), category
+    assert text_report.counts()["train document = eval document (exact)"] == 13
+
     written = load_dataset(workspace.datasets_dir / "csn-clean")
-    expected = filter_train(train, report, "csn-clean")
+    expected = filter_leaked(train, [report, text_report], "csn-clean")
+    assert [q.id for q in written.queries] == [q.id for q in expected.queries]
+    assert [d.id for d in written.documents] == [d.id for d in expected.documents]
+    unjudged_answers = {train.qrels.positives(q.id)[0] for q in train.judged_queries[10:13]}
+    assert not unjudged_answers & set(written.doc_index)  # the pair checks alone would have kept them
+    assert not {q.id for q in train.judged_queries[:13]} & {q.id for q in written.queries}
+    assert len(written.judged_queries) <= 27
+    meta = json.loads((workspace.datasets_dir / "csn-clean" / "meta.json").read_text())
+    assert meta["audits"] == ["judged pairs", "every text"] and meta["removed_documents"] >= 13
+
+
+def test_audit_with_pair_checks_only_prints_and_filters_by_the_pair_checks_alone(workspace, eval_slice, capsys):
+    train, evaluation = eval_slice
+    assert cli(workspace, "audit", "--train", "csn-mini", "--eval", "csn-eval", "--write-filtered", "csn-clean",
+               "--pair-checks-only") == 0
+    out = capsys.readouterr().out
+    report = audit(train, evaluation)
+    row = next(line for line in out.splitlines() if line.startswith("csn-eval"))
+    assert [int(n) for n in row.split()[1:]] == [*report.counts().values(), len(report.leaked_eval_ids()), report.eval_pairs]
+    assert not any(category in out for category in TEXT_CATEGORIES)
+    written = load_dataset(workspace.datasets_dir / "csn-clean")
+    expected = filter_leaked(train, [report], "csn-clean")
     assert [q.id for q in written.queries] == [q.id for q in expected.queries]
     assert len(written.judged_queries) == 30
 
 
-def test_audit_refuses_a_filtered_name_already_taken_before_auditing(workspace, eval_slice, capsys):
-    assert cli(workspace, "audit", "--train", "csn-mini", "--eval", "csn-eval", "--write-filtered", "cosqa-mini") == 2
-    assert "already exists" in capsys.readouterr().err
+def test_audit_of_an_eval_set_sharing_the_whole_corpus_refuses_to_write_an_empty_train_set(workspace, eval_slice, capsys):
+    """csn-eval holds csn-mini's entire corpus: every training document is an eval document."""
+    assert cli(workspace, "audit", "--train", "csn-mini", "--eval", "csn-eval", "--write-filtered", "csn-clean") == 2
+    assert "nothing is left to train on" in capsys.readouterr().err
+    assert not (workspace.datasets_dir / "csn-clean").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--train", "csn-mini", "--eval", "no-such-set"], "No dataset named 'no-such-set'"),
+    (["--train", "no-such-set", "--eval", "csn-eval"], "No dataset named 'no-such-set'"),
+    (["--train", "csn-mini", "--eval", "csn-eval,csn-mini"], "names the train set 'csn-mini' itself"),
+    (["--train", "csn-mini", "--eval", "csn-eval", "--write-filtered", "cosqa-mini"], "already exists"),
+    (["--train", "csn-mini", "--eval", "csn-eval", "--write-filtered", "bad/name"], "is not allowed"),
+    (["--train", "csn-mini", "--eval", " , "], "Name at least one eval dataset"),
+])
+def test_audit_refuses_bad_input_with_one_line_and_writes_nothing(workspace, eval_slice, capsys, argv, message):
+    assert cli(workspace, "audit", *argv) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+    assert sorted(p.name for p in workspace.datasets_dir.iterdir()) == ["csn-eval"]
 
 
 def test_compare_prints_the_p_values_and_markers_of_compare_all(session_workspace, csn_engine, capsys):

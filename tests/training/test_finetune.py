@@ -138,6 +138,30 @@ def test_training_set_drops_the_pairs_an_eval_set_repeats(tmp_path, csn_mini):
     assert not any(body in d.text for d in training.dataset.documents)  # not even left as a negative
 
 
+def test_building_training_data_reports_progress_to_the_command_lines_tqdm_bars(tmp_path, workspace, csn_mini, capsys):
+    """``finetune`` without ``--quiet`` passes ``tqdm_progress()``, a one-Step callback; it once got (stage, fraction) and crashed."""
+    from core.progress import Step, tqdm_progress
+    from core.training.queries import TemplateQueries
+
+    tree, _ = leaky_tree(tmp_path / "tree", csn_mini)
+    steps: list[Step] = []
+    training = build_training_set([tree], evals=[csn_mini], queries=TemplateQueries(), workspace=workspace, progress=steps.append)
+    assert training.dataset.judged_queries
+    assert all(isinstance(step, Step) for step in steps)
+    final = {step.stage: (step.done, step.total, step.unit) for step in steps}
+    assert final["extracting functions"] == (1, 1, "source trees")
+    assert final["generating queries (template)"][0] == final["generating queries (template)"][1] > 0
+    assert final["auditing for leakage"] == (1, 1, "eval sets")
+
+    build_training_set([tree], evals=[csn_mini], progress=tqdm_progress())  # the command line's own callback
+    bars = capsys.readouterr().err
+    assert "extracting functions" in bars and "auditing for leakage" in bars
+
+    fractions: list[tuple[str, float]] = []  # the page's older (stage, fraction) form still works
+    build_training_set([tree], evals=[csn_mini], progress=lambda stage, fraction: fractions.append((stage, fraction)))
+    assert ("extracting functions", 1.0) in fractions and ("auditing for leakage", 1.0) in fractions
+
+
 # ---- training ---------------------------------------------------------------------------------------------
 
 def test_missing_negatives_are_filled_with_positives_from_outside_the_batch():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import zipfile
 from dataclasses import replace
 
@@ -74,3 +75,25 @@ def test_command_line_options_override_the_recipes_settings_and_plain_defaults_a
     plain = training_commands.resolved_settings(_args())
     assert plain == training_commands.PLAIN_DEFAULTS
     assert training_commands.resolved_settings(_args("--queries", "template"))["queries"] == "template"
+
+
+@pytest.mark.parametrize("given", ["docstring", "template", "openai"])
+def test_queries_given_on_the_command_line_win_over_the_recipes_query_generator(given):
+    """The option's dest is ``queries``, the recipe's field ``query_generator``: the mapping must not lose either."""
+    assert RECIPES["code-v1"].query_generator == "template"
+    assert training_commands.resolved_settings(_args("--recipe", "code-v1", "--queries", given))["queries"] == given
+    assert training_commands.resolved_settings(_args("--recipe", "code-v1"))["queries"] == "template"
+
+
+def test_the_resolved_query_generator_is_the_one_the_training_data_is_built_with(tmp_path, workspace):
+    """Through training_data_from_args, on a real tree: --queries docstring under code-v1 keeps the docstrings."""
+    import json
+
+    tree = Path(json.__file__).parent
+
+    def built(*argv: str):
+        args = _args("--recipe", "code-v1", "--from-tree", str(tree), "--audit-against", "csn-mini", *argv)
+        return training_commands.training_data_from_args(args, workspace, training_commands.resolved_settings(args))
+
+    assert built("--queries", "docstring").queries == {"generator": "docstring"}
+    assert built().queries["generator"] == "template"
