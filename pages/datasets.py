@@ -1,4 +1,8 @@
-"""Datasets: what each benchmark holds and its rows; bring datasets in (zip, hub, built-in) and take them out (zip)."""
+"""Datasets: what each benchmark holds and its rows; bring datasets in (zip, hub, built-in) and take them out (zip).
+
+The "Large corpus" tab never loads the dataset: it stores the corpus in Lance and searches it with BM25, reading
+only the rows it shows, so it works for corpora too large to load.
+"""
 from __future__ import annotations
 
 import tempfile
@@ -16,12 +20,15 @@ from core.evaluation.stats import (catalog_table, dataset_stats, document_rows, 
 from core.data.stdlib_benchmark import ensure_stdlib_benchmark
 from core.index.distributed import RayOptions
 from core.retrieval.scale import ENGINES, build_indexes
+from core.retrieval.stored_search import search_stored, stored_facts
 from core.workspace import BUILTIN_DATASET
-from ui.render import escape_markdown, length_histogram
+from ui.render import code_language, escape_markdown, length_histogram
 from ui.state import current_selection, get_dataset, get_engine
+from ui.stored_corpus import forget_corpus, held_corpus, hit_rows, mebibytes, open_with_progress
 
 FLASH_KEY = "datasets_flash"  # a success message shown after the rerun that refreshes the sidebar
 PAGE_SIZES = (25, 50, 100, 200)
+MAX_STORED_K = 1000
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -73,13 +80,15 @@ st.caption("Counts come from each dataset's meta.json; the overview below counts
 info = next((i for i in infos if i.name == sel.dataset_name), None)
 # A keyed, stateful tab bar keeps the tab the user acted in across the rerun an action causes, so its result or
 # error is drawn where they look (an unkeyed one returns to Overview and hides both).
-overview_tab, browse_tab, index_tab, add_tab = st.tabs(["Overview", "Browse rows", "Build indexes", "Add a dataset"],
-                                                       key="datasets_tab", on_change="rerun")
+overview_tab, browse_tab, index_tab, stored_tab, add_tab = st.tabs(
+    ["Overview", "Browse rows", "Build indexes", "Large corpus", "Add a dataset"], key="datasets_tab", on_change="rerun")
 dataset = None
-if info is None or not is_beir_folder(info.path):
-    with overview_tab:
-        st.info(f"{escape_markdown(sel.dataset_name)} is not built yet: build it under **Add a dataset**.")
-else:
+on_disk = info is not None and is_beir_folder(info.path)
+if not on_disk:
+    for tab in (overview_tab, stored_tab):
+        with tab:
+            st.info(f"{escape_markdown(sel.dataset_name)} is not built yet: build it under **Add a dataset**.")
+elif not (stored_tab.open or add_tab.open):  # neither reads the loaded dataset: a corpus of millions is not loaded for them
     try:
         data_dir = str(workspace.data_dir) if workspace.data_dir else None
         dataset = get_dataset(str(workspace.root), data_dir, sel.dataset_name)
@@ -174,6 +183,60 @@ if dataset is not None:
                     st.success("Every index these profiles need is already open.")
             finally:
                 engine.progress = previous
+
+if on_disk and stored_tab.open:
+    with stored_tab:
+        st.caption("For corpora too large to load: the corpus is stored once as a Lance dataset in the workspace and its "
+                   "BM25 index built from it by streaming, as `python -m core store-corpus` does; a search reads only its "
+                   "hits' rows. Only corpus.jsonl is read, never the queries or qrels. See docs/scale.md.")
+        analyzer_col, rebuild_col = st.columns([1, 3])
+        analyzer = analyzer_col.radio("BM25 analyzer", ["code", "plain"], horizontal=True, key="datasets_stored_analyzer")
+        rebuild = rebuild_col.checkbox("Rebuild even when current", key="datasets_stored_rebuild",
+                                       help="A damaged or stale store or index is rebuilt anyway.")
+        corpus = held_corpus(workspace, info.name, info.path, analyzer)
+        if st.button("Store for large corpora", key="datasets_stored_open", type="primary"):
+            try:
+                corpus = open_with_progress(workspace, info.name, info.path, analyzer, rebuild)
+            except WorkbenchError as exc:
+                st.error(escape_markdown(str(exc)) + "  \nWhat was stored or indexed before is kept as it was.")
+            else:
+                reports = "\n".join(f"- {escape_markdown(str(report))}" for report in corpus.reports)
+                (st.warning if any(report.damage for report in corpus.reports) else st.success)(reports)
+        if corpus is None:
+            st.info("Not opened in this session: **Store for large corpora** stores the corpus (or reuses the store "
+                    "already on disk) and opens it for searching.")
+        else:
+            facts = stored_facts(corpus)
+            cells = st.columns(4)
+            cells[0].metric("Stored documents", f"{facts.documents:,}")
+            cells[1].metric("Store on disk", mebibytes(facts.store_bytes))
+            cells[2].metric("BM25 index on disk", mebibytes(facts.index_bytes))
+            cells[3].metric("Opened", "reused" if facts.reused else "built")
+            st.caption(f"Stored in {escape_markdown(str(facts.store_folder))}.")
+            if facts.skipped:
+                st.warning(f"{facts.skipped:,} corpus lines were skipped when the store was written; the first: "
+                           + escape_markdown("; ".join(corpus.store.problems[:3])))
+            query_col, k_col = st.columns([5, 1])
+            query = query_col.text_area("Query", key="datasets_stored_query", placeholder="code or text")
+            k = k_col.number_input("Results", min_value=1, max_value=MAX_STORED_K, value=10, key="datasets_stored_k")
+            if query.strip():
+                try:
+                    result = search_stored(corpus, query, int(k))
+                except WorkbenchError as exc:
+                    forget_corpus(workspace, info.name, analyzer)
+                    st.error(escape_markdown(str(exc)))
+                else:
+                    st.caption(f"{len(result.hits)} results in {result.seconds * 1000:.1f} ms (search and reading their rows)"
+                               + ("; the query was cut to its first 100,000 characters" if result.truncated else ""))
+                    st.dataframe(hit_rows(result), hide_index=True, width="stretch", key="datasets_stored_hits",
+                                 column_config={"text": st.column_config.TextColumn("text", width="large")})
+            doc_id = st.text_input("Show a document by id", key="datasets_stored_doc_id", placeholder="an id from the results")
+            if doc_id.strip():
+                document = corpus.store.lookup([doc_id.strip()])[0]
+                if document is None:
+                    st.warning(f"The stored corpus has no document {escape_markdown(doc_id.strip())}.")
+                else:
+                    st.code(document.full_text, language=code_language(document.language, document.full_text), wrap_lines=True)
 
 with add_tab:
     if FLASH_KEY in st.session_state:

@@ -1,10 +1,12 @@
 """A Streamlit progress bar fed by core's progress steps: the stage, n / N items and an ETA, not a spinner."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from core.progress import Step, notify
 from core.retrieval.engine import Engine
@@ -12,12 +14,21 @@ from ui.render import escape_markdown
 
 
 class ProgressBar:
-    """``st.progress`` drawing each step it is given as ``stage: n / N documents · ETA 0:42``."""
+    """``st.progress`` drawing each step it is given as ``stage: n / N documents · ETA 0:42``.
+
+    A step may come from a thread other than the script's: Lance pulls a corpus store's batches, and so calls
+    their progress, on a worker thread of its own (one Rust made, whose Python context is fresh on each call).
+    Such a thread is given the script's context before every draw.
+    """
 
     def __init__(self, label: str):
         self.bar = st.progress(0.0, text=escape_markdown(label))
+        self.context = get_script_run_ctx()
+        self.thread = threading.current_thread()
 
     def __call__(self, step: Step) -> None:
+        if threading.current_thread() is not self.thread and self.context is not None:
+            add_script_run_ctx(threading.current_thread(), self.context)
         self.bar.progress(step.fraction, text=escape_markdown(step.describe()))
 
     def clear(self) -> None:

@@ -52,13 +52,11 @@ def cmd_search(args, workspace: Workspace) -> None:
 def _open_stored(args, workspace: Workspace, quiet: bool):
     from core.data.catalog import dataset_path
     from core.progress import staged, tqdm_progress
-    from core.retrieval.stored_search import open_stored_corpus
+    from core.retrieval.stored_search import open_stored_corpus, stage_names
 
-    stages = {"store": "corpus store: parsing and writing", "tokenize": f"BM25 index ({args.analyzer}): tokenizing",
-              "commit": f"BM25 index ({args.analyzer}): writing"}
     corpus = open_stored_corpus(workspace, args.dataset, dataset_path(workspace, args.dataset), args.analyzer,
                                 rebuild=getattr(args, "rebuild", False), on_problem="raise" if getattr(args, "strict", False) else "skip",
-                                progress=None if quiet else staged(tqdm_progress(), stages))
+                                progress=None if quiet else staged(tqdm_progress(), stage_names(args.analyzer)))
     problems = corpus.store.problems
     for problem in problems[:MAX_WARNINGS]:
         print(f"warning: skipped {terminal_safe(problem)}", file=sys.stderr)

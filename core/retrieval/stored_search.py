@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from core.data.corpus_store import CorpusStore, StoreReport, open_corpus_store
 from core.data.datasets import Document, OnProblem
 from core.index.lexical import BuildReport, LexicalIndex, open_lexical_index
 from core.progress import ItemProgress
+from core.retrieval.cost import folder_bytes
 from core.retrieval.engine import clean_query_text
 from core.retrieval.runs import reverse_key
 from core.workspace import Workspace
@@ -44,6 +46,24 @@ class StoredResult:
     truncated: bool = False
 
 
+@dataclass(frozen=True)
+class StoredFacts:
+    """What a user is told about an opened stored corpus: how big it is on disk and whether this opening built anything."""
+
+    documents: int
+    skipped: int  # corpus lines refused when the store was written
+    store_bytes: int
+    index_bytes: int
+    store_folder: Path
+    reused: bool  # the store and the index were both reused as they were on disk
+
+
+def stage_names(analyzer: str) -> dict[str, str]:
+    """The name shown for each phase ``open_stored_corpus`` reports, so the CLI's bars and the page's bar say the same."""
+    return {"store": "corpus store: parsing and writing", "tokenize": f"BM25 index ({analyzer}): tokenizing",
+            "commit": f"BM25 index ({analyzer}): writing"}
+
+
 def open_stored_corpus(workspace: Workspace, name: str, dataset_folder: str | os.PathLike, analyzer: str = "code",
                        rebuild: bool = False, on_problem: OnProblem = "skip",
                        progress: ItemProgress | None = None) -> StoredCorpus:
@@ -54,6 +74,12 @@ def open_stored_corpus(workspace: Workspace, name: str, dataset_folder: str | os
     store, store_report = open_corpus_store(workspace, name, dataset_folder, rebuild, on_problem, progress)
     index, index_report = open_lexical_index(workspace, store, analyzer, rebuild=rebuild, progress=progress)
     return StoredCorpus(store, index, (store_report, index_report))
+
+
+def stored_facts(corpus: StoredCorpus) -> StoredFacts:
+    """Rows, skipped lines and bytes on disk of the store and its index (file sizes, nothing read)."""
+    return StoredFacts(corpus.store.num_docs, int(corpus.store.stamp.get("problem_count", 0)), folder_bytes(corpus.store.folder),
+                       folder_bytes(corpus.index.path), corpus.store.folder, all(report.reused for report in corpus.reports))
 
 
 def search_stored(corpus: StoredCorpus, text: str, k: int = 10) -> StoredResult:
