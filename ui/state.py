@@ -214,6 +214,11 @@ def sidebar() -> Selection | None:
     linked_profiles, unknown_profiles = _linked_profiles(profiles)
     if st.session_state.get("dataset") not in names:
         st.session_state.pop("dataset", None)  # a dataset deleted since, or a link to an unknown one
+    if st.session_state.get(ARRIVED_KEY) and linked_dataset in names and st.session_state.get("dataset") != linked_dataset:
+        # The run a page switch (or Back) started: the address it carries is the truth. Streamlit lets a bound
+        # widget's session value win over the URL on reruns, and under load the sidebar was seen showing the
+        # default dataset after a click while the address still named the linked one.
+        st.session_state["dataset"] = linked_dataset
     if linked_profiles is not None and any("," in value for value in st.query_params.get_all("profiles")):
         st.session_state["profiles"] = linked_profiles  # the comma form, which the bound widget cannot read itself
     elif "profiles" not in st.session_state and linked_profiles is None:

@@ -107,7 +107,7 @@ def test_the_dataset_chosen_by_a_link_survives_every_sidebar_click(page, app_ser
     open_app(page, f"{app_server.url}/?dataset={DATASET}")
     for title in ("Query explorer", "Per-query breakdown", "Datasets", "Query explorer", "Leaderboard"):
         go_to(page, title)
-        assert sidebar_dataset(page) == DATASET, title
+        assert (sidebar_dataset(page), title) == (DATASET, title), page.url
         assert f"dataset={DATASET}" in page.url, title
 
 
