@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+from streamlit.runtime.scriptrunner_utils.script_run_context import SCRIPT_RUN_CONTEXT_ATTR_NAME
 
 from core.progress import Step, notify
 from core.retrieval.engine import Engine
@@ -18,7 +19,8 @@ class ProgressBar:
 
     A step may come from a thread other than the script's: Lance pulls a corpus store's batches, and so calls
     their progress, on a worker thread of its own (one Rust made, whose Python context is fresh on each call).
-    Such a thread is given the script's context before every draw.
+    Such a thread is given the script's context for the draw and its own back after it, so a worker thread that
+    later serves another session never carries this one's.
     """
 
     def __init__(self, label: str):
@@ -27,9 +29,16 @@ class ProgressBar:
         self.thread = threading.current_thread()
 
     def __call__(self, step: Step) -> None:
-        if threading.current_thread() is not self.thread and self.context is not None:
-            add_script_run_ctx(threading.current_thread(), self.context)
-        self.bar.progress(step.fraction, text=escape_markdown(step.describe()))
+        thread = threading.current_thread()
+        if thread is self.thread or self.context is None:
+            self.bar.progress(step.fraction, text=escape_markdown(step.describe()))
+            return
+        own = get_script_run_ctx(suppress_warning=True)
+        add_script_run_ctx(thread, self.context)
+        try:
+            self.bar.progress(step.fraction, text=escape_markdown(step.describe()))
+        finally:  # add_script_run_ctx cannot detach (None means "the caller's"): the attribute it sets is restored
+            setattr(thread, SCRIPT_RUN_CONTEXT_ATTR_NAME, own)
 
     def clear(self) -> None:
         self.bar.empty()
