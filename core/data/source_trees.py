@@ -33,7 +33,11 @@ class SourceTree:
 # Java is every module of the JDK's src.zip (openjdk-17-source): the java.* packages of java.base, all the code-v1
 # recipe keeps (recipes.py says why), are a fifth of its documented methods; java.desktop, java.xml... hold the rest.
 DEBIAN_TREES: tuple[SourceTree, ...] = (
-    SourceTree("go", "/usr/share/gocode/src", "apt: golang-golang-x-text-dev, golang-github-spf13-cobra-dev, golang-github-sirupsen-logrus-dev"),
+    SourceTree("go", "/usr/share/gocode/src", "apt: golang-golang-x-text-dev, golang-github-spf13-cobra-dev, golang-github-sirupsen-logrus-dev, "
+               "golang-github-aws-aws-sdk-go-dev, golang-github-azure-azure-sdk-for-go-dev, golang-google-api-dev, "
+               "golang-google-cloud-dev, golang-golang-x-tools-dev, golang-github-snapcore-snapd-dev, "
+               "golang-github-gophercloud-gophercloud-dev, golang-github-vmware-govmomi-dev, golang-github-cloudflare-circl-dev"),
+    SourceTree("go", "/usr/share/go-[0-9]*.[0-9]*/src", "apt: golang-1.19-src (the Go standard library)"),
     SourceTree("javascript", "/usr/share/nodejs", "apt: node-lodash, node-commander"),
     SourceTree("ruby", "/usr/lib/ruby/[0-9]*.[0-9]*.[0-9]*", "apt: ruby (its standard library)"),
     SourceTree("ruby", "/usr/lib/ruby/vendor_ruby", "apt: ruby-rack, ruby-thor"),
