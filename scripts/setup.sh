@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 python3 -m pip install --quiet --disable-pip-version-check torch==2.13.0
 python3 -m pip install --quiet --disable-pip-version-check -r requirements.txt
 if ! command -v chromium >/dev/null 2>&1 || ! [ -d /usr/lib/ruby ] || ! [ -d /usr/share/nodejs/lodash ] || ! [ -d /usr/share/fonts/truetype/noto ] || ! [ -d /usr/share/gocode/src ] \
-   || ! [ -f /usr/lib/jvm/openjdk-17/lib/src.zip ] || ! [ -d /usr/share/go-1.19/src ] || ! [ -d /usr/share/gocode/src/github.com/aws/aws-sdk-go ]; then
+   || ! [ -f /usr/lib/jvm/openjdk-17/lib/src.zip ] || ! [ -d /usr/share/go-1.19/src ] || ! [ -d /usr/share/gocode/src/github.com/aws/aws-sdk-go-v2 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   $SUDO apt-get update -qq
   # chromium (+ an emoji font for screenshots): end-to-end browser tests; ruby, node-lodash, php-symfony-console: real source trees for the benchmark builder;
