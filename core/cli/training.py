@@ -106,8 +106,8 @@ def training_data_from_args(args, workspace: Workspace, settings: dict[str, obje
     else:
         roots = package_roots(p.strip() for p in args.packages.split(",") if p.strip())
     return build_training_set(roots, evals, name=f"{slug(args.output, 60)}-train", direction=args.direction, seed=args.seed,
-                              exclude_dirs=exclude_dirs, languages=languages, queries=generator, workspace=workspace, validate_k=args.validate_k,
-                              progress=progress)
+                              exclude_dirs=exclude_dirs, languages=languages, queries=generator, workspace=workspace,
+                              validate_k=args.validate_k, progress=progress)
 
 
 def cmd_finetune(args, workspace: Workspace) -> None:
