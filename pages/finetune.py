@@ -7,9 +7,10 @@ import streamlit as st
 
 from core.data.catalog import list_datasets, open_dataset
 from core.errors import WorkbenchError
-from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS, TrainingStep,
-                                    add_dense_profile, build_training_set, check_model_name, describe_training, finetune,
-                                    leakage_table, package_roots, read_finetune_info, sample_and_mine)
+from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS,
+                                    TRAINING_EXCLUDED_DIRS, TrainingStep, add_dense_profile, build_training_set,
+                                    check_model_name, describe_training, finetune, leakage_table, package_roots,
+                                    read_finetune_info, sample_and_mine)
 from core.training.queries import QUERY_GENERATORS, make_generator
 from core.training.recipes import RECIPES, get_recipe, recipe_trees
 from core.workspace import slug
@@ -82,15 +83,16 @@ if start:
 
             evals = [open_dataset(workspace, name) for name in audit_against]
             if recipe_name == CUSTOM:
-                roots, languages = package_roots(packages), ("python",)
+                roots, languages, exclude_dirs = package_roots(packages), ("python",), TRAINING_EXCLUDED_DIRS
             else:
                 recipe = get_recipe(recipe_name)
                 found, missing = recipe_trees(recipe, workspace)
                 roots, languages = [path for path, _ in found], recipe.languages
+                exclude_dirs = TRAINING_EXCLUDED_DIRS | recipe.excluded_dirs
                 for tree in missing:
                     st.write(f"No {escape_markdown(tree.language)} sources at {escape_markdown(tree.pattern)} ({escape_markdown(tree.origin)}): going on without them.")
             training = build_training_set(roots, evals, name=f"{slug(output, 60)}-train", languages=languages,
-                                          queries=generator, workspace=workspace, progress=show_stage)
+                                          exclude_dirs=exclude_dirs, queries=generator, workspace=workspace, progress=show_stage)
             if training.languages:
                 st.write("Functions per language: " + ", ".join(f"{escape_markdown(k)} {v:,}" for k, v in training.languages.items()))
             if training.queries.get("generator", "docstring") != "docstring":

@@ -11,9 +11,9 @@ from core.data.datasets import Dataset
 from core.errors import DatasetError
 from core.progress import tqdm_progress
 from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MINI_BATCH, DEFAULT_PACKAGES,
-                                    MINING_METHODS, TrainingData, TrainingStep, add_dense_profile, build_training_set,
-                                    check_model_name, finetune, package_roots, read_finetune_info, remove_leakage,
-                                    sample_and_mine)
+                                    MINING_METHODS, TRAINING_EXCLUDED_DIRS, TrainingData, TrainingStep, add_dense_profile,
+                                    build_training_set, check_model_name, finetune, package_roots, read_finetune_info,
+                                    remove_leakage, sample_and_mine)
 from core.training.queries import QUERY_GENERATORS
 from core.training.recipes import RECIPES, get_recipe, recipe_trees
 from core.index.encoders import DEFAULT_MODEL
@@ -106,6 +106,7 @@ def training_data_from_args(args, workspace: Workspace, settings: dict[str, obje
     generator = make_generator(str(settings["queries"]), endpoint=args.query_endpoint, model=args.query_model,
                                api_key=os.environ.get("CODEIR_QUERY_API_KEY", ""))
     languages: tuple[str, ...] = ("python",)
+    exclude_dirs = TRAINING_EXCLUDED_DIRS
     if args.recipe and not args.from_tree:
         recipe = get_recipe(args.recipe)
         found, missing = recipe_trees(recipe, workspace)
@@ -113,13 +114,14 @@ def training_data_from_args(args, workspace: Workspace, settings: dict[str, obje
             print(f"recipe {recipe.name}: no {tree.language} sources at {tree.pattern} ({tree.origin}); going on without them",
                   file=sys.stderr)
         roots, languages = [path for path, _ in found], recipe.languages
+        exclude_dirs = TRAINING_EXCLUDED_DIRS | recipe.excluded_dirs
     elif args.from_tree:
         roots = [Path(p) for p in args.from_tree]
     else:
         roots = package_roots(p.strip() for p in args.packages.split(",") if p.strip())
     return build_training_set(roots, evals, name=f"{slug(args.output, 60)}-train", direction=args.direction, seed=args.seed,
-                              languages=languages, queries=generator, workspace=workspace, validate_k=args.validate_k,
-                              progress=progress)
+                              exclude_dirs=exclude_dirs, languages=languages, queries=generator, workspace=workspace,
+                              validate_k=args.validate_k, progress=progress)
 
 
 def cmd_finetune(args, workspace: Workspace) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from core.data.source_trees import DEBIAN_TREES, SourceTree, locate_trees
+from core.data.source_trees import DEBIAN_TREES, GENERATED_GO_SDK_FOLDERS, GO_STANDARD_LIBRARY, SourceTree, locate_trees
 from core.errors import WorkbenchError
 from core.workspace import Workspace
 
@@ -21,6 +21,7 @@ class Recipe:
     description: str
     packages: tuple[str, ...]  # installed Python packages
     trees: tuple[SourceTree, ...]  # other languages' source trees (Debian packages, core/data/source_trees.py)
+    excluded_dirs: frozenset[str]  # folder names skipped in every tree, beyond TRAINING_EXCLUDED_DIRS
     languages: tuple[str, ...]
     max_examples: int
     negatives: int
@@ -36,8 +37,10 @@ class Recipe:
 # The recipe trains on java.base's public packages (java.*), not the whole JDK the benchmark builder pools: the
 # 40,000 examples are drawn uniformly from every pair, and the whole JDK (about 43k documented methods here,
 # 2026-12-01) would outnumber all the Python pairs (about 19k) and make most examples Java; java.base's java.* holds 9,348.
+# For the same reason it leaves out the Go standard library and the generated Go SDKs (GENERATED_GO_SDK_FOLDERS) that
+# setup.sh installs for the size of the --all-sources corpus: about 100,000 Go functions together here (2026-12-02).
 _RECIPE_TREES = tuple(replace(tree, members="java.base/java/", origin="apt: openjdk-17-source (java.base only)")
-                      if tree.language == "java" else tree for tree in DEBIAN_TREES)
+                      if tree.language == "java" else tree for tree in DEBIAN_TREES if tree is not GO_STANDARD_LIBRARY)
 
 RECIPES: dict[str, Recipe] = {
     "code-v1": Recipe(
@@ -46,7 +49,7 @@ RECIPES: dict[str, Recipe] = {
                     "template search queries, 3 BM25 negatives, 3 epochs",
         packages=("sklearn", "numpy", "networkx", "scipy", "pandas", "matplotlib", "jinja2", "click", "werkzeug",
                   "sympy", "requests", "pygments", "docutils", "setuptools", "rich", "urllib3", "pydantic"),
-        trees=_RECIPE_TREES,
+        trees=_RECIPE_TREES, excluded_dirs=GENERATED_GO_SDK_FOLDERS,
         languages=("python", "go", "javascript", "ruby", "php", "java"),
         max_examples=40_000, negatives=3, epochs=3, batch_size=64, mini_batch_size=16, learning_rate=2e-5,
         max_seq_length=128, checkpoint_every=200, query_generator="template",

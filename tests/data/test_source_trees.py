@@ -89,3 +89,14 @@ def test_the_java_tree_unpacks_the_java_files_of_every_module_of_the_jdk_zip_onc
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) == [
         "java.base/java/util/Lists.java", "java.desktop/java/awt/Frame.java", "jdk.compiler/com/sun/tools/javac/Main.java"]
     assert locate_tree(java, workspace) == folder  # reused, not unpacked again
+
+
+def test_the_go_standard_library_tree_is_found_under_any_go_version_folder(tmp_path):
+    (go_stdlib,) = [replace(tree, pattern=tree.pattern.replace("/usr/share", str(tmp_path)))
+                    for tree in DEBIAN_TREES if "golang-1.19-src" in tree.origin]
+    workspace = Workspace.open(tmp_path / "ws")
+    (tmp_path / "go-doc" / "src").mkdir(parents=True)  # not a version: not the standard library
+    assert locate_tree(go_stdlib, workspace) is None
+    (tmp_path / "go-1.19" / "src" / "net" / "http").mkdir(parents=True)
+    (tmp_path / "go-1.19" / "src" / "net" / "http" / "client.go").write_text("package http\n")
+    assert locate_tree(go_stdlib, workspace) == tmp_path / "go-1.19" / "src"

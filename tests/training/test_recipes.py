@@ -5,12 +5,14 @@ import argparse
 from pathlib import Path
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from core.cli import training as training_commands
-from core.data.source_trees import DEBIAN_TREES, locate_tree
+from core.data.source_trees import DEBIAN_TREES, GO_STANDARD_LIBRARY, locate_tree
 from core.errors import WorkbenchError
+from core.training.finetune import TRAINING_EXCLUDED_DIRS, build_training_set
 from core.training.recipes import RECIPES, SourceTree, get_recipe, recipe_trees
 
 
@@ -53,6 +55,33 @@ def test_the_recipes_java_base_and_the_benchmark_builders_whole_jdk_are_unpacked
     assert sorted(p.relative_to(whole_folder).as_posix() for p in whole_folder.rglob("*.java")) == [
         "java.base/java/util/Lists.java", "java.desktop/java/awt/Frame.java"]
     assert [p.relative_to(base_folder).as_posix() for p in base_folder.rglob("*.java")] == ["java.base/java/util/Lists.java"]
+
+
+_GO_FUNCTION = """package {package}
+
+// {name} returns the number of {what} found in the given text, counting each one once.
+func {name}(text string) int {{
+	count := 0
+	for range text {{
+		count++
+	}}
+	return count
+}}
+"""
+
+
+def test_code_v1_leaves_out_the_go_standard_library_and_the_generated_go_sdks_the_benchmark_pools(tmp_path):
+    recipe = get_recipe("code-v1")
+    assert GO_STANDARD_LIBRARY in DEBIAN_TREES and GO_STANDARD_LIBRARY not in recipe.trees
+    gocode = tmp_path / "gocode" / "src"
+    for folder, name, what in [("golang.org/x/text/cases", "CountCases", "cases"),
+                               ("github.com/aws/aws-sdk-go/service/s3", "CountBuckets", "buckets"),
+                               ("google.golang.org/api/drive/v3", "CountFiles", "files")]:
+        (gocode / folder).mkdir(parents=True)
+        (gocode / folder / "count.go").write_text(_GO_FUNCTION.format(package=Path(folder).name, name=name, what=what))
+    recipe_data = build_training_set([gocode], languages=("go",), exclude_dirs=TRAINING_EXCLUDED_DIRS | recipe.excluded_dirs)
+    assert recipe_data.functions == 1 and "CountCases" in recipe_data.dataset.documents[0].text
+    assert build_training_set([gocode], languages=("go",)).functions == 3  # the SDK folders are real, found without the recipe
 
 
 def test_unknown_recipe_is_refused_with_the_known_ones():
