@@ -232,11 +232,17 @@ if on_disk and stored_tab.open:
                                  column_config={"text": st.column_config.TextColumn("text", width="large")})
             doc_id = st.text_input("Show a document by id", key="datasets_stored_doc_id", placeholder="an id from the results")
             if doc_id.strip():
-                document = corpus.store.lookup([doc_id.strip()])[0]
-                if document is None:
-                    st.warning(f"The stored corpus has no document {escape_markdown(doc_id.strip())}.")
+                try:
+                    document = corpus.store.lookup([doc_id.strip()])[0]
+                except WorkbenchError as exc:  # the store was deleted or replaced since it was opened
+                    forget_corpus(workspace, info.name, analyzer)
+                    st.error(escape_markdown(str(exc)))
                 else:
-                    st.code(document.full_text, language=code_language(document.language, document.full_text), wrap_lines=True)
+                    if document is None:
+                        st.warning(f"The stored corpus has no document {escape_markdown(doc_id.strip())}.")
+                    else:
+                        st.code(document.full_text, language=code_language(document.language, document.full_text),
+                                wrap_lines=True)
 
 with add_tab:
     if FLASH_KEY in st.session_state:

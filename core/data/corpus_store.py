@@ -16,6 +16,7 @@ import shutil
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -121,6 +122,15 @@ class CorpusStore:
         if expected != self.num_docs:
             raise IndexCorruptError(f"Corpus store {self.folder} yielded {expected:,} rows, its stamp says {self.num_docs:,}.")
 
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Lance's errors on missing or unreadable files (a store deleted or replaced under an open one) as IndexCorruptError."""
+        try:
+            yield
+        except (OSError, ValueError, pa.ArrowException) as exc:
+            raise IndexCorruptError(f"Corpus store {self.folder} cannot be read ({exc}): store it again (Store for large "
+                                    f"corpora, or `python -m core store-corpus --dataset {self.name}`).") from exc
+
     def iter_documents(self) -> Iterator[Document]:
         for batch in self.batches():
             yield from batch
@@ -132,7 +142,8 @@ class CorpusStore:
             return []
         if min(rows) < 0 or max(rows) >= self.num_docs:
             raise IndexError(f"row out of range: the store holds rows 0..{self.num_docs - 1}")
-        table = self.dataset.take(rows)
+        with self._reading():
+            table = self.dataset.take(rows)
         if table.column("row").to_pylist() != rows:
             raise IndexCorruptError(f"Corpus store {self.folder} returned other rows than asked: rebuild it with "
                                     f"`python -m core store-corpus --dataset {self.name} --rebuild`.")
@@ -142,7 +153,8 @@ class CorpusStore:
         """The documents with these ids, in the order asked; None for an id the corpus lacks."""
         if not ids:
             return []
-        table = self.dataset.to_table(filter=pc.field("id").isin(list(ids)))
+        with self._reading():
+            table = self.dataset.to_table(filter=pc.field("id").isin(list(ids)))
         found = {doc.id: doc for doc in _documents(table)}
         return [found.get(doc_id) for doc_id in ids]
 
@@ -150,7 +162,8 @@ class CorpusStore:
         """Row numbers of these ids (None where missing): how a run's document ids map onto index rows."""
         if not ids:
             return []
-        table = self.dataset.to_table(columns=["id", "row"], filter=pc.field("id").isin(list(ids)))
+        with self._reading():
+            table = self.dataset.to_table(columns=["id", "row"], filter=pc.field("id").isin(list(ids)))
         found = dict(zip(table.column("id").to_pylist(), table.column("row").to_pylist()))
         return [found.get(doc_id) for doc_id in ids]
 

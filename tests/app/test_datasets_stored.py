@@ -2,6 +2,7 @@
 
 The dataset is never loaded there: a dataset whose queries and qrels cannot load is still stored and searched.
 """
+import json
 import shutil
 from pathlib import Path
 
@@ -125,3 +126,49 @@ def test_a_damaged_store_is_rebuilt_and_a_corpus_with_no_usable_line_is_an_error
     corpus.write_bytes(good)
     _, report = open_corpus_store(workspace, "cosqa-mini", folder)
     assert report.reused  # the store written before the refused one is on disk, whole
+
+
+def test_a_store_deleted_under_an_open_session_is_an_error_message_and_storing_again_serves_it(app_at, tmp_path,
+                                                                                               mini_data_dir):
+    """Another session's rebuild, or a user's rm, removes the Lance files the open store reads."""
+    workspace = app_at(Workspace.open(tmp_path / "ws", mini_data_dir), mini_data_dir)
+    at = store(open_stored_tab("csn-mini"))
+    first_id = json.loads((mini_data_dir / "csn-mini" / "corpus.jsonl").read_text().splitlines()[0])["_id"]
+    data_files = list((store_folder(workspace, "csn-mini") / "corpus.lance" / "data").glob("*.lance"))
+    assert data_files
+    for path in data_files:
+        path.unlink()
+
+    at.text_input(key="datasets_stored_doc_id").input(first_id).run()  # a document shown by id
+    assert not at.exception, [e.value for e in at.exception]
+    assert "cannot be read" in shown(at.error) and "store it again" in shown(at.error)
+    at.run()
+    assert "Not opened in this session" in shown(at.info)  # the broken store was let go after the error
+
+    store(at)  # the damage is found on open, and the store written again
+    at.text_input(key="datasets_stored_doc_id").input("").run()
+    for path in (store_folder(workspace, "csn-mini") / "corpus.lance" / "data").glob("*.lance"):
+        path.unlink()
+    at.text_area(key="datasets_stored_query").input("sort a list").run()  # a search reading its hits' rows
+    assert not at.exception, [e.value for e in at.exception]
+    assert "cannot be read" in shown(at.error)
+    at.text_area(key="datasets_stored_query").input("").run()
+
+    store(at)  # the damage is found on open, and the store written again
+    assert not at.exception and "Stored documents" in metrics(at)
+    at.text_area(key="datasets_stored_query").input("sort a list").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("doc id" in df.value.columns and len(df.value) for df in at.dataframe)  # hits again
+
+
+def test_a_lookup_in_a_store_whose_files_are_gone_raises_index_corrupt_error(tmp_path, mini_data_dir):
+    from core.errors import IndexCorruptError
+
+    workspace = Workspace.open(tmp_path / "ws", mini_data_dir)
+    store_, _ = open_corpus_store(workspace, "csn-mini", mini_data_dir / "csn-mini")
+    for path in (store_folder(workspace, "csn-mini") / "corpus.lance" / "data").glob("*.lance"):
+        path.unlink()
+    first_id = json.loads((mini_data_dir / "csn-mini" / "corpus.jsonl").read_text().splitlines()[0])["_id"]
+    for read in (lambda: store_.lookup([first_id]), lambda: store_.take([0]), lambda: store_.rows_of([first_id])):
+        with pytest.raises(IndexCorruptError, match="cannot be read"):
+            read()
