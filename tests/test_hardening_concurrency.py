@@ -177,7 +177,7 @@ def test_two_streamlit_sessions_running_the_app_at_once_do_not_interfere(monkeyp
     monkeypatch.setenv("CODEIR_DATA_DIR", str(session_workspace.data_dir))
     # One script cache for both sessions, as in a server (one runtime, one locked cache). Each AppTest makes its own,
     # so both would compile app.py at the same moment, and CPython 3.11.7's ast constructor is not safe across threads
-    # (gh-106905: "AST constructor recursion depth mismatch"), which a real server never runs into.
+    # (gh-106905: "AST constructor recursion depth mismatch"); a server's one locked cache compiles its scripts one at a time.
     import streamlit.testing.v1.app_test as app_test_module
     from streamlit.runtime.scriptrunner.script_cache import ScriptCache
     shared_cache = ScriptCache()

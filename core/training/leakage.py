@@ -677,6 +677,11 @@ def audit_texts(train: Dataset, evals: Sequence[Dataset], jaccard_threshold: flo
     return reports
 
 
+def _loses_every_positive(grades: dict[str, int], removed: set[str]) -> bool:
+    """Whether a query that had a positive has none left once ``removed`` documents are gone."""
+    return any(g > 0 for g in grades.values()) and not any(g > 0 for d, g in grades.items() if d not in removed)
+
+
 def filter_leaked(train: Dataset, reports: Sequence[LeakageReport | TextLeakageReport], name: str | None = None) -> Dataset:
     """The train set without what the audits found: the one filter of fine-tuning, ``audit --write-filtered`` and the page.
 
@@ -695,16 +700,18 @@ def filter_leaked(train: Dataset, reports: Sequence[LeakageReport | TextLeakageR
     pair_leaked = set().union(*(r.leaked_train_ids() for r in pair_reports))
     leaked_queries = pair_leaked.union(*(r.leaked_train_ids("query") for r in text_reports))
     leaked_documents = set().union(*(r.leaked_train_ids("document") for r in text_reports))
-    still_judged = {d for q, grades in train.qrels.judgments.items() if q not in leaked_queries for d in grades}
+    # The queries that stay are known before a pair check's answers go: a query that loses every positive to the
+    # text audit goes too, and must not keep such an answer in the corpus by being judged on it.
+    staying = {q for q, grades in train.qrels.judgments.items()
+               if q not in leaked_queries and not _loses_every_positive(grades, leaked_documents)}
+    still_judged = {d for q in staying for d in train.qrels.judgments[q]}
     leaked_documents |= {d for q in pair_leaked for d in train.qrels.positives(q)} - still_judged
 
     documents = tuple(d for d in train.documents if d.id not in leaked_documents)
     judgments = {}
     for query_id, grades in train.qrels.judgments.items():
-        kept = {d: g for d, g in grades.items() if d not in leaked_documents}
-        lost_every_positive = any(g > 0 for g in grades.values()) and not any(g > 0 for g in kept.values())
-        if query_id not in leaked_queries and not lost_every_positive:
-            judgments[query_id] = kept
+        if query_id not in leaked_queries and not _loses_every_positive(grades, leaked_documents):
+            judgments[query_id] = {d: g for d, g in grades.items() if d not in leaked_documents}
     if not any(grade > 0 for grades in judgments.values() for grade in grades.values()):
         raise DatasetError(f"Every judged query of {train.name!r} leaks into the eval data: nothing is left to train on.")
     dropped = leaked_queries | (set(train.qrels.judgments) - set(judgments))

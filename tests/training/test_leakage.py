@@ -354,3 +354,15 @@ def test_text_audit_of_cosqa_against_itself_finds_every_query_and_document(cosqa
     counts = report.counts()
     assert counts["train query = eval query (exact)"] == len({q.id for q in small.queries})
     assert counts["train document = eval document (exact)"] == len(small.documents)
+
+
+def test_a_query_that_goes_for_losing_its_positive_does_not_keep_a_leaked_answer_in_the_corpus():
+    """q1 leaks by a pair check with answer d1; q3 judges d1 (grade 0) but loses its only positive d3 to the text audit."""
+    train = Dataset("train", tuple(Document(f"d{i}", f"text {i}") for i in range(1, 5)),
+                    tuple(Query(f"q{i}", f"query {i}") for i in range(1, 5)),
+                    Qrels({"q1": {"d1": 1}, "q3": {"d3": 1, "d1": 0}, "q4": {"d4": 1}}))
+    pair_report = LeakageReport("train", "eval", (Overlap(EXACT_CODE, "q1", "e1", 1.0, "", ""),), 3, 1)
+    filtered = filter_leaked(train, [pair_report, found_texts(train, documents=("d3",))])
+    assert [q.id for q in filtered.queries] == ["q2", "q4"]  # q2 never had a judgment: kept as it was
+    assert [d.id for d in filtered.documents] == ["d2", "d4"]  # d1 leaves: no query that stays is judged on it
+    assert filtered.qrels.judgments == {"q4": {"d4": 1}}
