@@ -708,10 +708,9 @@ def filter_leaked(train: Dataset, reports: Sequence[LeakageReport | TextLeakageR
     leaked_documents |= {d for q in pair_leaked for d in train.qrels.positives(q)} - still_judged
 
     documents = tuple(d for d in train.documents if d.id not in leaked_documents)
-    judgments = {}
-    for query_id, grades in train.qrels.judgments.items():
-        if query_id not in leaked_queries and not _loses_every_positive(grades, leaked_documents):
-            judgments[query_id] = {d: g for d, g in grades.items() if d not in leaked_documents}
+    # The answers that just left are judged by no staying query, so the staying queries are exactly the ones kept.
+    judgments = {q: {d: g for d, g in grades.items() if d not in leaked_documents}
+                 for q, grades in train.qrels.judgments.items() if q in staying}
     if not any(grade > 0 for grades in judgments.values() for grade in grades.values()):
         raise DatasetError(f"Every judged query of {train.name!r} leaks into the eval data: nothing is left to train on.")
     dropped = leaked_queries | (set(train.qrels.judgments) - set(judgments))
