@@ -19,6 +19,7 @@ from core.evaluation.stats import (catalog_table, dataset_stats, document_rows, 
                         length_table, page_count, page_of, problems_table, query_rows)
 from core.data.stdlib_benchmark import ensure_stdlib_benchmark
 from core.index.distributed import RayOptions
+from core.retrieval.engine import MAX_QUERY_CHARS
 from core.retrieval.scale import ENGINES, build_indexes
 from core.retrieval.stored_search import search_stored, stored_facts
 from core.workspace import BUILTIN_DATASET
@@ -227,7 +228,7 @@ if on_disk and stored_tab.open:
                     st.error(escape_markdown(str(exc)))
                 else:
                     st.caption(f"{len(result.hits)} results in {result.seconds * 1000:.1f} ms (search and reading their rows)"
-                               + ("; the query was cut to its first 100,000 characters" if result.truncated else ""))
+                               + (f"; the query was cut to its first {MAX_QUERY_CHARS:,} characters" if result.truncated else ""))
                     st.dataframe(hit_rows(result), hide_index=True, width="stretch", key="datasets_stored_hits",
                                  column_config={"text": st.column_config.TextColumn("text", width="large")})
             doc_id = st.text_input("Show a document by id", key="datasets_stored_doc_id", placeholder="an id from the results")

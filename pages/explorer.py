@@ -9,7 +9,7 @@ import streamlit as st
 from core.errors import QueryError, WorkbenchError
 from core.retrieval.explore import positive_ranks, query_label, rank_summary, ranked_documents, search_benchmark_query
 from core.retrieval.highlight import highlight_spans
-from core.retrieval.engine import DEFAULT_DEPTH, SearchResult
+from core.retrieval.engine import DEFAULT_DEPTH, MAX_QUERY_CHARS, SearchResult
 from ui.render import code_language, escape_markdown, highlighted_markdown, preview_text
 from ui.progress import engine_progress
 from ui.state import page_engine, page_params
@@ -111,7 +111,7 @@ for start in range(0, len(names), per_row):
                 st.error(escape_markdown(str(exc)))
                 continue
             if result.truncated:
-                st.caption("The query was cut to its first 100,000 characters.")
+                st.caption(f"The query was cut to its first {MAX_QUERY_CHARS:,} characters.")
             ranks = positive_ranks(result.ranking, positives)
             latency_help = ("mean time per query of this profile's run over the judged queries" if query_id is not None
                             else "time to retrieve this query (indexes and models already loaded)")
