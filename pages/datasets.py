@@ -19,17 +19,14 @@ from core.evaluation.stats import (catalog_table, dataset_stats, document_rows, 
                         length_table, page_count, page_of, problems_table, query_rows)
 from core.data.stdlib_benchmark import ensure_stdlib_benchmark
 from core.index.distributed import RayOptions
-from core.retrieval.engine import MAX_QUERY_CHARS
 from core.retrieval.scale import ENGINES, build_indexes
-from core.retrieval.stored_search import search_stored, stored_facts
 from core.workspace import BUILTIN_DATASET
-from ui.render import code_language, escape_markdown, length_histogram
+from ui.render import escape_markdown, length_histogram
 from ui.state import current_selection, get_dataset, get_engine
-from ui.stored_corpus import forget_corpus, held_corpus, hit_rows, mebibytes, open_with_progress
+from ui.stored_corpus import stored_corpus_tab
 
 FLASH_KEY = "datasets_flash"  # a success message shown after the rerun that refreshes the sidebar
 PAGE_SIZES = (25, 50, 100, 200)
-MAX_STORED_K = 1000
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -187,63 +184,7 @@ if dataset is not None:
 
 if on_disk and stored_tab.open:
     with stored_tab:
-        st.caption("For corpora too large to load: the corpus is stored once as a Lance dataset in the workspace and its "
-                   "BM25 index built from it by streaming, as `python -m core store-corpus` does; a search reads only its "
-                   "hits' rows. Only corpus.jsonl is read, never the queries or qrels. See docs/scale.md.")
-        analyzer_col, rebuild_col = st.columns([1, 3])
-        analyzer = analyzer_col.radio("BM25 analyzer", ["code", "plain"], horizontal=True, key="datasets_stored_analyzer")
-        rebuild = rebuild_col.checkbox("Rebuild even when current", key="datasets_stored_rebuild",
-                                       help="A damaged or stale store or index is rebuilt anyway.")
-        corpus = held_corpus(workspace, info.name, info.path, analyzer)
-        if st.button("Store for large corpora", key="datasets_stored_open", type="primary"):
-            try:
-                corpus = open_with_progress(workspace, info.name, info.path, analyzer, rebuild)
-            except WorkbenchError as exc:
-                st.error(escape_markdown(str(exc)) + "  \nWhat was stored or indexed before is kept as it was.")
-            else:
-                reports = "\n".join(f"- {escape_markdown(str(report))}" for report in corpus.reports)
-                (st.warning if any(report.damage for report in corpus.reports) else st.success)(reports)
-        if corpus is None:
-            st.info("Not opened in this session: **Store for large corpora** stores the corpus (or reuses the store "
-                    "already on disk) and opens it for searching.")
-        else:
-            facts = stored_facts(corpus)
-            cells = st.columns(4)
-            cells[0].metric("Stored documents", f"{facts.documents:,}")
-            cells[1].metric("Store on disk", mebibytes(facts.store_bytes))
-            cells[2].metric("BM25 index on disk", mebibytes(facts.index_bytes))
-            cells[3].metric("Opened", "reused" if facts.reused else "built")
-            st.caption(f"Stored in {escape_markdown(str(facts.store_folder))}.")
-            if facts.skipped:
-                st.warning(f"{facts.skipped:,} corpus lines were skipped when the store was written; the first: "
-                           + escape_markdown("; ".join(corpus.store.problems[:3])))
-            query_col, k_col = st.columns([5, 1])
-            query = query_col.text_area("Query", key="datasets_stored_query", placeholder="code or text")
-            k = k_col.number_input("Results", min_value=1, max_value=MAX_STORED_K, value=10, key="datasets_stored_k")
-            if query.strip():
-                try:
-                    result = search_stored(corpus, query, int(k))
-                except WorkbenchError as exc:
-                    forget_corpus(workspace, info.name, analyzer)
-                    st.error(escape_markdown(str(exc)))
-                else:
-                    st.caption(f"{len(result.hits)} results in {result.seconds * 1000:.1f} ms (search and reading their rows)"
-                               + (f"; the query was cut to its first {MAX_QUERY_CHARS:,} characters" if result.truncated else ""))
-                    st.dataframe(hit_rows(result), hide_index=True, width="stretch", key="datasets_stored_hits",
-                                 column_config={"text": st.column_config.TextColumn("text", width="large")})
-            doc_id = st.text_input("Show a document by id", key="datasets_stored_doc_id", placeholder="an id from the results")
-            if doc_id.strip():
-                try:
-                    document = corpus.store.lookup([doc_id.strip()])[0]
-                except WorkbenchError as exc:  # the store was deleted or replaced since it was opened
-                    forget_corpus(workspace, info.name, analyzer)
-                    st.error(escape_markdown(str(exc)))
-                else:
-                    if document is None:
-                        st.warning(f"The stored corpus has no document {escape_markdown(doc_id.strip())}.")
-                    else:
-                        st.code(document.full_text, language=code_language(document.language, document.full_text),
-                                wrap_lines=True)
+        stored_corpus_tab(workspace, info.name, info.path)
 
 with add_tab:
     if FLASH_KEY in st.session_state:
