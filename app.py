@@ -1,8 +1,12 @@
 """codeir workbench: the Streamlit entry point. Builds navigation and the shared sidebar only."""
 import streamlit as st
 
+from core.data.python_source import serialise_ast_parse
+
 from ui.render import apply_stylesheet
 from ui.state import note_page, sidebar
+
+serialise_ast_parse()  # CPython 3.11's ast constructor is not thread-safe (core/data/python_source.py)
 
 st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
 apply_stylesheet()  # multiselect chips show their whole text (ui.render.STYLESHEET)

@@ -13,14 +13,28 @@ import ast
 import threading
 import warnings
 
-_PARSE_LOCK = threading.Lock()
+_PARSE_LOCK = threading.RLock()
+_UNLOCKED_PARSE = ast.parse
+
+
+def _locked_parse(*args, **kwargs):
+    with _PARSE_LOCK:
+        return _UNLOCKED_PARSE(*args, **kwargs)
+
+
+def serialise_ast_parse() -> None:
+    """Make every ``ast.parse`` in this process take the lock, Streamlit's own page compile (its magic) included.
+
+    app.py calls it: two sessions compiling pages while a third parses were seen to fail even with one script cache.
+    """
+    ast.parse = _locked_parse
 
 
 def parse_python(source: str, mode: str = "exec") -> ast.AST:
     """``ast.parse`` under the lock, with the warnings old code raises (invalid escapes) silenced: it is read, not run."""
     with _PARSE_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ast.parse(source, mode=mode)
+        return _UNLOCKED_PARSE(source, mode=mode)
 
 
 def python_literal(text: str) -> object:
