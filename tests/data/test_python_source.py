@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from core.data import python_source
 from core.data.python_source import parse_python, python_literal
 from core.training.leakage import strip_code
 
@@ -20,7 +21,7 @@ def test_parse_and_literal_give_what_ast_gives():
 def test_no_two_threads_are_ever_inside_ast_parse_at_once(monkeypatch):
     """The race itself is rare; what the lock promises is checked instead: ast.parse made slow, and never entered twice."""
     expected = ast.dump(ast.parse(NESTED))
-    real_parse, guard = ast.parse, threading.Lock()
+    real_parse, guard = python_source._UNLOCKED_PARSE, threading.Lock()
     inside = {"now": 0, "most": 0}
 
     def slow_parse(*args, **kwargs):
@@ -34,7 +35,7 @@ def test_no_two_threads_are_ever_inside_ast_parse_at_once(monkeypatch):
             with guard:
                 inside["now"] -= 1
 
-    monkeypatch.setattr(ast, "parse", slow_parse)
+    monkeypatch.setattr(python_source, "_UNLOCKED_PARSE", slow_parse)  # what parse_python calls under the lock
     start = threading.Barrier(4)
 
     def parse_many(_: int) -> set[str]:
