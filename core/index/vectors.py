@@ -62,13 +62,14 @@ class DenseHits:
 
 
 def top_k(scores: np.ndarray, k: int) -> DenseHits:
-    """Exact top-k per row of a (queries, docs) score matrix; ties broken by lower row number."""
+    """Exact top-k per row of a (queries, docs) score matrix; ties broken by lower row number, at the cut too."""
     n_docs = scores.shape[1]
     k = min(k, n_docs)
     if k == 0:
         return DenseHits(np.empty((scores.shape[0], 0), np.int64), np.empty((scores.shape[0], 0), np.float32))
     if k < n_docs:
         candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        _prefer_lower_rows_among_ties_at_the_cut(scores, candidates)
     else:
         candidates = np.tile(np.arange(n_docs), (scores.shape[0], 1))
     candidate_scores = np.take_along_axis(scores, candidates, axis=1)
@@ -77,7 +78,19 @@ def top_k(scores: np.ndarray, k: int) -> DenseHits:
     return DenseHits(rows.astype(np.int64), np.take_along_axis(candidate_scores, order, axis=1))
 
 
+def _prefer_lower_rows_among_ties_at_the_cut(scores: np.ndarray, candidates: np.ndarray) -> None:
+    """Where more documents tie at the k-th score than fit, keep the lowest rows (argpartition keeps any of them)."""
+    kth = np.take_along_axis(scores, candidates, axis=1).min(axis=1)
+    tied = (scores == kth[:, None]).sum(axis=1)
+    tied_kept = (np.take_along_axis(scores, candidates, axis=1) == kth[:, None]).sum(axis=1)
+    for i in np.flatnonzero(tied > tied_kept):
+        above = np.flatnonzero(scores[i] > kth[i])
+        at_cut = np.flatnonzero(scores[i] == kth[i])[:candidates.shape[1] - len(above)]
+        candidates[i] = np.concatenate([above, at_cut])
+
+
 SCORE_CHUNK_DOCS = 16_384  # documents converted to float64 at a time: a bounded copy, whatever the corpus size
+SCREEN_BLOCK_SCORES = 8_388_608  # float32 screen scores held at once by exact_top_k (32 MiB): queries per block = this / docs
 
 
 def dot_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
@@ -96,6 +109,67 @@ def dot_scores(queries: np.ndarray, documents: np.ndarray) -> np.ndarray:
     return scores
 
 
+def float32_dot_error_bound(query_norm: float, max_document_norm: float, dims: int) -> float:
+    """Largest gap between a float32 dot product, summed in any order with or without FMA, and the exact one.
+
+    |fl(q.d) - q.d| <= gamma_n |q|.|d| <= gamma_n ||q|| ||d||, with gamma_n = n u / (1 - n u) and u = 2^-24
+    (Higham, Accuracy and Stability of Numerical Algorithms, section 3.1): true for every BLAS kernel and batch shape.
+    """
+    unit = 2.0 ** -24
+    gamma = dims * unit / (1.0 - dims * unit)
+    return gamma * float(query_norm) * float(max_document_norm)
+
+
+def max_row_norm(vectors: np.ndarray) -> float:
+    """The largest Euclidean norm of a row, computed in float64 chunk by chunk (a bounded copy)."""
+    largest = 0.0
+    for start in range(0, len(vectors), SCORE_CHUNK_DOCS):
+        chunk = np.asarray(vectors[start:start + SCORE_CHUNK_DOCS], dtype=np.float64)
+        if len(chunk):
+            largest = max(largest, float(np.sqrt(np.einsum("ij,ij->i", chunk, chunk).max())))
+    return largest
+
+
+def exact_top_k(queries: np.ndarray, documents: np.ndarray, k: int, max_document_norm: float | None = None) -> DenseHits:
+    """``top_k(dot_scores(queries, documents), k)``, the same rows and scores to the bit, at the cost of a float32 product.
+
+    A float32 product screens every document; its error is bounded (``float32_dot_error_bound``), so every
+    document that can belong to the exact top k scores within twice the bound of the screen's k-th score. Only
+    those candidates are scored again in float64 (``dot_scores``) and ranked with ``top_k``'s tie rule. A query
+    whose screen holds a NaN, or a k close to the corpus size, is scored exactly throughout. (As in ``dot_scores``,
+    "to the bit" holds up to a float64 rounding tie, about one score in 10^8.)
+    """
+    queries32 = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    n_docs = len(documents)
+    k = min(k, n_docs)
+    if k <= 0 or len(queries32) == 0 or 4 * k >= n_docs:
+        return top_k(dot_scores(queries32, documents), k)
+    if max_document_norm is None:
+        max_document_norm = max_row_norm(documents)
+    rows = np.empty((len(queries32), k), np.int64)
+    scores = np.empty((len(queries32), k), np.float32)
+    block = max(1, SCREEN_BLOCK_SCORES // n_docs)
+    query_norms = np.sqrt(np.einsum("ij,ij->i", queries32.astype(np.float64), queries32.astype(np.float64)))
+    for i, query in enumerate(queries32):
+        if i % block == 0:  # a matrix product screens a block of queries at once: a bounded (block, docs) matrix
+            screens = queries32[i:i + block] @ documents.T
+            kths = np.partition(screens, n_docs - k, axis=1)[:, n_docs - k]
+        screen, kth = screens[i % block], float(kths[i % block])
+        bound = float32_dot_error_bound(query_norms[i], max_document_norm, documents.shape[1])
+        if not (np.isfinite(kth) and np.isfinite(bound)) or np.isnan(screen).any():
+            best = top_k(dot_scores(query, documents), k)
+            rows[i], scores[i] = best.rows[0], best.scores[0]
+            continue
+        # the exact k-th score is at least kth - bound (less a float32 rounding), and a document at or above it
+        # screens at least bound lower again; four float32 spacings cover both roundings to float32
+        margin = 2 * bound + 4 * float(np.spacing(np.float32(abs(kth) + bound)))
+        candidates = np.flatnonzero(screen >= kth - margin)
+        exact = dot_scores(query, documents[candidates])[0]
+        best = np.lexsort((candidates, -exact))[:k]  # candidates ascend, so ties go to the lower row as in top_k
+        rows[i], scores[i] = candidates[best], exact[best]
+    return DenseHits(rows, scores)
+
+
 class VectorIndex:
     """Corpus embeddings for one (dataset, model), searchable by query vectors."""
 
@@ -103,11 +177,19 @@ class VectorIndex:
         self.table = table
         self.vectors = vectors
         self.uses_ann = len(vectors) > ANN_THRESHOLD
+        self._max_norm: float | None = None
+
+    @property
+    def max_norm(self) -> float:
+        """The largest vector norm, computed on first use (it bounds the float32 screen's error in exact_top_k)."""
+        if self._max_norm is None:
+            self._max_norm = max_row_norm(self.vectors)
+        return self._max_norm
 
     def search(self, query_vectors: np.ndarray, k: int = 100) -> DenseHits:
         query_vectors = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
         if not self.uses_ann:
-            return top_k(dot_scores(query_vectors, self.vectors), k)
+            return exact_top_k(query_vectors, self.vectors, k, self.max_norm)
         k = min(k, len(self.vectors))
         if k <= 0 or len(query_vectors) == 0:
             return top_k(np.zeros((len(query_vectors), 0), np.float32), 0)
@@ -117,7 +199,7 @@ class VectorIndex:
             hits = self.table.search(vector).metric("dot").limit(k * ANN_OVERSAMPLE).select(["row", "_distance"]).to_arrow()
             candidates = np.sort(hits["row"].to_numpy().astype(np.int64))  # sorted: ties then go to the lower row, as in top_k
             if len(candidates) < k:  # the probed partitions hold fewer than k documents: search this query exactly
-                best = top_k(dot_scores(vector, self.vectors), k)
+                best = exact_top_k(vector, self.vectors, k, self.max_norm)
                 rows[i], scores[i] = best.rows[0], best.scores[0]
             else:
                 best = top_k(dot_scores(vector, self.vectors[candidates]), k)

@@ -199,3 +199,54 @@ def test_vectors_computed_elsewhere_are_remembered_once_and_reused_without_encod
     index, report = open_vector_index(workspace, tiny, counting)
     assert counting.encoded == 0 and report.cached == len(texts)
     assert np.array_equal(index.vectors, elsewhere)
+
+
+def _near_tie_corpus(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Documents in clusters of near-duplicates whose scores differ by a few float32 ulps, plus exact duplicates."""
+    rng = np.random.default_rng(seed)
+    bases = rng.standard_normal((60, 384)).astype(np.float32)
+    near = np.repeat(bases, 40, axis=0)
+    near += (rng.standard_normal(near.shape) * 2e-7).astype(np.float32)
+    documents = np.concatenate([rng.standard_normal((3000, 384)).astype(np.float32), near, near[:500]])
+    queries = bases[:12] + (rng.standard_normal((12, 384)) * 0.01).astype(np.float32)
+    return documents, queries
+
+
+@pytest.mark.parametrize("k", [1, 10, 55, 100, 1000])
+def test_exact_top_k_equals_the_float64_ranking_to_the_bit_where_float32_alone_misorders(k, monkeypatch):
+    import core.index.vectors as vectors
+    from core.index.vectors import dot_scores, exact_top_k
+
+    documents, queries = _near_tie_corpus(20261202)
+    reference = top_k(dot_scores(queries, documents), k)
+    float32_alone = top_k(queries @ documents.T, k)
+    if k >= 10:  # the data is hard enough: a float32 product alone ranks (or scores) differently
+        assert not (np.array_equal(float32_alone.rows, reference.rows)
+                    and np.array_equal(float32_alone.scores, reference.scores))
+    for block_scores in (len(documents), 5 * len(documents), vectors.SCREEN_BLOCK_SCORES):
+        monkeypatch.setattr(vectors, "SCREEN_BLOCK_SCORES", block_scores)
+        found = exact_top_k(queries, documents, k)
+        np.testing.assert_array_equal(found.rows, reference.rows)
+        np.testing.assert_array_equal(found.scores, reference.scores)
+
+
+def test_exact_top_k_handles_nan_vectors_small_corpora_and_empty_input_as_the_float64_ranking():
+    from core.index.vectors import dot_scores, exact_top_k
+
+    documents, queries = _near_tie_corpus(7)
+    documents[17, 3] = np.nan
+    for docs, k in ((documents, 50), (documents[:30], 10), (documents[:30], 0), (documents[:0], 10)):
+        reference = top_k(dot_scores(queries, docs), k)
+        found = exact_top_k(queries, docs, k)
+        np.testing.assert_array_equal(found.rows, reference.rows)
+        np.testing.assert_array_equal(found.scores, reference.scores)
+    assert exact_top_k(queries[:0], documents, 10).rows.shape == (0, 10)
+
+
+def test_top_k_keeps_the_lowest_rows_when_more_documents_tie_at_the_cut_than_fit():
+    scores = np.zeros((3, 500), dtype=np.float32)
+    scores[0, 400] = 1.0
+    scores[1, ::7] = 0.5
+    scores[2] = 0.25
+    hits = top_k(scores, 3)
+    assert hits.rows.tolist() == [[400, 0, 1], [0, 7, 14], [0, 1, 2]]
