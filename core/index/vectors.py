@@ -80,9 +80,10 @@ def top_k(scores: np.ndarray, k: int) -> DenseHits:
 
 def _prefer_lower_rows_among_ties_at_the_cut(scores: np.ndarray, candidates: np.ndarray) -> None:
     """Where more documents tie at the k-th score than fit, keep the lowest rows (argpartition keeps any of them)."""
-    kth = np.take_along_axis(scores, candidates, axis=1).min(axis=1)
+    kept_scores = np.take_along_axis(scores, candidates, axis=1)
+    kth = kept_scores.min(axis=1)
     tied = (scores == kth[:, None]).sum(axis=1)
-    tied_kept = (np.take_along_axis(scores, candidates, axis=1) == kth[:, None]).sum(axis=1)
+    tied_kept = (kept_scores == kth[:, None]).sum(axis=1)
     for i in np.flatnonzero(tied > tied_kept):
         above = np.flatnonzero(scores[i] > kth[i])
         at_cut = np.flatnonzero(scores[i] == kth[i])[:candidates.shape[1] - len(above)]
