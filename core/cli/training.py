@@ -12,8 +12,8 @@ from core.errors import DatasetError
 from core.progress import tqdm_progress
 from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MINI_BATCH, DEFAULT_PACKAGES,
                                     MINING_METHODS, TRAINING_EXCLUDED_DIRS, TrainingData, TrainingStep, add_dense_profile,
-                                    build_training_set, check_model_name, finetune, package_roots, read_finetune_info,
-                                    remove_leakage, sample_and_mine)
+                                    build_training_set, check_model_name, finetune, load_prepared, package_roots,
+                                    read_finetune_info, remove_leakage, sample_and_mine, save_prepared)
 from core.training.queries import QUERY_GENERATORS
 from core.training.recipes import RECIPES, get_recipe, recipe_trees
 from core.index.encoders import DEFAULT_MODEL
@@ -124,13 +124,8 @@ def training_data_from_args(args, workspace: Workspace, settings: dict[str, obje
                               validate_k=args.validate_k, progress=progress)
 
 
-def cmd_finetune(args, workspace: Workspace) -> None:
-    """``python -m core finetune``: build or open the pairs, audit, mine, train, save, report."""
-
-    started = time.perf_counter()
-    check_model_name(workspace, args.output, args.overwrite)
-    settings = resolved_settings(args)
-    progress = None if args.quiet else tqdm_progress()
+def prepared_examples(args, workspace: Workspace, settings: dict[str, object], progress=None):
+    """Build, audit and mine the training examples a command line asks for, printing what each step found."""
     training = training_data_from_args(args, workspace, settings, progress)
     if not training.leakage:
         print("warning: no eval dataset to audit against; name them with --audit-against", file=sys.stderr)
@@ -149,6 +144,29 @@ def cmd_finetune(args, workspace: Workspace) -> None:
     examples, data = sample_and_mine(training, workspace, settings["max_examples"], settings["negatives"], args.mining, args.skip_top,
                                      seed=args.seed, model=args.base_model, progress=progress)
     print(f"mined {data['mining']['mined']} hard negatives for {len(examples)} examples ({args.mining})")
+    return examples, data
+
+
+def cmd_finetune(args, workspace: Workspace) -> None:
+    """``python -m core finetune``: build or open the pairs, audit, mine, train, save, report."""
+
+    started = time.perf_counter()
+    check_model_name(workspace, args.output, args.overwrite)
+    settings = resolved_settings(args)
+    progress = None if args.quiet else tqdm_progress()
+    if args.examples and args.save_examples:
+        raise DatasetError("--examples trains on prepared examples and --save-examples writes them: give one of the two.")
+    if args.examples:
+        examples, data = load_prepared(Path(args.examples))
+        data["prepared_examples"] = {"file": Path(args.examples).name, "examples": len(examples)}
+        print(f"read {len(examples)} prepared examples ({sum(len(e.negatives) for e in examples)} mined negatives) from {args.examples}")
+    else:
+        examples, data = prepared_examples(args, workspace, settings, progress)
+        if args.save_examples:
+            path = save_prepared(Path(args.save_examples), examples, data | ({"recipe": args.recipe} if args.recipe else {}))
+            print(f"wrote {len(examples)} examples to {path}; train them here or elsewhere with "
+                  f"`finetune --examples {path.name} --output {args.output}`")
+            return
     if args.recipe:
         data["recipe"] = args.recipe
 
@@ -190,6 +208,7 @@ def register(sub) -> None:
     source = parser.add_mutually_exclusive_group()  # none given: the installed DEFAULT_PACKAGES
     source.add_argument("--train", metavar="NAME", help="a dataset of the catalog whose queries and positives are the pairs")
     source.add_argument("--from-tree", metavar="DIR", action="append", help="a source tree to build pairs from (repeatable)")
+    source.add_argument("--examples", metavar="FILE", help="train on examples a `--save-examples` run prepared (here or on another machine)")
     source.add_argument("--packages", metavar="A,B", default=",".join(DEFAULT_PACKAGES),
                         help="installed packages to build pairs from (default: %(default)s)")
     parser.add_argument("--output", required=True, metavar="NAME", help="name of the fine-tuned model (then usable as a dense model)")
@@ -218,5 +237,7 @@ def register(sub) -> None:
     parser.add_argument("--asymmetric", action="store_true", help="train the query -> answer direction only")
     parser.add_argument("--add-profile", action="store_true", help="add a dense profile for the new model to profiles.toml")
     parser.add_argument("--overwrite", action="store_true", help="replace a fine-tuned model of the same name")
+    parser.add_argument("--save-examples", metavar="FILE", help="build, audit and mine the examples, write them to FILE and stop "
+                        "before training (train them with --examples FILE, on a GPU machine, say)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=cmd_finetune)

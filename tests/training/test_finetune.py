@@ -31,9 +31,11 @@ from core.training.finetune import (
     build_training_set,
     finetune,
     is_near_duplicate,
+    load_prepared,
     mine_hard_negatives,
     package_roots,
     read_finetune_info,
+    save_prepared,
 )
 from core.training.leakage import audit
 from core.retrieval.profiles import DenseProfile, load_profiles
@@ -334,3 +336,68 @@ def test_a_checkpoint_of_other_examples_or_settings_is_not_resumed(workspace):
     steps = []
     _tiny_run(workspace, "changed", on_step=steps.append, seed=7)  # another seed: other batches, so a fresh start
     assert [s.step for s in steps] == [1, 2, 3, 4]
+
+
+def test_prepared_examples_round_trip_and_a_bad_file_gets_a_clear_error(tmp_path):
+    examples = [TrainingExample("open a file ✓", "def open_file(p):\n    return open(p)", ("def close(p): pass", "x\ty")),
+                TrainingExample("sum a list", "def total(xs): return sum(xs)")]
+    path = save_prepared(tmp_path / "sub" / "prepared.jsonl", examples, {"mining": {"method": "bm25"}})
+    assert load_prepared(path) == (examples, {"mining": {"method": "bm25"}})
+    assert [p.name for p in path.parent.iterdir()] == ["prepared.jsonl"]  # no temporary file left
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    cases = {"missing.jsonl": None, "foreign.jsonl": '{"query": "a", "positive": "b", "negatives": []}\n',
+             "cut.jsonl": "\n".join(lines[:2]) + "\n", "bad-row.jsonl": "\n".join([lines[0], lines[1], '{"query": "a"}']) + "\n",
+             "empty.jsonl": ""}
+    for name, text in cases.items():
+        if text is not None:
+            (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(WorkbenchError) as error:
+            load_prepared(tmp_path / name)
+        assert name in str(error.value) or "prepared" in str(error.value)
+    with pytest.raises(WorkbenchError, match="line 3"):
+        load_prepared(tmp_path / "bad-row.jsonl")
+    with pytest.raises(WorkbenchError, match="holds 1 examples where its first line says 2"):
+        load_prepared(tmp_path / "cut.jsonl")
+
+    packed = save_prepared(tmp_path / "prepared.jsonl.gz", examples, {})
+    assert packed.read_bytes()[:2] == b"\x1f\x8b" and load_prepared(packed) == (examples, {})
+    xz = save_prepared(tmp_path / "prepared.jsonl.xz", examples, {"a": 1})
+    assert xz.read_bytes()[:6] == b"\xfd7zXZ\x00" and load_prepared(xz) == (examples, {"a": 1})
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
+    (tmp_path / "cut.jsonl.gz").write_bytes(packed.read_bytes()[:-12])  # a transfer broken off
+    (tmp_path / "plain.jsonl.gz").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
+    for name in ("cut.jsonl.gz", "plain.jsonl.gz"):
+        with pytest.raises(WorkbenchError, match="prepare it again|not a file of prepared examples"):
+            load_prepared(tmp_path / name)
+
+
+def test_examples_prepared_by_one_command_train_in_another_workspace_with_the_same_record(tmp_path, mini_data_dir, csn_mini):
+    """Prepare where the sources are (``--save-examples``), train elsewhere (``--examples``): the model records the audit."""
+    tree, _ = leaky_tree(tmp_path / "tree", csn_mini)
+    parser = argparse.ArgumentParser()
+    training_commands.register(parser.add_subparsers(dest="command"))
+    prepare_here = Workspace.open(tmp_path / "prepare", mini_data_dir)
+    prepared = tmp_path / "prepared.jsonl"
+    args = parser.parse_args(["finetune", "--from-tree", str(tree), "--output", "moved-ft", "--audit-against", "csn-mini",
+                              "--max-examples", "8", "--negatives", "1", "--save-examples", str(prepared), "--quiet"])
+    args.func(args, prepare_here)
+    examples, data = load_prepared(prepared)
+    assert len(examples) == 8 and all(len(e.negatives) == 1 for e in examples)
+    assert data["leakage"][0]["eval"] == "csn-mini" and data["leakage"][0]["dropped_train_queries"] >= 1
+    assert not (prepare_here.models_dir / "moved-ft").exists()  # stopped before training
+
+    train_there = Workspace.open(tmp_path / "train", mini_data_dir)
+    args = parser.parse_args(["finetune", "--examples", str(prepared), "--output", "moved-ft", "--batch-size", "4",
+                              "--max-seq-length", "16", "--learning-rate", "1e-3", "--quiet"])
+    args.func(args, train_there)
+    info = read_finetune_info(train_there.models_dir / "moved-ft")
+    assert info["examples"] == 8 and info["data"]["leakage"] == data["leakage"]
+    assert info["data"]["prepared_examples"] == {"file": "prepared.jsonl", "examples": 8}
+    trained_rows = [json.loads(line) for line in (train_there.models_dir / "moved-ft" / EXAMPLES_FILE).read_text().splitlines()]
+    assert {(r["query"], r["positive"]) for r in trained_rows} <= {(e.query, e.positive) for e in examples}
+
+    with pytest.raises(WorkbenchError, match="give one of the two"):
+        args = parser.parse_args(["finetune", "--examples", str(prepared), "--save-examples", str(tmp_path / "again.jsonl"),
+                                  "--output", "other-ft", "--quiet"])
+        args.func(args, train_there)
