@@ -87,7 +87,7 @@ def resolved_settings(args) -> dict[str, object]:
     recipe = get_recipe(args.recipe) if args.recipe else None
     settings = {}
     for key, default in PLAIN_DEFAULTS.items():
-        given = getattr(args, key)
+        given = getattr(args, "query_generator" if key == "queries" else key)
         from_recipe = getattr(recipe, "query_generator" if key == "queries" else key) if recipe else default
         settings[key] = given if given is not None else from_recipe
     return settings
@@ -216,7 +216,8 @@ def register(sub) -> None:
     parser.add_argument("--direction", choices=("doc2code", "code2doc"), default="doc2code", help="pairs built from trees: query side")
     parser.add_argument("--audit-against", metavar="A,B", help="eval datasets to remove leaked pairs for (default: every dataset on disk)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), help="a named recipe: its sources and settings (options below override the settings)")
-    parser.add_argument("--queries", choices=QUERY_GENERATORS, help="training queries: the docstring, template search queries, "
+    # dest is not "queries": that name is a count in other commands (build-benchmark), checked as a number by main
+    parser.add_argument("--queries", dest="query_generator", choices=QUERY_GENERATORS, help="training queries: the docstring, template search queries, "
                         "or an OpenAI-compatible endpoint (key in $CODEIR_QUERY_API_KEY); default: docstring, or the recipe's")
     parser.add_argument("--query-endpoint", metavar="URL", help="API root of the endpoint, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--query-model", metavar="NAME", help="model name to ask the endpoint for")

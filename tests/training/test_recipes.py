@@ -126,3 +126,17 @@ def test_the_resolved_query_generator_is_the_one_the_training_data_is_built_with
 
     assert built("--queries", "docstring").queries == {"generator": "docstring"}
     assert built().queries["generator"] == "template"
+
+
+def test_the_whole_command_line_accepts_a_query_generator_name_for_finetune():
+    """``--queries`` is a count for build-benchmark and a generator name for finetune: main's number check took both
+    for counts, so ``python -m core finetune --queries template`` was refused before it ran."""
+    from core.cli.main import build_parser, check_numeric_options
+
+    for generator in ("docstring", "template"):
+        args = build_parser().parse_args(["finetune", "--output", "x", "--queries", generator])
+        check_numeric_options(args)
+        assert training_commands.resolved_settings(args)["queries"] == generator
+    counted = build_parser().parse_args(["build-benchmark", "--root", ".", "--name", "b", "--queries", "0"])
+    with pytest.raises(Exception, match="--queries must be a whole number"):
+        check_numeric_options(counted)
