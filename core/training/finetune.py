@@ -29,6 +29,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -314,9 +315,11 @@ def save_prepared(path: Path, examples: Sequence[TrainingExample], data: Mapping
 
 def _open_text(path: Path, mode: str):
     """Plain, gzip (``.gz``) or xz (``.xz``) text, chosen by the file's suffix."""
-    opener = {".gz": gzip.open, ".xz": lzma.open}.get(path.suffix)
-    if opener is not None:
-        return opener(path, mode + "t", encoding="utf-8", errors="replace")
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8", errors="replace")
+    if path.suffix == ".xz":  # preset 9: a 64 MB window, wide enough to see the same code mined for other examples
+        preset = 9 if mode == "w" else None
+        return lzma.open(path, mode + "t", preset=preset, encoding="utf-8", errors="replace")
     return path.open(mode, encoding="utf-8", errors="replace")
 
 
@@ -514,6 +517,21 @@ def _load_checkpoint(folder: Path, run_key: str) -> dict | None:
     return state if state.get("run_key") == run_key else None
 
 
+@contextmanager
+def _tf32_matmuls(enabled: bool):
+    """TF32 matrix products on a GPU's tensor cores while training (as GPU training recipes commonly use); the
+    process's previous setting is restored afterwards, so encoding elsewhere in the process is not changed."""
+    import torch
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if enabled:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
 def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, base_model: str = DEFAULT_MODEL,
              output_name: str = DEFAULT_OUTPUT, *, epochs: int = 1, batch_size: int = 32, learning_rate: float = 2e-5,
              max_examples: int | None = DEFAULT_MAX_EXAMPLES, max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
@@ -586,9 +604,6 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
 
     torch.manual_seed(seed)
     gpu = device.startswith("cuda")
-    if gpu:  # TF32 matrix products, as GPU training recipes use: several times faster than full fp32 on the tensor cores
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = SentenceTransformer(str(source), device=device, local_files_only=True)
     window = model.max_seq_length
@@ -608,7 +623,7 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
         losses, first_step = list(state["losses"]), int(state["step"])
     model.train()
     run_started, run_cpu = time.perf_counter(), time.process_time()
-    with torch_threads(n_threads):
+    with torch_threads(n_threads), _tf32_matmuls(gpu):
         with tqdm(total=total_steps, initial=first_step, desc=f"fine-tuning {output_name}", unit="step", file=sys.stderr,
                   disable=not progress) as bar:
             for step in range(first_step, total_steps):

@@ -401,3 +401,16 @@ def test_examples_prepared_by_one_command_train_in_another_workspace_with_the_sa
         args = parser.parse_args(["finetune", "--examples", str(prepared), "--save-examples", str(tmp_path / "again.jsonl"),
                                   "--output", "other-ft", "--quiet"])
         args.func(args, train_there)
+
+
+def test_tf32_is_switched_on_for_training_only_and_the_processs_setting_comes_back():
+    import torch
+
+    from core.training.finetune import _tf32_matmuls
+
+    before = torch.backends.cuda.matmul.allow_tf32
+    with _tf32_matmuls(True):
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    assert torch.backends.cuda.matmul.allow_tf32 == before
+    with _tf32_matmuls(False):
+        assert torch.backends.cuda.matmul.allow_tf32 == before  # the CPU path changes nothing
