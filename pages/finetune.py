@@ -1,6 +1,7 @@
 """Fine-tune: train MiniLM on leakage-free code/docstring pairs with mined hard negatives, then use it as a dense model."""
 import logging
 import math
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -9,8 +10,8 @@ from core.data.catalog import list_datasets, open_dataset
 from core.errors import WorkbenchError
 from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS,
                                     TRAINING_EXCLUDED_DIRS, TrainingStep, add_dense_profile, build_training_set,
-                                    check_model_name, describe_training, finetune, leakage_table, package_roots,
-                                    read_finetune_info, sample_and_mine)
+                                    check_model_name, describe_training, finetune, leakage_summaries, leakage_table,
+                                    open_prepared, package_roots, read_finetune_info, sample_and_mine)
 from core.training.queries import QUERY_GENERATORS, make_generator
 from core.training.recipes import RECIPES, get_recipe, recipe_trees
 from core.workspace import slug
@@ -64,6 +65,10 @@ with st.form("finetune"):
     query_model = right.text_input("Endpoint model (openai)", key="ft_query_model")
     checkpoint_every = left.number_input("Checkpoint every N steps (0: none)", min_value=0, max_value=100_000, value=0, key="ft_checkpoint",
                                          help="A run stopped midway resumes from its last checkpoint when started again with the same settings.")
+    prepared = st.text_input("Prepared examples (optional)", placeholder="/path/to/code-v1.jsonl.xz", key="ft_prepared",
+                             help="A file written by `python -m core finetune --save-examples FILE`, here or on another machine: "
+                                  "training starts at once, on its examples; the sources, audit and mining fields are not used, "
+                                  "and the file's leakage audit is what the model records.")
     overwrite = st.checkbox("Replace a model of the same name", key="ft_overwrite")
     start = st.form_submit_button("Train", type="primary", key="ft_train")
 
@@ -81,30 +86,35 @@ if start:
                 stage.write(f"{escape_markdown(name)} ({fraction:.0%})")
                 stage_bar.progress(min(1.0, max(0.0, fraction)))
 
-            evals = [open_dataset(workspace, name) for name in audit_against]
-            if recipe_name == CUSTOM:
-                roots, languages, exclude_dirs = package_roots(packages), ("python",), TRAINING_EXCLUDED_DIRS
+            if prepared.strip():
+                examples, data = open_prepared(Path(prepared.strip()))
+                st.write(f"Read {len(examples):,} prepared examples ({sum(len(e.negatives) for e in examples):,} mined negatives) "
+                         f"from {escape_markdown(prepared.strip())}. Training (steps, loss and time left below)…")
             else:
-                recipe = get_recipe(recipe_name)
-                found, missing = recipe_trees(recipe, workspace)
-                roots, languages = [path for path, _ in found], recipe.languages
-                exclude_dirs = TRAINING_EXCLUDED_DIRS | recipe.excluded_dirs
-                for tree in missing:
-                    st.write(f"No {escape_markdown(tree.language)} sources at {escape_markdown(tree.pattern)} ({escape_markdown(tree.origin)}): going on without them.")
-            training = build_training_set(roots, evals, name=f"{slug(output, 60)}-train", languages=languages,
-                                          exclude_dirs=exclude_dirs, queries=generator, workspace=workspace, progress=show_stage)
-            if training.languages:
-                st.write("Functions per language: " + ", ".join(f"{escape_markdown(k)} {v:,}" for k, v in training.languages.items()))
-            if training.queries.get("generator", "docstring") != "docstring":
-                q = training.queries
-                st.write(f"Queries ({escape_markdown(str(q['generator']))}): {q['candidates']:,} generated for {q['functions']:,} "
-                         f"functions; {q['validated']:,} found their function in BM25's top {int(q['validation']['k']):d}; "
-                         f"{q['kept_queries']:,} kept.")
-            n_examples = min(int(max_examples), len(training.dataset.judged_queries))
-            st.write(f"Mining {int(negatives):d} hard negatives for {n_examples:,} examples ({escape_markdown(mining)})…")
-            examples, data = sample_and_mine(training, workspace, int(max_examples), int(negatives), mining, progress=show_stage)
-            st.write(f"Mined {data['mining']['mined']:,} hard negatives. Training (steps, loss and time left below; "
-                     "the server log shows the same bar)…")
+                evals = [open_dataset(workspace, name) for name in audit_against]
+                if recipe_name == CUSTOM:
+                    roots, languages, exclude_dirs = package_roots(packages), ("python",), TRAINING_EXCLUDED_DIRS
+                else:
+                    recipe = get_recipe(recipe_name)
+                    found, missing = recipe_trees(recipe, workspace)
+                    roots, languages = [path for path, _ in found], recipe.languages
+                    exclude_dirs = TRAINING_EXCLUDED_DIRS | recipe.excluded_dirs
+                    for tree in missing:
+                        st.write(f"No {escape_markdown(tree.language)} sources at {escape_markdown(tree.pattern)} ({escape_markdown(tree.origin)}): going on without them.")
+                training = build_training_set(roots, evals, name=f"{slug(output, 60)}-train", languages=languages,
+                                              exclude_dirs=exclude_dirs, queries=generator, workspace=workspace, progress=show_stage)
+                if training.languages:
+                    st.write("Functions per language: " + ", ".join(f"{escape_markdown(k)} {v:,}" for k, v in training.languages.items()))
+                if training.queries.get("generator", "docstring") != "docstring":
+                    q = training.queries
+                    st.write(f"Queries ({escape_markdown(str(q['generator']))}): {q['candidates']:,} generated for {q['functions']:,} "
+                             f"functions; {q['validated']:,} found their function in BM25's top {int(q['validation']['k']):d}; "
+                             f"{q['kept_queries']:,} kept.")
+                n_examples = min(int(max_examples), len(training.dataset.judged_queries))
+                st.write(f"Mining {int(negatives):d} hard negatives for {n_examples:,} examples ({escape_markdown(mining)})…")
+                examples, data = sample_and_mine(training, workspace, int(max_examples), int(negatives), mining, progress=show_stage)
+                st.write(f"Mined {data['mining']['mined']:,} hard negatives. Training (steps, loss and time left below; "
+                         "the server log shows the same bar)…")
             step_text = st.empty()
             step_bar = st.progress(0.0)
             loss_chart = st.empty()
@@ -119,7 +129,7 @@ if start:
                 loss_chart.line_chart(pd.DataFrame({"loss": losses}, index=range(step.resumed_from + 1, step.step + 1)), height=180)
 
             folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size),
-                              max_examples=int(max_examples), progress=True, data=data | ({"recipe": recipe_name} if recipe_name != CUSTOM else {}),
+                              max_examples=int(max_examples), progress=True, data=data | ({"recipe": recipe_name} if recipe_name != CUSTOM and not prepared.strip() else {}),
                               overwrite=overwrite, checkpoint_every=int(checkpoint_every) or None, on_step=show_step)
             profile = add_dense_profile(workspace, output)
             status.update(label=f"Saved {output}", state="complete", expanded=True)
@@ -127,10 +137,11 @@ if start:
         st.success(f"Saved to {escape_markdown(str(folder))}; added the dense profile **{escape_markdown(profile)}** "
                    "(pick it in the sidebar).")
         st.info(escape_markdown(describe_training(info)))
-        if training.leakage:
+        leakage = leakage_summaries(data)
+        if leakage:
             st.markdown("**Leakage audit**: overlaps found per eval set, each kind counted separately; every one was dropped.")
             # One row per kind of overlap, one column per eval set: narrow enough to read without scrolling.
-            table = leakage_table(training.leakage).T
+            table = leakage_table(leakage).T
             st.dataframe(table, width="stretch", height=35 * (len(table) + 1) + 3, key="ft_leakage_table")  # every row shown
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
@@ -147,6 +158,7 @@ for folder in sorted(p for p in workspace.models_dir.iterdir() if p.is_dir() and
         rows.append({"model": folder.name, "base": info.get("base_model", ""), "examples": info.get("examples", ""),
                      "trained": info.get("examples_trained", ""), "steps": info.get("steps", ""),
                      "last loss": info.get("loss_last", ""), "peak MB": info.get("peak_rss_mb", ""),
+                     "device": (info.get("machine") or {}).get("gpu") or (info.get("machine") or {}).get("device", ""),
                      "seconds": info.get("seconds", ""), "created": info.get("created", "")})
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")

@@ -352,6 +352,17 @@ def load_prepared(path: Path) -> tuple[list[TrainingExample], dict[str, object]]
     return examples, dict(header.get("data") or {})
 
 
+def open_prepared(path: Path) -> tuple[list[TrainingExample], dict[str, object]]:
+    """``load_prepared``'s examples, and the record a model trained on them keeps: the file's, plus which file it was."""
+    examples, data = load_prepared(path)
+    return examples, data | {"prepared_examples": {"file": Path(path).name, "examples": len(examples)}}
+
+
+def leakage_summaries(data: Mapping[str, object]) -> tuple[LeakageSummary, ...]:
+    """The leakage audit a training record (``TrainingData.describe``, a prepared file's) holds, as summaries again."""
+    return tuple(LeakageSummary(**entry) for entry in data.get("leakage", ()))  # type: ignore[arg-type]
+
+
 # ---- training ----------------------------------------------------------------------------------------
 
 def _filled(batch: Sequence[TrainingExample], n_negatives: int, positives: Sequence[str],

@@ -85,3 +85,40 @@ def test_an_alias_name_is_refused_with_a_message_and_nothing_is_saved(fresh_work
     assert not at.exception
     assert at.error and "minilm" in at.error[0].value
     assert not (fresh_workspace.models_dir / "minilm").exists()
+
+
+def test_a_prepared_examples_file_trains_from_the_page_and_its_audit_is_shown(fresh_workspace, tmp_path, mini_data_dir):
+    """Examples prepared by ``finetune --save-examples`` (on another machine, say) train here without sources or mining."""
+    from core.cli.main import main
+
+    prepared = tmp_path / "prepared.jsonl.xz"
+    assert main(["--workspace", str(tmp_path / "elsewhere"), "--data-dir", str(mini_data_dir), "finetune",
+                 "--packages", "click", "--output", "unused", "--audit-against", "csn-mini", "--max-examples", "16",
+                 "--negatives", "1", "--save-examples", str(prepared), "--quiet"]) == 0
+    at = open_finetune()
+    at.text_input(key="ft_prepared").input(str(prepared))
+    at.multiselect(key="ft_packages").set_value([])  # not used: the file holds the examples
+    at.text_input(key="ft_output").input("prepared-ft")
+    at.number_input(key="ft_examples").set_value(16)
+    at.number_input(key="ft_batch").set_value(8)
+    at.button(key="ft_train").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+
+    info = read_finetune_info(fresh_workspace.models_dir / "prepared-ft")
+    assert info["data"]["prepared_examples"] == {"file": "prepared.jsonl.xz", "examples": 16}
+    assert [s["eval"] for s in info["data"]["leakage"]] == ["csn-mini"]  # the file's audit, not the page's selection
+    assert any(m.value.startswith("Read 16 prepared examples (16 mined negatives)") for m in at.markdown)
+    leakage = next(frame.value for frame in at.dataframe if "training queries dropped" in frame.value.index)
+    assert list(leakage.columns) == ["csn-mini"]
+    listed = next(frame.value for frame in at.dataframe if "model" in frame.value.columns)
+    assert list(listed["model"]) == ["prepared-ft"] and list(listed["device"]) == ["cpu"]
+
+
+def test_a_missing_prepared_file_is_a_message_and_nothing_is_saved(fresh_workspace, tmp_path):
+    at = open_finetune()
+    at.text_input(key="ft_prepared").input(str(tmp_path / "nowhere.jsonl.gz"))
+    at.text_input(key="ft_output").input("never-ft")
+    at.button(key="ft_train").click().run()
+    assert not at.exception
+    assert at.error and "No prepared examples at" in at.error[0].value
+    assert not (fresh_workspace.models_dir / "never-ft").exists()
