@@ -62,7 +62,7 @@ def test_slice_finder_lists_cores_slices(page, app_server, e2e_engine, artifacts
     evaluation = evaluate(e2e_engine.dataset.qrels, e2e_engine.run("bm25-code"), ["ndcg@10"])
     expected = slices_for(evaluation.per_query["ndcg@10"], query_features(e2e_engine.dataset), "lower", min_size=10)
     table = dataframe_with_column(page, "p (Holm)").first
-    table.locator('tbody tr[role="row"]').first.wait_for()  # the grid draws its header before its rows (once read as 0 rows)
+    table.locator('tbody tr[role="row"]').first.wait_for(state="attached")  # header before rows (once read as 0); the rows are hidden (a canvas draws them)
     rows = grid(table)
     assert [row["slice"] for row in rows] == list(expected["slice"])[:len(rows)] and rows
     screenshot(page, artifacts / "slices.png")
