@@ -159,7 +159,8 @@ for folder in sorted(p for p in workspace.models_dir.iterdir() if p.is_dir() and
                      "trained": info.get("examples_trained", ""), "steps": info.get("steps", ""),
                      "last loss": info.get("loss_last", ""), "peak MB": info.get("peak_rss_mb", ""),
                      "device": (info.get("machine") or {}).get("gpu") or (info.get("machine") or {}).get("device", ""),
-                     "seconds": info.get("seconds", ""), "created": info.get("created", "")})
+                     "seconds": info.get("seconds", ""),  # of the last call: a resumed run counts from its checkpoint
+                     "resumed at step": info.get("resumed_from_step") or None, "created": info.get("created", "")})
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 else:

@@ -112,6 +112,7 @@ def test_a_prepared_examples_file_trains_from_the_page_and_its_audit_is_shown(fr
     assert list(leakage.columns) == ["csn-mini"]
     listed = next(frame.value for frame in at.dataframe if "model" in frame.value.columns)
     assert list(listed["model"]) == ["prepared-ft"] and list(listed["device"]) == ["cpu"]
+    assert listed["resumed at step"].isna().all()  # trained in one go
 
 
 def test_a_missing_prepared_file_is_a_message_and_nothing_is_saved(fresh_workspace, tmp_path):
