@@ -12,7 +12,7 @@ from core.errors import DatasetError
 from core.progress import tqdm_progress
 from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MINI_BATCH, DEFAULT_PACKAGES,
                                     MINING_METHODS, TRAINING_EXCLUDED_DIRS, TrainingData, TrainingStep, add_dense_profile,
-                                    build_training_set, check_model_name, finetune, open_prepared, package_roots,
+                                    build_training_set, check_model_name, check_prepared_target, finetune, open_prepared, package_roots,
                                     read_finetune_info, remove_leakage, sample_and_mine, save_prepared)
 from core.training.queries import QUERY_GENERATORS
 from core.training.recipes import RECIPES, get_recipe, recipe_trees
@@ -156,6 +156,8 @@ def cmd_finetune(args, workspace: Workspace) -> None:
     progress = None if args.quiet else tqdm_progress()
     if args.examples and args.save_examples:
         raise DatasetError("--examples trains on prepared examples and --save-examples writes them: give one of the two.")
+    if args.save_examples:
+        check_prepared_target(Path(args.save_examples))
     if args.examples:
         examples, data = open_prepared(Path(args.examples))
         print(f"read {len(examples)} prepared examples ({sum(len(e.negatives) for e in examples)} mined negatives) from {args.examples}")

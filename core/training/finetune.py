@@ -303,14 +303,24 @@ def save_prepared(path: Path, examples: Sequence[TrainingExample], data: Mapping
     if not examples:
         raise WorkbenchError("No training examples to save.")
     path = Path(path)
+    check_prepared_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # the suffix chooses the compression
-    with _open_text(tmp, "w") as out:
-        out.write(json.dumps({"format": PREPARED_FORMAT, "examples": len(examples), "data": dict(data)}, ensure_ascii=False) + "\n")
-        for example in examples:
-            out.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    try:
+        with _open_text(tmp, "w") as out:
+            out.write(json.dumps({"format": PREPARED_FORMAT, "examples": len(examples), "data": dict(data)}, ensure_ascii=False) + "\n")
+            for example in examples:
+                out.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # written and renamed, or failed: no temporary file stays behind
     return path
+
+
+def check_prepared_target(path: Path) -> None:
+    """Refuse a destination that is a folder before minutes of preparation, not after."""
+    if Path(path).is_dir():
+        raise DatasetError(f"{path} is a folder: give a file name for the prepared examples, e.g. {Path(path) / 'examples.jsonl.xz'}.")
 
 
 def _open_text(path: Path, mode: str):

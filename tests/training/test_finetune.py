@@ -365,6 +365,14 @@ def test_prepared_examples_round_trip_and_a_bad_file_gets_a_clear_error(tmp_path
     xz = save_prepared(tmp_path / "prepared.jsonl.xz", examples, {"a": 1})
     assert xz.read_bytes()[:6] == b"\xfd7zXZ\x00" and load_prepared(xz) == (examples, {"a": 1})
     assert not list(tmp_path.glob(".*"))  # no temporary file left
+    unwritable = tmp_path / "blocked"
+    unwritable.mkdir()
+    with pytest.raises(WorkbenchError, match="is a folder"):
+        save_prepared(unwritable, examples, {})
+    with pytest.raises(TypeError):  # a write that fails midway (here: a row JSON cannot hold) leaves nothing behind
+        save_prepared(unwritable / "bad.jsonl.gz", [*examples, TrainingExample("q", "p", (object(),))], {})
+    assert list(unwritable.iterdir()) == []
+
     (tmp_path / "cut.jsonl.gz").write_bytes(packed.read_bytes()[:-12])  # a transfer broken off
     (tmp_path / "plain.jsonl.gz").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
     for name in ("cut.jsonl.gz", "plain.jsonl.gz"):
@@ -397,6 +405,11 @@ def test_examples_prepared_by_one_command_train_in_another_workspace_with_the_sa
     trained_rows = [json.loads(line) for line in (train_there.models_dir / "moved-ft" / EXAMPLES_FILE).read_text().splitlines()]
     assert {(r["query"], r["positive"]) for r in trained_rows} <= {(e.query, e.positive) for e in examples}
 
+    with pytest.raises(WorkbenchError, match="is a folder"):  # refused before the sources are read, not after
+        args = parser.parse_args(["finetune", "--from-tree", str(tree), "--output", "other-ft", "--save-examples", str(tmp_path),
+                                  "--quiet"])
+        args.func(args, prepare_here)
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}*"))  # no temporary file beside the folder
     with pytest.raises(WorkbenchError, match="give one of the two"):
         args = parser.parse_args(["finetune", "--examples", str(prepared), "--save-examples", str(tmp_path / "again.jsonl"),
                                   "--output", "other-ft", "--quiet"])
