@@ -67,16 +67,18 @@ with st.form("finetune"):
                                          help="A run stopped midway resumes from its last checkpoint when started again with the same settings.")
     prepared = st.text_input("Prepared examples (optional)", placeholder="/path/to/code-v1.jsonl.xz", key="ft_prepared",
                              help="A file written by `python -m core finetune --save-examples FILE`, here or on another machine: "
-                                  "training starts at once, on its examples; the sources, audit and mining fields are not used, "
-                                  "and the file's leakage audit is what the model records.")
+                                  "training starts at once, on every example of the file; the recipe, packages, audit, examples, "
+                                  "negatives, mining and query fields are not used, and the file's leakage audit is what the model "
+                                  "records. Epochs, batch size and checkpoints are taken from the fields.")
     overwrite = st.checkbox("Replace a model of the same name", key="ft_overwrite")
     start = st.form_submit_button("Train", type="primary", key="ft_train")
 
 if start:
     try:
         check_model_name(workspace, output, overwrite)  # before minutes of auditing and mining, not after
-        generator = make_generator(queries, endpoint=endpoint.strip() or None, model=query_model.strip() or None)
-        if not audit_against:
+        if not prepared.strip():  # a prepared file's queries and audit are already made
+            generator = make_generator(queries, endpoint=endpoint.strip() or None, model=query_model.strip() or None)
+        if not audit_against and not prepared.strip():
             st.warning("No eval set to audit against: the training pairs are not checked for leakage.")
         with st.status("Fine-tuning…", expanded=True) as status:
             stage = st.empty()
@@ -129,7 +131,7 @@ if start:
                 loss_chart.line_chart(pd.DataFrame({"loss": losses}, index=range(step.resumed_from + 1, step.step + 1)), height=180)
 
             folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size),
-                              max_examples=int(max_examples), progress=True, data=data | ({"recipe": recipe_name} if recipe_name != CUSTOM and not prepared.strip() else {}),
+                              max_examples=None if prepared.strip() else int(max_examples), progress=True, data=data | ({"recipe": recipe_name} if recipe_name != CUSTOM and not prepared.strip() else {}),
                               overwrite=overwrite, checkpoint_every=int(checkpoint_every) or None, on_step=show_step)
             profile = add_dense_profile(workspace, output)
             status.update(label=f"Saved {output}", state="complete", expanded=True)

@@ -151,22 +151,28 @@ def cmd_finetune(args, workspace: Workspace) -> None:
     """``python -m core finetune``: build or open the pairs, audit, mine, train, save, report."""
 
     started = time.perf_counter()
-    check_model_name(workspace, args.output, args.overwrite)
-    settings = resolved_settings(args)
-    progress = None if args.quiet else tqdm_progress()
     if args.examples and args.save_examples:
         raise DatasetError("--examples trains on prepared examples and --save-examples writes them: give one of the two.")
     if args.save_examples:
-        check_prepared_target(Path(args.save_examples))
+        check_prepared_target(Path(args.save_examples))  # nothing is trained, so the model name is not checked
+    else:
+        check_model_name(workspace, args.output, args.overwrite)
+    progress = None if args.quiet else tqdm_progress()
     if args.examples:
         examples, data = open_prepared(Path(args.examples))
-        print(f"read {len(examples)} prepared examples ({sum(len(e.negatives) for e in examples)} mined negatives) from {args.examples}")
+        # The recipe the examples were prepared with sets the training settings unless --recipe names another;
+        # every example of the file is trained on unless --max-examples says fewer.
+        args.recipe = args.recipe or (data.get("recipe") if data.get("recipe") in RECIPES else None)
+        settings = resolved_settings(args) | {"max_examples": args.max_examples}
+        print(f"read {len(examples)} prepared examples ({sum(len(e.negatives) for e in examples)} mined negatives) from {args.examples}"
+              + (f"; training with recipe {args.recipe}'s settings" if args.recipe else ""))
     else:
+        settings = resolved_settings(args)
         examples, data = prepared_examples(args, workspace, settings, progress)
         if args.save_examples:
             path = save_prepared(Path(args.save_examples), examples, data | ({"recipe": args.recipe} if args.recipe else {}))
             print(f"wrote {len(examples)} examples to {path}; train them here or elsewhere with "
-                  f"`finetune --examples {path.name} --output {args.output}`")
+                  f"`finetune --examples {path} --output {args.output}`" + (f" (recipe {args.recipe}'s settings come with them)" if args.recipe else ""))
             return
     if args.recipe:
         data["recipe"] = args.recipe

@@ -24,6 +24,7 @@ import lzma
 import os
 import platform
 import random
+import zlib
 import shutil
 import sys
 import time
@@ -288,6 +289,8 @@ def sample_and_mine(training: TrainingData, workspace: Workspace, max_examples: 
 
 
 PREPARED_FORMAT = "codeir-prepared-examples/1"
+# How batches and their random negatives are drawn from a seed; a checkpoint of another version is not resumed.
+SCHEDULE_VERSION = 2
 
 
 def save_prepared(path: Path, examples: Sequence[TrainingExample], data: Mapping[str, object]) -> Path:
@@ -308,9 +311,10 @@ def save_prepared(path: Path, examples: Sequence[TrainingExample], data: Mapping
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")  # the suffix chooses the compression
     try:
         with _open_text(tmp, "w") as out:
-            out.write(json.dumps({"format": PREPARED_FORMAT, "examples": len(examples), "data": dict(data)}, ensure_ascii=False) + "\n")
+            # ASCII JSON: a lone surrogate in mined code is escaped and read back as it was, never replaced
+            out.write(json.dumps({"format": PREPARED_FORMAT, "examples": len(examples), "data": dict(data)}) + "\n")
             for example in examples:
-                out.write(json.dumps(asdict(example), ensure_ascii=False) + "\n")
+                out.write(json.dumps(asdict(example)) + "\n")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)  # written and renamed, or failed: no temporary file stays behind
@@ -343,7 +347,7 @@ def load_prepared(path: Path) -> tuple[list[TrainingExample], dict[str, object]]
         with _open_text(path, "r") as lines:
             try:
                 header = json.loads(next(lines, "") or "null")
-            except (json.JSONDecodeError, OSError, EOFError):  # OSError: not gzip after all
+            except (json.JSONDecodeError, OSError, EOFError, lzma.LZMAError, zlib.error):  # not compressed as its name says
                 header = None
             if not isinstance(header, dict) or header.get("format") != PREPARED_FORMAT:
                 raise DatasetError(f"{path} is not a file of prepared examples (its first line should name {PREPARED_FORMAT}).")
@@ -354,7 +358,7 @@ def load_prepared(path: Path) -> tuple[list[TrainingExample], dict[str, object]]
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
                     raise DatasetError(f"{path}, line {number}: not a training example ({exc.__class__.__name__}).") from None
                 examples.append(example)
-    except (OSError, EOFError) as exc:  # a gzip file cut short, or a .gz name on plain text
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # cut short, damaged, or not compressed as its name says
         raise DatasetError(f"{path} could not be read to its end ({exc}); prepare it again.") from None
     if len(examples) != header.get("examples") or not examples:
         raise DatasetError(f"{path} holds {len(examples)} examples where its first line says {header.get('examples')}: "
@@ -379,7 +383,7 @@ def _filled(batch: Sequence[TrainingExample], n_negatives: int, positives: Seque
             rng: random.Random) -> list[TrainingExample]:
     """The batch's rows with ``n_negatives`` negatives each, topped up with positives of examples *outside* the batch.
 
-    ``positives`` are the distinct positives of every example, in a fixed order (so a seed repeats the draws).
+    ``positives`` are the positives of every example, in a fixed order (so a seed repeats the draws).
     A random negative taken from inside the batch would be another row's positive, scored as a negative
     against itself. When there is nothing outside to draw from (every example fits in one batch), the rows
     keep as many negatives as the shortest row has: a batch's columns must be equally long. Draws are
@@ -387,7 +391,7 @@ def _filled(batch: Sequence[TrainingExample], n_negatives: int, positives: Seque
     per batch (0.1 s at 35,000 examples, minutes over a recipe's 1,600 batches).
     """
     inside = {e.positive for e in batch} | {e.query for e in batch}
-    if sum(p not in inside for p in positives) < n_negatives:
+    if len(set(positives).difference(inside)) < n_negatives:  # distinct texts: the draws below end only if there are enough
         shortest = min(len(e.negatives) for e in batch)
         return [replace(e, negatives=e.negatives[:shortest]) for e in batch]
     out = []
@@ -617,7 +621,7 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     directions = ("query_to_doc", "doc_to_query") if symmetric else ("query_to_doc",)
     # Threads, mini-batch and checkpoint spacing change neither the batches nor the loss: a run may resume with others.
     run_key = _run_key(examples, {k: v for k, v in params.items() if k not in ("threads", "mini_batch_size", "checkpoint_every")}
-                       | {"directions": directions}, base_fingerprint)
+                       | {"directions": directions, "schedule": SCHEDULE_VERSION}, base_fingerprint)
     checkpoints = checkpoint_dir(workspace, output_name)
     if not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)
@@ -625,6 +629,8 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
 
     torch.manual_seed(seed)
     gpu = device.startswith("cuda")
+    if gpu:
+        torch.cuda.reset_peak_memory_stats(device)  # this run's peak, not the process's (the dashboard's server lives on)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     model = SentenceTransformer(str(source), device=device, local_files_only=True)
     window = model.max_seq_length
@@ -682,8 +688,8 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
         "loss_curve": [round(v, 4) for v in losses],
         "data": dict(data or {}),
         "versions": _versions(), "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "device": device,
-                                         "gpu": torch.cuda.get_device_name() if gpu else None, "matmul": "tf32" if gpu else "fp32"},
-        "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if gpu else None,
+                                         "gpu": torch.cuda.get_device_name(device) if gpu else None, "matmul": "tf32" if gpu else "fp32"},
+        "peak_rss_mb": peak_rss_mb(), "peak_gpu_mb": round(torch.cuda.max_memory_allocated(device) / 2**20) if gpu else None,
         # The steps of this call only (a resumed run counts from its checkpoint); CPU time adds up every thread.
         "training_seconds": round(training_seconds, 1), "training_cpu_seconds": round(training_cpu, 1),
     }

@@ -106,6 +106,7 @@ def test_a_prepared_examples_file_trains_from_the_page_and_its_audit_is_shown(fr
 
     info = read_finetune_info(fresh_workspace.models_dir / "prepared-ft")
     assert info["data"]["prepared_examples"] == {"file": "prepared.jsonl.xz", "examples": 16}
+    assert info["params"]["max_examples"] is None  # every example of the file, not the Examples field's cap
     assert [s["eval"] for s in info["data"]["leakage"]] == ["csn-mini"]  # the file's audit, not the page's selection
     assert any(m.value.startswith("Read 16 prepared examples (16 mined negatives)") for m in at.markdown)
     leakage = next(frame.value for frame in at.dataframe if "training queries dropped" in frame.value.index)

@@ -346,20 +346,24 @@ def test_prepared_examples_round_trip_and_a_bad_file_gets_a_clear_error(tmp_path
     assert [p.name for p in path.parent.iterdir()] == ["prepared.jsonl"]  # no temporary file left
 
     lines = path.read_text(encoding="utf-8").splitlines()
-    cases = {"missing.jsonl": None, "foreign.jsonl": '{"query": "a", "positive": "b", "negatives": []}\n',
-             "cut.jsonl": "\n".join(lines[:2]) + "\n", "bad-row.jsonl": "\n".join([lines[0], lines[1], '{"query": "a"}']) + "\n",
-             "empty.jsonl": ""}
-    for name, text in cases.items():
+    cases = {"missing.jsonl": (None, "No prepared examples at"),
+             "foreign.jsonl": ('{"query": "a", "positive": "b", "negatives": []}\n', "is not a file of prepared examples"),
+             "cut.jsonl": ("\n".join(lines[:2]) + "\n", "holds 1 examples where its first line says 2"),
+             "bad-row.jsonl": ("\n".join([lines[0], lines[1], '{"query": "a"}']) + "\n", "line 3: not a training example"),
+             "empty.jsonl": ("", "is not a file of prepared examples"),
+             "plain.jsonl.xz": (path.read_text(encoding="utf-8"), "is not a file of prepared examples")}
+    for name, (text, message) in cases.items():
         if text is not None:
             (tmp_path / name).write_text(text, encoding="utf-8")
-        with pytest.raises(WorkbenchError) as error:
+        with pytest.raises(WorkbenchError, match=message):
             load_prepared(tmp_path / name)
-        assert name in str(error.value) or "prepared" in str(error.value)
     with pytest.raises(WorkbenchError, match="line 3"):
         load_prepared(tmp_path / "bad-row.jsonl")
     with pytest.raises(WorkbenchError, match="holds 1 examples where its first line says 2"):
         load_prepared(tmp_path / "cut.jsonl")
 
+    odd = [TrainingExample("lone \ud800 surrogate", "def f(): return '\udfff'", ("tab\there",))]  # mined code can hold them
+    assert load_prepared(save_prepared(tmp_path / "odd.jsonl.xz", odd, {}))[0] == odd  # kept exactly, not replaced by '?'
     packed = save_prepared(tmp_path / "prepared.jsonl.gz", examples, {})
     assert packed.read_bytes()[:2] == b"\x1f\x8b" and load_prepared(packed) == (examples, {})
     xz = save_prepared(tmp_path / "prepared.jsonl.xz", examples, {"a": 1})
@@ -375,7 +379,10 @@ def test_prepared_examples_round_trip_and_a_bad_file_gets_a_clear_error(tmp_path
 
     (tmp_path / "cut.jsonl.gz").write_bytes(packed.read_bytes()[:-12])  # a transfer broken off
     (tmp_path / "plain.jsonl.gz").write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    for name in ("cut.jsonl.gz", "plain.jsonl.gz"):
+    damaged = bytearray(packed.read_bytes())
+    damaged[30:60] = bytes(30)  # a few bytes overwritten inside the compressed stream
+    (tmp_path / "damaged.jsonl.gz").write_bytes(bytes(damaged))
+    for name in ("cut.jsonl.gz", "plain.jsonl.gz", "damaged.jsonl.gz"):
         with pytest.raises(WorkbenchError, match="prepare it again|not a file of prepared examples"):
             load_prepared(tmp_path / name)
 
@@ -409,7 +416,6 @@ def test_examples_prepared_by_one_command_train_in_another_workspace_with_the_sa
         args = parser.parse_args(["finetune", "--from-tree", str(tree), "--output", "other-ft", "--save-examples", str(tmp_path),
                                   "--quiet"])
         args.func(args, prepare_here)
-    assert not list(tmp_path.parent.glob(f".{tmp_path.name}*"))  # no temporary file beside the folder
     with pytest.raises(WorkbenchError, match="give one of the two"):
         args = parser.parse_args(["finetune", "--examples", str(prepared), "--save-examples", str(tmp_path / "again.jsonl"),
                                   "--output", "other-ft", "--quiet"])
@@ -422,8 +428,34 @@ def test_tf32_is_switched_on_for_training_only_and_the_processs_setting_comes_ba
     from core.training.finetune import _tf32_matmuls
 
     before = torch.backends.cuda.matmul.allow_tf32
-    with _tf32_matmuls(True):
-        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
-    assert torch.backends.cuda.matmul.allow_tf32 == before
-    with _tf32_matmuls(False):
-        assert torch.backends.cuda.matmul.allow_tf32 == before  # the CPU path changes nothing
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with _tf32_matmuls(True):
+            assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 is False  # restored
+        with _tf32_matmuls(False):
+            assert torch.backends.cuda.matmul.allow_tf32 is False  # the CPU path switches nothing on
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_prepared_examples_train_with_their_recipes_settings_and_all_of_them(tmp_path, mini_data_dir):
+    """``--examples`` alone trains every example of the file with the recipe it was prepared for (not 256, 1 epoch)."""
+    examples = [TrainingExample(f"how to {verb} a file", f"def {verb}_file(path):\n    return {verb}(path)", (f"def {verb}_dir(p): pass",))
+                for verb in ("open", "close", "read", "write", "copy", "move", "delete", "rename")]
+    prepared = save_prepared(tmp_path / "recipe.jsonl.gz", examples, {"recipe": "code-v1", "mining": {"method": "bm25"}})
+    parser = argparse.ArgumentParser()
+    training_commands.register(parser.add_subparsers(dest="command"))
+    workspace = Workspace.open(tmp_path / "ws", mini_data_dir)
+    args = parser.parse_args(["finetune", "--examples", str(prepared), "--output", "recipe-ft", "--batch-size", "2",
+                              "--max-seq-length", "16", "--checkpoint-every", "50", "--quiet"])
+    args.func(args, workspace)
+    info = read_finetune_info(workspace.models_dir / "recipe-ft")
+    assert info["data"]["recipe"] == "code-v1" and info["params"]["epochs"] == 3  # the recipe's, as no --epochs was given
+    assert info["params"]["batch_size"] == 2 and info["params"]["max_examples"] is None and info["examples"] == 8
+
+
+def test_filling_negatives_ends_when_positives_repeat():
+    batch = [TrainingExample("q0", "a0"), TrainingExample("q1", "a1")]
+    filled = _filled(batch, 2, ["a0", "a1", "b", "b", "b"], random.Random(0))  # one distinct text outside: not enough
+    assert [e.negatives for e in filled] == [(), ()]
