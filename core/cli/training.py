@@ -169,13 +169,13 @@ def cmd_finetune(args, workspace: Workspace) -> None:
     else:
         settings = resolved_settings(args)
         examples, data = prepared_examples(args, workspace, settings, progress)
-        if args.save_examples:
-            path = save_prepared(Path(args.save_examples), examples, data | ({"recipe": args.recipe} if args.recipe else {}))
-            print(f"wrote {len(examples)} examples to {path}; train them here or elsewhere with "
-                  f"`finetune --examples {path} --output {args.output}`" + (f" (recipe {args.recipe}'s settings come with them)" if args.recipe else ""))
-            return
     if args.recipe:
         data["recipe"] = args.recipe
+    if args.save_examples:
+        path = save_prepared(Path(args.save_examples), examples, data)
+        print(f"wrote {len(examples)} examples to {path}; train them here or elsewhere with "
+              f"`finetune --examples {path} --output {args.output}`" + (f" (recipe {args.recipe}'s settings come with them)" if args.recipe else ""))
+        return
 
     def report(step: TrainingStep) -> None:  # the tqdm bar shows steps, loss and ETA; this says where a resumed run began
         if step.resumed_from and step.step == step.resumed_from + 1:

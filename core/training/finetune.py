@@ -24,10 +24,10 @@ import lzma
 import os
 import platform
 import random
-import zlib
 import shutil
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import contextmanager
@@ -289,8 +289,8 @@ def sample_and_mine(training: TrainingData, workspace: Workspace, max_examples: 
 
 
 PREPARED_FORMAT = "codeir-prepared-examples/1"
-# How batches and their random negatives are drawn from a seed; a checkpoint of another version is not resumed.
-SCHEDULE_VERSION = 2
+# What reading a prepared file raises when it is cut short, damaged, or not compressed as its name says.
+_UNREADABLE = (OSError, EOFError, lzma.LZMAError, zlib.error)
 
 
 def save_prepared(path: Path, examples: Sequence[TrainingExample], data: Mapping[str, object]) -> Path:
@@ -347,7 +347,7 @@ def load_prepared(path: Path) -> tuple[list[TrainingExample], dict[str, object]]
         with _open_text(path, "r") as lines:
             try:
                 header = json.loads(next(lines, "") or "null")
-            except (json.JSONDecodeError, OSError, EOFError, lzma.LZMAError, zlib.error):  # not compressed as its name says
+            except (json.JSONDecodeError, *_UNREADABLE):  # at the first line: not a prepared file at all
                 header = None
             if not isinstance(header, dict) or header.get("format") != PREPARED_FORMAT:
                 raise DatasetError(f"{path} is not a file of prepared examples (its first line should name {PREPARED_FORMAT}).")
@@ -358,7 +358,7 @@ def load_prepared(path: Path) -> tuple[list[TrainingExample], dict[str, object]]
                 except (json.JSONDecodeError, KeyError, TypeError) as exc:
                     raise DatasetError(f"{path}, line {number}: not a training example ({exc.__class__.__name__}).") from None
                 examples.append(example)
-    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:  # cut short, damaged, or not compressed as its name says
+    except _UNREADABLE as exc:
         raise DatasetError(f"{path} could not be read to its end ({exc}); prepare it again.") from None
     if len(examples) != header.get("examples") or not examples:
         raise DatasetError(f"{path} holds {len(examples)} examples where its first line says {header.get('examples')}: "
@@ -378,6 +378,10 @@ def leakage_summaries(data: Mapping[str, object]) -> tuple[LeakageSummary, ...]:
 
 
 # ---- training ----------------------------------------------------------------------------------------
+
+# How batches and their random negatives are drawn from a seed; a checkpoint of another version is not resumed.
+SCHEDULE_VERSION = 2
+
 
 def _filled(batch: Sequence[TrainingExample], n_negatives: int, positives: Sequence[str],
             rng: random.Random) -> list[TrainingExample]:
