@@ -76,7 +76,9 @@ with st.form("finetune"):
 if start:
     try:
         check_model_name(workspace, output, overwrite)  # before minutes of auditing and mining, not after
-        if not prepared.strip():  # a prepared file's queries and audit are already made
+        if prepared.strip():  # read before the status box opens: a bad file is one message, not a half-drawn run
+            examples, data = open_prepared(Path(prepared.strip()))
+        else:  # a prepared file's queries and audit are already made
             generator = make_generator(queries, endpoint=endpoint.strip() or None, model=query_model.strip() or None)
         if not audit_against and not prepared.strip():
             st.warning("No eval set to audit against: the training pairs are not checked for leakage.")
@@ -89,7 +91,6 @@ if start:
                 stage_bar.progress(min(1.0, max(0.0, fraction)))
 
             if prepared.strip():
-                examples, data = open_prepared(Path(prepared.strip()))
                 st.write(f"Read {len(examples):,} prepared examples ({sum(len(e.negatives) for e in examples):,} mined negatives) "
                          f"from {escape_markdown(prepared.strip())}. Training (steps, loss and time left below)…")
             else:
