@@ -46,7 +46,9 @@ eval_names = [info.name for info in list_datasets(workspace) if info.origin != "
 with st.form("finetune"):
     recipe_name = st.selectbox("Recipe", [CUSTOM, *RECIPES], key="ft_recipe",
                                help="code-v1: Python packages plus Debian's Go, JavaScript, Ruby, PHP and Java sources, template "
-                                    "queries, 3 epochs. The fields below still set the examples, negatives, epochs and batch size.")
+                                    "queries, 3 epochs. code-v2: the same sources as code -> docstring pairs, weights averaged "
+                                    "with the base model's. The fields below still set the examples, negatives, epochs and batch size; "
+                                    "the recipe sets the pairs' direction and, unless the field says otherwise, the base weight.")
     packages = st.multiselect("Training packages (custom)", list(DEFAULT_PACKAGES), default=list(DEFAULT_PACKAGES[:4]), key="ft_packages")
     audit_against = st.multiselect("Audit against (eval sets)", eval_names, default=eval_names, key="ft_audit")
     left, middle, right = st.columns(3)
@@ -65,6 +67,11 @@ with st.form("finetune"):
     query_model = right.text_input("Endpoint model (openai)", key="ft_query_model")
     checkpoint_every = left.number_input("Checkpoint every N steps (0: none)", min_value=0, max_value=100_000, value=0, key="ft_checkpoint",
                                          help="A run stopped midway resumes from its last checkpoint when started again with the same settings.")
+    base_weight = middle.number_input("Base model's weight (WiSE-FT)", min_value=0.0, max_value=0.95, value=None, step=0.05,
+                                      placeholder="the recipe's, or 0", key="ft_base_weight",
+                                      help="Save the trained weights averaged with the base model's: W of the base, 1 - W of the "
+                                           "trained ones. Keeps what the base did well outside the training data (cosqa's web "
+                                           "queries, say). Empty: the recipe's weight, or 0 (the trained weights).")
     prepared = st.text_input("Prepared examples (optional)", placeholder="/path/to/code-v1.jsonl.xz", key="ft_prepared",
                              help="A file written by `python -m core finetune --save-examples FILE`, here or on another machine: "
                                   "training starts at once, on every example of the file; the recipe, packages, audit, examples, "
@@ -76,6 +83,8 @@ with st.form("finetune"):
 if start:
     try:
         check_model_name(workspace, output, overwrite)  # before minutes of auditing and mining, not after
+        recipe_base_weight = get_recipe(recipe_name).base_weight if recipe_name != CUSTOM else 0.0
+        chosen_base_weight = float(base_weight) if base_weight is not None else recipe_base_weight
         if prepared.strip():  # read before the status box opens: a bad file is one message, not a half-drawn run
             examples, data = open_prepared(Path(prepared.strip()))
         else:  # a prepared file's queries and audit are already made
@@ -97,14 +106,16 @@ if start:
                 evals = [open_dataset(workspace, name) for name in audit_against]
                 if recipe_name == CUSTOM:
                     roots, languages, exclude_dirs = package_roots(packages), ("python",), TRAINING_EXCLUDED_DIRS
+                    direction = "doc2code"
                 else:
                     recipe = get_recipe(recipe_name)
                     found, missing = recipe_trees(recipe, workspace)
                     roots, languages = [path for path, _ in found], recipe.languages
                     exclude_dirs = TRAINING_EXCLUDED_DIRS | recipe.excluded_dirs
+                    direction = recipe.direction
                     for tree in missing:
                         st.write(f"No {escape_markdown(tree.language)} sources at {escape_markdown(tree.pattern)} ({escape_markdown(tree.origin)}): going on without them.")
-                training = build_training_set(roots, evals, name=f"{slug(output, 60)}-train", languages=languages,
+                training = build_training_set(roots, evals, name=f"{slug(output, 60)}-train", languages=languages, direction=direction,
                                               exclude_dirs=exclude_dirs, queries=generator, workspace=workspace, progress=show_stage)
                 if training.languages:
                     st.write("Functions per language: " + ", ".join(f"{escape_markdown(k)} {v:,}" for k, v in training.languages.items()))
@@ -133,7 +144,8 @@ if start:
 
             folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size),
                               max_examples=None if prepared.strip() else int(max_examples), progress=True, data=data | ({"recipe": recipe_name} if recipe_name != CUSTOM and not prepared.strip() else {}),
-                              overwrite=overwrite, checkpoint_every=int(checkpoint_every) or None, on_step=show_step)
+                              overwrite=overwrite, checkpoint_every=int(checkpoint_every) or None, on_step=show_step,
+                              base_weight=chosen_base_weight)
             profile = add_dense_profile(workspace, output)
             status.update(label=f"Saved {output}", state="complete", expanded=True)
         info = read_finetune_info(folder)

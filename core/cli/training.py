@@ -79,7 +79,7 @@ def eval_datasets(workspace: Workspace, requested: str | None, exclude: str) -> 
 # Options a recipe sets; given on the command line, they win over the recipe.
 PLAIN_DEFAULTS = {"max_examples": DEFAULT_MAX_EXAMPLES, "negatives": 3, "epochs": 1, "batch_size": 32, "learning_rate": 2e-5,
                   "max_seq_length": DEFAULT_MAX_SEQ_LENGTH, "mini_batch_size": DEFAULT_MINI_BATCH, "checkpoint_every": None,
-                  "queries": "docstring"}
+                  "queries": "docstring", "direction": "doc2code", "base_weight": 0.0}
 
 
 def resolved_settings(args) -> dict[str, object]:
@@ -119,7 +119,7 @@ def training_data_from_args(args, workspace: Workspace, settings: dict[str, obje
         roots = [Path(p) for p in args.from_tree]
     else:
         roots = package_roots(p.strip() for p in args.packages.split(",") if p.strip())
-    return build_training_set(roots, evals, name=f"{slug(args.output, 60)}-train", direction=args.direction, seed=args.seed,
+    return build_training_set(roots, evals, name=f"{slug(args.output, 60)}-train", direction=str(settings["direction"]), seed=args.seed,
                               exclude_dirs=exclude_dirs, languages=languages, queries=generator, workspace=workspace,
                               validate_k=args.validate_k, progress=progress)
 
@@ -186,7 +186,7 @@ def cmd_finetune(args, workspace: Workspace) -> None:
                       max_seq_length=settings["max_seq_length"], seed=args.seed, symmetric=not args.asymmetric,
                       progress=not args.quiet, threads=args.threads, data=data, overwrite=args.overwrite,
                       mini_batch_size=settings["mini_batch_size"], checkpoint_every=settings["checkpoint_every"],
-                      resume=not args.restart, on_step=report)
+                      resume=not args.restart, on_step=report, base_weight=settings["base_weight"])
     info = read_finetune_info(folder)
     print(f"trained {info['examples_trained']} of {info['examples']} examples in {info['steps']} steps on {info['machine']['device']}, "
           f"loss {info['loss_first']:.3f} -> {info['loss_last']:.3f}; peak memory {info['peak_rss_mb']:.0f} MB")
@@ -220,7 +220,8 @@ def register(sub) -> None:
                         help="installed packages to build pairs from (default: %(default)s)")
     parser.add_argument("--output", required=True, metavar="NAME", help="name of the fine-tuned model (then usable as a dense model)")
     parser.add_argument("--base-model", default=DEFAULT_MODEL)
-    parser.add_argument("--direction", choices=("doc2code", "code2doc"), default="doc2code", help="pairs built from trees: query side")
+    parser.add_argument("--direction", choices=("doc2code", "code2doc"),
+                        help="pairs built from trees: query side (default doc2code, or the recipe's)")
     parser.add_argument("--audit-against", metavar="A,B", help="eval datasets to remove leaked pairs for (default: every dataset on disk)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), help="a named recipe: its sources and settings (options below override the settings)")
     # dest is not "queries": that name is a count in other commands (build-benchmark), checked as a number by main
@@ -242,6 +243,8 @@ def register(sub) -> None:
     parser.add_argument("--restart", action="store_true", help="ignore a checkpoint left by an interrupted run")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, help="CPU threads for training (default: all cores; 1 is often faster on a busy machine)")
+    parser.add_argument("--base-weight", type=float, metavar="W", help="save the trained weights averaged with the base model's, "
+                        "W of the base (WiSE-FT: keeps what the base did well outside the training data; default 0, or the recipe's)")
     parser.add_argument("--asymmetric", action="store_true", help="train the query -> answer direction only")
     parser.add_argument("--add-profile", action="store_true", help="add a dense profile for the new model to profiles.toml")
     parser.add_argument("--overwrite", action="store_true", help="replace a fine-tuned model of the same name")

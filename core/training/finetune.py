@@ -158,7 +158,10 @@ def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), nam
     """Every documented function under ``roots`` as a training pair, minus those leaking into ``evals``.
 
     ``doc2code`` pairs a docstring (query) with its function without the docstring (answer), the
-    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine. With
+    shape of CoSQA; the corpus holds all functions, so the other ones are the negatives to mine.
+    ``code2doc`` pairs the function, its docstring cut out, with the docstring: left in, each query
+    would hold its answer verbatim and the model would learn to copy text (measured: the -nodoc set
+    did not improve and cosqa fell by 0.18 nDCG@10, docs/finetuning.md). With
     a query generator (``core.training.queries``; doc2code only, needs ``workspace``) each docstring is
     replaced by a generated search-style query that the base retriever validates in its top
     ``validate_k``. The audit runs last, on the queries actually trained on and on every function,
@@ -176,7 +179,7 @@ def build_training_set(roots: Sequence[Path], evals: Sequence[Dataset] = (), nam
     if not functions:
         raise DatasetError("No documented functions under " + ", ".join(map(str, roots)) + ": pick source trees with docstrings.")
     dataset = build_benchmark(functions, name, direction, n_queries=len(functions), seed=seed,
-                              source=", ".join(map(str, roots)))
+                              strip_docstring_from_query=True, source=", ".join(map(str, roots)))
     generated = None
     if queries is not None:
         from core.training.queries import generate_queries
@@ -464,6 +467,27 @@ def _check_training_args(examples: Sequence[TrainingExample], epochs: int, batch
                              "max_seq_length >= 8 and threads >= 1.")
 
 
+def average_with_base(tuned: Mapping[str, object], base: Mapping[str, object], base_weight: float) -> dict[str, object]:
+    """Weights ``(1 - base_weight) * tuned + base_weight * base``, tensor by tensor (WiSE-FT, Wortsman et al. 2022).
+
+    Averaging a fine-tuned model with the model it started from keeps much of what fine-tuning gained
+    on its own kind of data and much of what the base model did well elsewhere (here: web-style queries
+    that the training docstrings do not resemble). Tensors that are not floating point (position ids)
+    are taken from ``tuned``; entries only the base holds (a saved file may keep buffers the model
+    does not) are left out. Works on torch tensors and numpy arrays alike.
+    """
+    if not 0.0 <= base_weight <= 1.0:
+        raise WorkbenchError(f"The base model's weight must lie between 0 and 1, got {base_weight}.")
+    averaged = {}
+    for name, value in tuned.items():
+        is_float = getattr(value, "is_floating_point", None)
+        floating = is_float() if callable(is_float) else getattr(getattr(value, "dtype", None), "kind", "") == "f"
+        if floating and (name not in base or tuple(base[name].shape) != tuple(value.shape)):
+            raise WorkbenchError(f"The fine-tuned and base models have different layers ({name}): they cannot be averaged.")
+        averaged[name] = (1.0 - base_weight) * value + base_weight * base[name] if floating else value
+    return averaged
+
+
 def _linear_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     """Learning-rate factor: linear warm-up, then linear decay to zero (the sentence-transformers default)."""
     def factor(step: int) -> float:
@@ -567,7 +591,8 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
              seed: int = 42, warmup_ratio: float = 0.1, symmetric: bool = True, progress: bool = True,
              threads: int | None = None, data: Mapping[str, object] | None = None, overwrite: bool = False,
              mini_batch_size: int = DEFAULT_MINI_BATCH, checkpoint_every: int | None = None, resume: bool = True,
-             device: str | None = None, on_step: Callable[[TrainingStep], None] | None = None) -> Path:
+             device: str | None = None, on_step: Callable[[TrainingStep], None] | None = None,
+             base_weight: float = 0.0) -> Path:
     """Train ``base_model`` with MultipleNegativesRankingLoss and save it as ``<workspace>/models/<output_name>``.
 
     Each batch scores every query against all positives and hard negatives of the batch;
@@ -582,6 +607,7 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     that many steps and a later call with the same examples and settings resumes from there
     (``resume``); ``on_step`` sees every step (raise ``TrainingInterrupted`` there to stop).
     ``data`` is recorded in ``codeir-finetune.json`` (what the examples are, the leakage audit).
+    ``base_weight`` > 0 saves the trained weights averaged with the base model's (``average_with_base``).
     """
     import torch
     from sentence_transformers import SentenceTransformer
@@ -592,6 +618,8 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     _check_training_args(train_examples, epochs, batch_size, learning_rate, max_seq_length, threads)
     if mini_batch_size < 1 or (checkpoint_every is not None and checkpoint_every < 1):
         raise WorkbenchError("Use mini_batch_size >= 1 and checkpoint_every >= 1.")
+    if not 0.0 <= base_weight < 1.0:
+        raise WorkbenchError(f"Use a base weight from 0 (the trained weights) up to, not including, 1 (the base model); got {base_weight}.")
     source = resolve_model(base_model, workspace)
     if isinstance(source, str):
         raise ModelUnavailableError(f"Fine-tuning needs a local base model; {base_model!r} would come from the hub. "
@@ -620,11 +648,12 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     n_threads = threads or max(1, os.cpu_count() or 1)
     params = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "max_examples": max_examples,
               "max_seq_length": max_seq_length, "seed": seed, "warmup_ratio": warmup_ratio, "threads": n_threads,
-              "mini_batch_size": mini_batch_size, "checkpoint_every": checkpoint_every}
+              "mini_batch_size": mini_batch_size, "checkpoint_every": checkpoint_every, "base_weight": base_weight}
     base_fingerprint = load_encoder(base_model, workspace).fingerprint
     directions = ("query_to_doc", "doc_to_query") if symmetric else ("query_to_doc",)
-    # Threads, mini-batch and checkpoint spacing change neither the batches nor the loss: a run may resume with others.
-    run_key = _run_key(examples, {k: v for k, v in params.items() if k not in ("threads", "mini_batch_size", "checkpoint_every")}
+    # Threads, mini-batch and checkpoint spacing change neither the batches nor the loss, and the averaging comes after
+    # the last step: a run may resume with others.
+    run_key = _run_key(examples, {k: v for k, v in params.items() if k not in ("threads", "mini_batch_size", "checkpoint_every", "base_weight")}
                        | {"directions": directions, "schedule": SCHEDULE_VERSION}, base_fingerprint)
     checkpoints = checkpoint_dir(workspace, output_name)
     if not resume:
@@ -639,6 +668,7 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     model = SentenceTransformer(str(source), device=device, local_files_only=True)
     window = model.max_seq_length
     model.max_seq_length = max_seq_length
+    base_state = {k: v.detach().clone() for k, v in model.state_dict().items()} if base_weight else None
     loss_fn = CachedMultipleNegativesRankingLoss(model, mini_batch_size=mini_batch_size, directions=directions)
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(total_steps, max(1, int(warmup_ratio * total_steps))))
@@ -681,6 +711,9 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     training_seconds, training_cpu = time.perf_counter() - run_started, time.process_time() - run_cpu
     model.eval()
     model.max_seq_length = window
+    if base_state is not None:
+        with torch.no_grad():
+            model.load_state_dict(average_with_base(model.state_dict(), base_state, base_weight))
     info = {
         "name": output_name, "base_model": base_model, "base_fingerprint": base_fingerprint,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.perf_counter() - started, 1),

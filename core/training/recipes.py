@@ -32,6 +32,8 @@ class Recipe:
     max_seq_length: int
     checkpoint_every: int
     query_generator: str  # "docstring" (the docstring as the query) or "template" (core.training.queries)
+    direction: str = "doc2code"  # which side of a pair is the query (core.training.finetune.build_training_set)
+    base_weight: float = 0.0  # share of the base model in the saved weights (core.training.finetune.average_with_base)
 
 
 # The recipe trains on java.base's public packages (java.*), not the whole JDK the benchmark builder pools: the
@@ -41,6 +43,8 @@ class Recipe:
 # setup.sh installs for the size of the --all-sources corpus: about 100,000 Go functions together here (2026-12-02).
 _RECIPE_TREES = tuple(replace(tree, members="java.base/java/", origin="apt: openjdk-17-source (java.base only)")
                       if tree.language == "java" else tree for tree in DEBIAN_TREES if tree is not GO_STANDARD_LIBRARY)
+
+BASE_WEIGHT_V2 = 0.3  # see docs/finetuning.md: the dev-fold rule that chose it
 
 RECIPES: dict[str, Recipe] = {
     "code-v1": Recipe(
@@ -53,6 +57,20 @@ RECIPES: dict[str, Recipe] = {
         languages=("python", "go", "javascript", "ruby", "php", "java"),
         max_examples=40_000, negatives=3, epochs=3, batch_size=64, mini_batch_size=16, learning_rate=2e-5,
         max_seq_length=128, checkpoint_every=200, query_generator="template",
+    ),
+    # Chosen on the dev fold of the three bundled sets (docs/finetuning.md, "code-v2"): code -> docstring pairs with the
+    # docstring cut out of the code, docstring hard negatives, large batches, one epoch, then the weights averaged with
+    # the base model's so that text -> code (cosqa) keeps most of what MiniLM did well.
+    "code-v2": Recipe(
+        name="code-v2",
+        description="code -> docstring pairs (docstring cut out of the code) from the code-v1 sources, 3 BM25 docstring "
+                    "negatives, batch 256, 1 epoch, weights averaged with the base model's (WiSE-FT)",
+        packages=("sklearn", "numpy", "networkx", "scipy", "pandas", "matplotlib", "jinja2", "click", "werkzeug",
+                  "sympy", "requests", "pygments", "docutils", "setuptools", "rich", "urllib3", "pydantic"),
+        trees=_RECIPE_TREES, excluded_dirs=GENERATED_GO_SDK_FOLDERS,
+        languages=("python", "go", "javascript", "ruby", "php", "java"),
+        max_examples=40_000, negatives=3, epochs=1, batch_size=256, mini_batch_size=16, learning_rate=5e-5,
+        max_seq_length=128, checkpoint_every=20, query_generator="docstring", direction="code2doc", base_weight=BASE_WEIGHT_V2,
     ),
 }
 

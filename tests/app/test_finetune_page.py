@@ -51,7 +51,7 @@ def test_training_from_the_page_saves_a_usable_model_and_a_dense_profile(fresh_w
 
     folder = fresh_workspace.models_dir / "page-ft"
     info = read_finetune_info(folder)
-    assert info["base_model"] == "minilm" and info["examples"] == 32
+    assert info["base_model"] == "minilm" and info["examples"] == 32 and info["params"]["base_weight"] == 0.0
     assert {s["eval"] for s in info["data"]["leakage"]} == {"cosqa-mini", "csn-mini"}
     assert info["data"]["mining"]["method"] == "bm25" and info["data"]["mining"]["negatives"] == 1  # as the CLI records it
     profiles = load_profiles(fresh_workspace.profiles_file)
@@ -101,10 +101,12 @@ def test_a_prepared_examples_file_trains_from_the_page_and_its_audit_is_shown(fr
     at.text_input(key="ft_output").input("prepared-ft")
     at.number_input(key="ft_examples").set_value(16)
     at.number_input(key="ft_batch").set_value(8)
+    at.number_input(key="ft_base_weight").set_value(0.5)
     at.button(key="ft_train").click().run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
 
     info = read_finetune_info(fresh_workspace.models_dir / "prepared-ft")
+    assert info["params"]["base_weight"] == 0.5  # the field reaches the averaging
     assert info["data"]["prepared_examples"] == {"file": "prepared.jsonl.xz", "examples": 16}
     assert info["params"]["max_examples"] is None  # every example of the file, not the Examples field's cap
     assert [s["eval"] for s in info["data"]["leakage"]] == ["csn-mini"]  # the file's audit, not the page's selection

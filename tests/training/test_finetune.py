@@ -459,3 +459,52 @@ def test_filling_negatives_ends_when_positives_repeat():
     batch = [TrainingExample("q0", "a0"), TrainingExample("q1", "a1")]
     filled = _filled(batch, 2, ["a0", "a1", "b", "b", "b"], random.Random(0))  # one distinct text outside: not enough
     assert [e.negatives for e in filled] == [(), ()]
+
+
+def test_averaging_with_the_base_mixes_float_tensors_keeps_integer_ones_and_checks_its_inputs():
+    import torch
+
+    from core.training.finetune import average_with_base
+
+    tuned = {"w": torch.tensor([1.0, 3.0]), "ids": torch.tensor([0, 1])}
+    base = {"w": torch.tensor([5.0, -1.0]), "ids": torch.tensor([7, 7])}
+    averaged = average_with_base(tuned, base, 0.25)
+    assert torch.allclose(averaged["w"], torch.tensor([2.0, 2.0])) and torch.equal(averaged["ids"], tuned["ids"])
+    assert np.allclose(average_with_base({"w": np.array([1.0])}, {"w": np.array([3.0])}, 0.5)["w"], [2.0])
+    assert torch.equal(average_with_base(tuned, base, 0.0)["w"], tuned["w"])
+    with pytest.raises(WorkbenchError, match="between 0 and 1"):
+        average_with_base(tuned, base, 1.5)
+    with pytest.raises(WorkbenchError, match="different layers"):
+        average_with_base(tuned, {"ids": base["ids"]}, 0.5)
+    with pytest.raises(WorkbenchError, match="different layers"):
+        average_with_base(tuned, {"w": torch.zeros(3)}, 0.5)
+    assert average_with_base({"w": tuned["w"]}, base, 0.5).keys() == {"w"}  # a base-only buffer is not added
+
+
+def test_a_base_weight_saves_the_trained_weights_averaged_with_the_base_models(workspace):
+    """WiSE-FT: the same run with base_weight 0.4 ends at 0.6 x its trained weights + 0.4 x MiniLM's."""
+    from safetensors.numpy import load_file
+
+    trained = load_file(str(_tiny_run(workspace, "plain-weights") / "model.safetensors"))
+    mixed_folder = _tiny_run(workspace, "mixed-weights", base_weight=0.4)
+    mixed = load_file(str(mixed_folder / "model.safetensors"))
+    base = load_file(str(Path(resolve_model("minilm")) / "model.safetensors"))
+    floats = [name for name in mixed if mixed[name].dtype.kind == "f"]
+    assert floats and any(not np.allclose(trained[n], base[n]) for n in floats)
+    assert all(np.allclose(mixed[n], 0.6 * trained[n] + 0.4 * base[n], atol=1e-6) for n in floats)
+    assert read_finetune_info(mixed_folder)["params"]["base_weight"] == 0.4
+    with pytest.raises(WorkbenchError, match="base weight"):
+        _tiny_run(workspace, "all-base", base_weight=1.0)
+
+
+def test_code_to_docstring_training_queries_are_the_code_without_its_docstring(tmp_path):
+    """Left in, the docstring would make each query hold its answer: the model would learn to copy."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(package_roots(["click"])[0] / "utils.py", tree / "utils.py")
+    training = build_training_set([tree], direction="code2doc")
+    pairs = [(q.text, training.dataset.document(training.dataset.qrels.positives(q.id)[0]).text)
+             for q in training.dataset.judged_queries]
+    assert len(pairs) > 5
+    assert all(q.lstrip().startswith("def ") for q, _ in pairs)
+    assert not any(doc.split(".")[0] in query for query, doc in pairs)

@@ -140,3 +140,24 @@ def test_the_whole_command_line_accepts_a_query_generator_name_for_finetune():
     counted = build_parser().parse_args(["build-benchmark", "--root", ".", "--name", "b", "--queries", "0"])
     with pytest.raises(Exception, match="--queries must be a whole number"):
         check_numeric_options(counted)
+
+
+def test_code_v2_trains_code_to_docstring_with_averaged_weights_and_options_still_win():
+    recipe = RECIPES["code-v2"]
+    settings = training_commands.resolved_settings(_args("--recipe", "code-v2"))
+    assert settings["direction"] == "code2doc" == recipe.direction and settings["queries"] == "docstring"
+    assert settings["base_weight"] == recipe.base_weight > 0 and settings["batch_size"] == 256
+    given = training_commands.resolved_settings(_args("--recipe", "code-v2", "--base-weight", "0", "--direction", "doc2code"))
+    assert given["base_weight"] == 0.0 and given["direction"] == "doc2code"
+    assert training_commands.resolved_settings(_args())["direction"] == "doc2code"  # no recipe: as before
+
+
+def test_code_v2s_training_queries_are_code_without_docstrings(tmp_path, workspace):
+    """Through training_data_from_args on a real tree: the recipe's direction reaches the builder."""
+    import json
+
+    args = _args("--recipe", "code-v2", "--from-tree", str(Path(json.__file__).parent), "--audit-against", "csn-mini")
+    training = training_commands.training_data_from_args(args, workspace, training_commands.resolved_settings(args))
+    assert training.direction == "code2doc"
+    pairs = [(q.text, training.dataset.document(training.dataset.qrels.positives(q.id)[0]).text) for q in training.dataset.judged_queries]
+    assert pairs and all(q.lstrip().startswith("def ") and doc not in q for q, doc in pairs)
