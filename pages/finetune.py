@@ -8,7 +8,7 @@ import streamlit as st
 
 from core.data.catalog import list_datasets, open_dataset
 from core.errors import WorkbenchError
-from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS,
+from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MINI_BATCH, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS,
                                     TRAINING_EXCLUDED_DIRS, TrainingStep, add_dense_profile, build_training_set,
                                     check_model_name, describe_training, finetune, leakage_summaries, leakage_table,
                                     open_prepared, package_roots, read_finetune_info, sample_and_mine)
@@ -27,11 +27,13 @@ if sel is None:
 workspace = sel.workspace
 
 st.markdown(
-    "Pairs come from the documented functions of installed packages (docstring or a generated search query → code). "
+    "Pairs come from the documented functions of installed packages (docstring or a generated search query → code, or "
+    "code without its docstring → docstring). "
     "Every training query and corpus document is audited against every query and document of the eval sets (exact text "
     "and MinHash near-duplicates, judged or not) and what overlaps is dropped, so no eval text is trained on, not even as "
     "a negative. Hard negatives are mined with BM25 or MiniLM from the same corpus. Training uses "
-    "MultipleNegativesRankingLoss (GradCache, so memory stays flat) on every CPU core, or on a GPU when there is one."
+    "MultipleNegativesRankingLoss (GradCache, so memory stays flat) on every CPU core, or on a GPU when there is one; "
+    "the saved weights can be averaged with the base model's (WiSE-FT), which keeps what it did well elsewhere."
 )
 
 
@@ -42,32 +44,54 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
+# The form's fields start at the plain defaults; choosing a recipe (outside the form, so the page reruns) fills them
+# with the recipe's settings, which can still be changed before training. Defaults go through session state, not
+# value=, so a recipe can set them without Streamlit's "default value and Session State" warning.
+FIELD_DEFAULTS = {"ft_examples": DEFAULT_MAX_EXAMPLES, "ft_negatives": 3, "ft_epochs": 1, "ft_batch": 32,
+                  "ft_queries": QUERY_GENERATORS[0], "ft_checkpoint": 0, "ft_base_weight": None}
+for field, default in FIELD_DEFAULTS.items():
+    st.session_state.setdefault(field, default)
+
+
+def apply_recipe() -> None:
+    """Fill the form with the chosen recipe's settings (custom: the plain defaults)."""
+    name = st.session_state["ft_recipe"]
+    if name == CUSTOM:
+        st.session_state.update(FIELD_DEFAULTS)
+        return
+    recipe = get_recipe(name)
+    st.session_state.update(ft_examples=recipe.max_examples, ft_negatives=recipe.negatives, ft_epochs=recipe.epochs,
+                            ft_batch=recipe.batch_size, ft_queries=recipe.query_generator,
+                            ft_checkpoint=recipe.checkpoint_every or 0, ft_base_weight=recipe.base_weight)
+
+
 eval_names = [info.name for info in list_datasets(workspace) if info.origin != "builtin"]
+recipe_name = st.selectbox("Recipe", [CUSTOM, *RECIPES], key="ft_recipe", on_change=apply_recipe,
+                           help="code-v1: Python packages plus Debian's Go, JavaScript, Ruby, PHP and Java sources, template "
+                                "queries, 3 epochs. code-v2: the same sources as code -> docstring pairs, batch 256, weights "
+                                "averaged with the base model's. Choosing a recipe fills the fields below with its settings, "
+                                "which you can still change; the recipe also sets the sources, the pairs' direction and the "
+                                "learning rate.")
 with st.form("finetune"):
-    recipe_name = st.selectbox("Recipe", [CUSTOM, *RECIPES], key="ft_recipe",
-                               help="code-v1: Python packages plus Debian's Go, JavaScript, Ruby, PHP and Java sources, template "
-                                    "queries, 3 epochs. code-v2: the same sources as code -> docstring pairs, weights averaged "
-                                    "with the base model's. The fields below still set the examples, negatives, epochs and batch size; "
-                                    "the recipe sets the pairs' direction and, unless the field says otherwise, the base weight.")
     packages = st.multiselect("Training packages (custom)", list(DEFAULT_PACKAGES), default=list(DEFAULT_PACKAGES[:4]), key="ft_packages")
     audit_against = st.multiselect("Audit against (eval sets)", eval_names, default=eval_names, key="ft_audit")
     left, middle, right = st.columns(3)
     output = left.text_input("Model name", value=DEFAULT_OUTPUT, key="ft_output")
-    max_examples = middle.number_input("Examples", min_value=16, max_value=200_000, value=DEFAULT_MAX_EXAMPLES, step=16, key="ft_examples")
-    negatives = right.number_input("Hard negatives per example", min_value=0, max_value=10, value=3, key="ft_negatives")
+    max_examples = middle.number_input("Examples", min_value=16, max_value=200_000, step=16, key="ft_examples")
+    negatives = right.number_input("Hard negatives per example", min_value=0, max_value=10, key="ft_negatives")
     mining = left.selectbox("Mining", MINING_METHODS, index=0, key="ft_mining")
-    epochs = middle.number_input("Epochs", min_value=1, max_value=10, value=1, key="ft_epochs")
-    batch_size = right.number_input("Batch size", min_value=2, max_value=1024, value=32, key="ft_batch",
+    epochs = middle.number_input("Epochs", min_value=1, max_value=10, key="ft_epochs")
+    batch_size = right.number_input("Batch size", min_value=2, max_value=1024, key="ft_batch",
                                     help="In-batch negatives: larger batches train a stronger contrast, smaller ones fit small sets.")
-    queries = left.selectbox("Training queries", QUERY_GENERATORS, index=0, key="ft_queries",
+    queries = left.selectbox("Training queries", QUERY_GENERATORS, key="ft_queries",
                              help="docstring: the docstring is the query. template: short search-style queries from the "
                                   "docstring's first sentence and the function's name. openai: an OpenAI-compatible endpoint. "
                                   "Generated queries are kept only when BM25 finds their function in the top 10.")
     endpoint = middle.text_input("Endpoint (openai)", placeholder="http://127.0.0.1:8000/v1", key="ft_endpoint")
     query_model = right.text_input("Endpoint model (openai)", key="ft_query_model")
-    checkpoint_every = left.number_input("Checkpoint every N steps (0: none)", min_value=0, max_value=100_000, value=0, key="ft_checkpoint",
+    checkpoint_every = left.number_input("Checkpoint every N steps (0: none)", min_value=0, max_value=100_000, key="ft_checkpoint",
                                          help="A run stopped midway resumes from its last checkpoint when started again with the same settings.")
-    base_weight = middle.number_input("Base model's weight (WiSE-FT)", min_value=0.0, max_value=0.95, value=None, step=0.05,
+    base_weight = middle.number_input("Base model's weight (WiSE-FT)", min_value=0.0, max_value=0.95, step=0.05,
                                       placeholder="the recipe's, or 0", key="ft_base_weight",
                                       help="Save the trained weights averaged with the base model's: W of the base, 1 - W of the "
                                            "trained ones. Keeps what the base did well outside the training data (cosqa's web "
@@ -83,8 +107,8 @@ with st.form("finetune"):
 if start:
     try:
         check_model_name(workspace, output, overwrite)  # before minutes of auditing and mining, not after
-        recipe_base_weight = get_recipe(recipe_name).base_weight if recipe_name != CUSTOM else 0.0
-        chosen_base_weight = float(base_weight) if base_weight is not None else recipe_base_weight
+        recipe = get_recipe(recipe_name) if recipe_name != CUSTOM else None
+        chosen_base_weight = float(base_weight) if base_weight is not None else (recipe.base_weight if recipe else 0.0)
         if prepared.strip():  # read before the status box opens: a bad file is one message, not a half-drawn run
             examples, data = open_prepared(Path(prepared.strip()))
         else:  # a prepared file's queries and audit are already made
@@ -104,11 +128,10 @@ if start:
                          f"from {escape_markdown(prepared.strip())}. Training (steps, loss and time left below)…")
             else:
                 evals = [open_dataset(workspace, name) for name in audit_against]
-                if recipe_name == CUSTOM:
+                if recipe is None:
                     roots, languages, exclude_dirs = package_roots(packages), ("python",), TRAINING_EXCLUDED_DIRS
                     direction = "doc2code"
                 else:
-                    recipe = get_recipe(recipe_name)
                     found, missing = recipe_trees(recipe, workspace)
                     roots, languages = [path for path, _ in found], recipe.languages
                     exclude_dirs = TRAINING_EXCLUDED_DIRS | recipe.excluded_dirs
@@ -145,7 +168,8 @@ if start:
             folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size),
                               max_examples=None if prepared.strip() else int(max_examples), progress=True, data=data | ({"recipe": recipe_name} if recipe_name != CUSTOM and not prepared.strip() else {}),
                               overwrite=overwrite, checkpoint_every=int(checkpoint_every) or None, on_step=show_step,
-                              base_weight=chosen_base_weight)
+                              base_weight=chosen_base_weight, learning_rate=recipe.learning_rate if recipe else 2e-5,
+                              mini_batch_size=recipe.mini_batch_size if recipe else DEFAULT_MINI_BATCH)
             profile = add_dense_profile(workspace, output)
             status.update(label=f"Saved {output}", state="complete", expanded=True)
         info = read_finetune_info(folder)
@@ -173,6 +197,7 @@ for folder in sorted(p for p in workspace.models_dir.iterdir() if p.is_dir() and
         rows.append({"model": folder.name, "base": info.get("base_model", ""), "examples": info.get("examples", ""),
                      "trained": info.get("examples_trained", ""), "steps": info.get("steps", ""),
                      "last loss": info.get("loss_last", ""), "peak MB": info.get("peak_rss_mb", ""),
+                     "base weight": (info.get("params") or {}).get("base_weight", 0.0),
                      "device": (info.get("machine") or {}).get("gpu") or (info.get("machine") or {}).get("device", ""),
                      "seconds": info.get("seconds", ""),  # of the last call: a resumed run counts from its checkpoint
                      "resumed at step": info.get("resumed_from_step") or None, "created": info.get("created", "")})

@@ -116,6 +116,7 @@ def test_a_prepared_examples_file_trains_from_the_page_and_its_audit_is_shown(fr
     listed = next(frame.value for frame in at.dataframe if "model" in frame.value.columns)
     assert list(listed["model"]) == ["prepared-ft"] and list(listed["device"]) == ["cpu"]
     assert listed["resumed at step"].isna().all()  # trained in one go
+    assert list(listed["base weight"]) == [0.5]
 
 
 def test_a_missing_prepared_file_is_a_message_and_nothing_is_saved(fresh_workspace, tmp_path):
@@ -126,3 +127,22 @@ def test_a_missing_prepared_file_is_a_message_and_nothing_is_saved(fresh_workspa
     assert not at.exception
     assert at.error and "No prepared examples at" in at.error[0].value
     assert not (fresh_workspace.models_dir / "never-ft").exists()
+
+
+def test_choosing_a_recipe_fills_the_form_with_its_settings_and_custom_restores_the_defaults(fresh_workspace):
+    from core.training.recipes import get_recipe
+
+    at = open_finetune()
+    recipe = get_recipe("code-v2")
+    at.selectbox(key="ft_recipe").set_value("code-v2").run()
+    assert not at.exception and not at.warning, [w.value for w in at.warning]
+    assert at.number_input(key="ft_batch").value == recipe.batch_size == 256
+    assert at.number_input(key="ft_examples").value == recipe.max_examples
+    assert at.number_input(key="ft_epochs").value == recipe.epochs
+    assert at.number_input(key="ft_base_weight").value == recipe.base_weight
+    assert at.number_input(key="ft_checkpoint").value == recipe.checkpoint_every
+    assert at.selectbox(key="ft_queries").value == recipe.query_generator
+    at.selectbox(key="ft_recipe").set_value("code-v1").run()
+    assert at.selectbox(key="ft_queries").value == "template" and at.number_input(key="ft_epochs").value == 3
+    at.selectbox(key="ft_recipe").set_value(at.selectbox(key="ft_recipe").options[0]).run()
+    assert at.number_input(key="ft_batch").value == 32 and at.number_input(key="ft_base_weight").value is None

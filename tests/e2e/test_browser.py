@@ -273,3 +273,18 @@ def test_training_on_the_fine_tune_page_shows_steps_loss_what_was_trained_and_th
         assert exceptions(page) == []
     finally:
         stop_server(process)
+
+
+def test_choosing_the_code_v2_recipe_fills_the_fine_tune_form_with_its_settings(page, app_server, artifacts):
+    """The recipe selector sits outside the form, so choosing one reruns the page and fills the fields."""
+    open_app(page, f"{app_server.url}/finetune?dataset={DATASET}")
+    assert page.get_by_label("Batch size", exact=True).input_value() == "32"
+    page.get_by_role("combobox", name="Recipe", exact=True).click()
+    page.get_by_role("option", name="code-v2", exact=True).click()
+    wait_for_app(page)
+    page.wait_for_function("() => [...document.querySelectorAll('input')].some(i => i.value === '256')", timeout=60_000)
+    assert page.get_by_label("Batch size", exact=True).input_value() == "256"
+    assert page.get_by_label("Examples", exact=True).input_value() == "40000"
+    assert page.get_by_label("Base model's weight (WiSE-FT)", exact=True).input_value() == "0.45"
+    screenshot(page, artifacts / "finetune-code-v2.png")
+    assert exceptions(page) == []
