@@ -166,7 +166,7 @@ if start:
                 loss_chart.line_chart(pd.DataFrame({"loss": losses}, index=range(step.resumed_from + 1, step.step + 1)), height=180)
 
             folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size),
-                              max_examples=None if prepared.strip() else int(max_examples), progress=True, data=data | ({"recipe": recipe_name} if recipe_name != CUSTOM and not prepared.strip() else {}),
+                              max_examples=None if prepared.strip() else int(max_examples), progress=True, data=data | (recipe.record() if recipe and not prepared.strip() else {}),
                               overwrite=overwrite, checkpoint_every=int(checkpoint_every) or None, on_step=show_step,
                               base_weight=chosen_base_weight, learning_rate=recipe.learning_rate if recipe else 2e-5,
                               mini_batch_size=recipe.mini_batch_size if recipe else DEFAULT_MINI_BATCH)

@@ -82,9 +82,11 @@ PLAIN_DEFAULTS = {"max_examples": DEFAULT_MAX_EXAMPLES, "negatives": 3, "epochs"
                   "queries": "docstring", "direction": "doc2code", "base_weight": 0.0}
 
 
-def resolved_settings(args) -> dict[str, object]:
-    """Each recipe-level setting: the command line's when given, else the recipe's, else the plain default."""
-    recipe = get_recipe(args.recipe) if args.recipe else None
+def resolved_settings(args, recipe_name: str | None = None) -> dict[str, object]:
+    """Each recipe-level setting: the command line's when given, else the recipe's (``recipe_name``, by default
+    ``--recipe``), else the plain default."""
+    recipe_name = recipe_name or args.recipe
+    recipe = get_recipe(recipe_name) if recipe_name else None
     settings = {}
     for key, default in PLAIN_DEFAULTS.items():
         given = getattr(args, "query_generator" if key == "queries" else key)
@@ -162,19 +164,20 @@ def cmd_finetune(args, workspace: Workspace) -> None:
         examples, data = open_prepared(Path(args.examples))
         # The recipe the examples were prepared with sets the training settings unless --recipe names another;
         # every example of the file is trained on unless --max-examples says fewer.
-        args.recipe = args.recipe or (data.get("recipe") if data.get("recipe") in RECIPES else None)
-        settings = resolved_settings(args) | {"max_examples": args.max_examples}
+        recipe_name = args.recipe or (data.get("recipe") if data.get("recipe") in RECIPES else None)
+        settings = resolved_settings(args, recipe_name) | {"max_examples": args.max_examples}
         print(f"read {len(examples)} prepared examples ({sum(len(e.negatives) for e in examples)} mined negatives) from {args.examples}"
-              + (f"; training with recipe {args.recipe}'s settings" if args.recipe else ""))
+              + (f"; training with recipe {recipe_name}'s settings" if recipe_name else ""))
     else:
+        recipe_name = args.recipe
         settings = resolved_settings(args)
         examples, data = prepared_examples(args, workspace, settings, progress)
-    if args.recipe:
-        data["recipe"] = args.recipe
+    if recipe_name:
+        data |= get_recipe(recipe_name).record()
     if args.save_examples:
         path = save_prepared(Path(args.save_examples), examples, data)
         print(f"wrote {len(examples)} examples to {path}; train them here or elsewhere with "
-              f"`finetune --examples {path} --output {args.output}`" + (f" (recipe {args.recipe}'s settings come with them)" if args.recipe else ""))
+              f"`finetune --examples {path} --output {args.output}`" + (f" (recipe {recipe_name}'s settings come with them)" if recipe_name else ""))
         return
 
     def report(step: TrainingStep) -> None:  # the tqdm bar shows steps, loss and ETA; this says where a resumed run began

@@ -34,6 +34,11 @@ class Recipe:
     query_generator: str  # "docstring" (the docstring as the query) or "template" (core.training.queries)
     direction: str = "doc2code"  # which side of a pair is the query (core.training.finetune.build_training_set)
     base_weight: float = 0.0  # share of the base model in the saved weights (core.training.finetune.average_with_base)
+    chosen_on: str = ""  # which queries the settings were chosen on, recorded with every model the recipe trains
+
+    def record(self) -> dict[str, str]:
+        """What a model's record says of the recipe: its name and, when known, the queries its settings were chosen on."""
+        return {"recipe": self.name} | ({"recipe_chosen_on": self.chosen_on} if self.chosen_on else {})
 
 
 # The recipe trains on java.base's public packages (java.*), not the whole JDK the benchmark builder pools: the
@@ -46,33 +51,32 @@ _RECIPE_TREES = tuple(replace(tree, members="java.base/java/", origin="apt: open
 
 BASE_WEIGHT_V2 = 0.45  # chosen on the dev fold, docs/finetuning.md ("code-v2")
 
-RECIPES: dict[str, Recipe] = {
-    "code-v1": Recipe(
-        name="code-v1",
-        description="doc -> code pairs from nine Python packages and Debian's Go, JavaScript, Ruby, PHP (and Java) sources, "
-                    "template search queries, 3 BM25 negatives, 3 epochs",
-        packages=("sklearn", "numpy", "networkx", "scipy", "pandas", "matplotlib", "jinja2", "click", "werkzeug",
-                  "sympy", "requests", "pygments", "docutils", "setuptools", "rich", "urllib3", "pydantic"),
-        trees=_RECIPE_TREES, excluded_dirs=GENERATED_GO_SDK_FOLDERS,
-        languages=("python", "go", "javascript", "ruby", "php", "java"),
-        max_examples=40_000, negatives=3, epochs=3, batch_size=64, mini_batch_size=16, learning_rate=2e-5,
-        max_seq_length=128, checkpoint_every=200, query_generator="template",
-    ),
-    # Chosen on the dev fold of the three bundled sets (docs/finetuning.md, "code-v2"): code -> docstring pairs with the
-    # docstring cut out of the code, docstring hard negatives, large batches, one epoch, then the weights averaged with
-    # the base model's so that text -> code (cosqa) keeps most of what MiniLM did well.
-    "code-v2": Recipe(
-        name="code-v2",
-        description="code -> docstring pairs (docstring cut out of the code) from the code-v1 sources, 3 BM25 docstring "
-                    "negatives, batch 256, 1 epoch, weights averaged with the base model's (WiSE-FT)",
-        packages=("sklearn", "numpy", "networkx", "scipy", "pandas", "matplotlib", "jinja2", "click", "werkzeug",
-                  "sympy", "requests", "pygments", "docutils", "setuptools", "rich", "urllib3", "pydantic"),
-        trees=_RECIPE_TREES, excluded_dirs=GENERATED_GO_SDK_FOLDERS,
-        languages=("python", "go", "javascript", "ruby", "php", "java"),
-        max_examples=40_000, negatives=3, epochs=1, batch_size=256, mini_batch_size=16, learning_rate=5e-5,
-        max_seq_length=128, checkpoint_every=20, query_generator="docstring", direction="code2doc", base_weight=BASE_WEIGHT_V2,
-    ),
-}
+_CODE_V1 = Recipe(
+    name="code-v1",
+    description="doc -> code pairs from 17 Python packages and Debian's Go, JavaScript, Ruby, PHP (and Java) sources, "
+                "template search queries, 3 BM25 negatives, 3 epochs",
+    packages=("sklearn", "numpy", "networkx", "scipy", "pandas", "matplotlib", "jinja2", "click", "werkzeug",
+              "sympy", "requests", "pygments", "docutils", "setuptools", "rich", "urllib3", "pydantic"),
+    trees=_RECIPE_TREES, excluded_dirs=GENERATED_GO_SDK_FOLDERS,
+    languages=("python", "go", "javascript", "ruby", "php", "java"),
+    max_examples=40_000, negatives=3, epochs=3, batch_size=64, mini_batch_size=16, learning_rate=2e-5,
+    max_seq_length=128, checkpoint_every=200, query_generator="template",
+)
+
+# code-v2 was chosen on the dev fold of the three bundled sets (docs/finetuning.md, "code-v2"): code -> docstring pairs
+# with the docstring cut out of the code, docstring hard negatives, large batches, one epoch, then the weights averaged
+# with the base model's so that text -> code (cosqa) keeps most of what MiniLM did well. Same sources as code-v1.
+_CODE_V2 = replace(
+    _CODE_V1, name="code-v2",
+    description="code -> docstring pairs (docstring cut out of the code) from the code-v1 sources, 3 BM25 docstring "
+                "negatives, batch 256, 1 epoch, weights averaged with the base model's (WiSE-FT)",
+    epochs=1, batch_size=256, learning_rate=5e-5, checkpoint_every=20, query_generator="docstring", direction="code2doc",
+    base_weight=BASE_WEIGHT_V2,
+    chosen_on="the dev fold of csn-python-code2doc, csn-python-code2doc-nodoc and cosqa (core.retrieval.tuning.query_fold "
+              "== 0: 94, 94 and 246 queries); the other fold was used for no choice",
+)
+
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (_CODE_V1, _CODE_V2)}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -161,3 +161,19 @@ def test_code_v2s_training_queries_are_code_without_docstrings(tmp_path, workspa
     assert training.direction == "code2doc"
     pairs = [(q.text, training.dataset.document(training.dataset.qrels.positives(q.id)[0]).text) for q in training.dataset.judged_queries]
     assert pairs and all(q.lstrip().startswith("def ") and doc not in q for q, doc in pairs)
+
+
+def test_a_recipes_record_says_which_queries_chose_its_settings_and_travels_with_prepared_examples(tmp_path, workspace):
+    import json
+
+    from core.training.finetune import load_prepared
+
+    assert "dev fold" in get_recipe("code-v2").record()["recipe_chosen_on"]
+    assert get_recipe("code-v1").record() == {"recipe": "code-v1"}  # chosen before the dev-fold rule: nothing to claim
+    prepared = tmp_path / "v2.jsonl.gz"
+    args = _args("--recipe", "code-v2", "--from-tree", str(Path(json.__file__).parent), "--audit-against", "csn-mini",
+                 "--max-examples", "16", "--negatives", "1", "--save-examples", str(prepared), "--quiet")
+    args.func(args, workspace)
+    examples, data = load_prepared(prepared)
+    assert 0 < len(examples) <= 16 and data["direction"] == "code2doc"
+    assert data["recipe"] == "code-v2" and data["recipe_chosen_on"] == get_recipe("code-v2").chosen_on
