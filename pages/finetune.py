@@ -9,11 +9,11 @@ import streamlit as st
 from core.data.catalog import list_datasets, open_dataset
 from core.errors import WorkbenchError
 from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MINI_BATCH, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS,
-                                    TRAINING_EXCLUDED_DIRS, TrainingStep, add_dense_profile, build_training_set,
-                                    check_model_name, describe_training, finetune, leakage_summaries, leakage_table,
-                                    open_prepared, package_roots, read_finetune_info, sample_and_mine)
+                                    TrainingStep, add_dense_profile, check_model_name, describe_training, finetune,
+                                    leakage_summaries, leakage_table, open_prepared, read_finetune_info)
+from core.training.preparation import TrainingSources, prepare_examples
 from core.training.queries import QUERY_GENERATORS, make_generator
-from core.training.recipes import RECIPES, get_recipe, recipe_trees
+from core.training.recipes import RECIPES, get_recipe
 from core.workspace import slug
 from ui.render import escape_markdown
 from ui.state import current_selection
@@ -128,30 +128,16 @@ if start:
                          f"from {escape_markdown(prepared.strip())}. Training (steps, loss and time left below)…")
             else:
                 evals = [open_dataset(workspace, name) for name in audit_against]
-                if recipe is None:
-                    roots, languages, exclude_dirs = package_roots(packages), ("python",), TRAINING_EXCLUDED_DIRS
-                    direction = "doc2code"
-                else:
-                    found, missing = recipe_trees(recipe, workspace)
-                    roots, languages = [path for path, _ in found], recipe.languages
-                    exclude_dirs = TRAINING_EXCLUDED_DIRS | recipe.excluded_dirs
-                    direction = recipe.direction
-                    for tree in missing:
-                        st.write(f"No {escape_markdown(tree.language)} sources at {escape_markdown(tree.pattern)} ({escape_markdown(tree.origin)}): going on without them.")
-                training = build_training_set(roots, evals, name=f"{slug(output, 60)}-train", languages=languages, direction=direction,
-                                              exclude_dirs=exclude_dirs, queries=generator, workspace=workspace, progress=show_stage)
-                if training.languages:
-                    st.write("Functions per language: " + ", ".join(f"{escape_markdown(k)} {v:,}" for k, v in training.languages.items()))
-                if training.queries.get("generator", "docstring") != "docstring":
-                    q = training.queries
-                    st.write(f"Queries ({escape_markdown(str(q['generator']))}): {q['candidates']:,} generated for {q['functions']:,} "
-                             f"functions; {q['validated']:,} found their function in BM25's top {int(q['validation']['k']):d}; "
-                             f"{q['kept_queries']:,} kept.")
-                n_examples = min(int(max_examples), len(training.dataset.judged_queries))
-                st.write(f"Mining {int(negatives):d} hard negatives for {n_examples:,} examples ({escape_markdown(mining)})…")
-                examples, data = sample_and_mine(training, workspace, int(max_examples), int(negatives), mining, progress=show_stage)
-                st.write(f"Mined {data['mining']['mined']:,} hard negatives. Training (steps, loss and time left below; "
-                         "the server log shows the same bar)…")
+                sources = TrainingSources.of_recipe(recipe, workspace) if recipe else TrainingSources.of_packages(packages)
+
+                def say(line: str) -> None:
+                    st.write(escape_markdown(line[:1].upper() + line[1:]) + ".")
+
+                examples, data = prepare_examples(sources, evals, workspace, name=f"{slug(output, 60)}-train",
+                                                  direction=recipe.direction if recipe else "doc2code", generator=generator,
+                                                  max_examples=int(max_examples), negatives=int(negatives), mining=mining,
+                                                  report=say, progress=show_stage)
+                st.write("Training (steps, loss and time left below; the server log shows the same bar)…")
             step_text = st.empty()
             step_bar = st.progress(0.0)
             loss_chart = st.empty()

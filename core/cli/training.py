@@ -11,11 +11,12 @@ from core.data.datasets import Dataset
 from core.errors import DatasetError
 from core.progress import tqdm_progress
 from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MINI_BATCH, DEFAULT_PACKAGES,
-                                    MINING_METHODS, TRAINING_EXCLUDED_DIRS, TrainingData, TrainingStep, add_dense_profile,
-                                    build_training_set, check_model_name, check_prepared_target, finetune, open_prepared, package_roots,
-                                    read_finetune_info, remove_leakage, sample_and_mine, save_prepared)
+                                    MINING_METHODS, TrainingData, TrainingStep, add_dense_profile, check_model_name,
+                                    check_prepared_target, finetune, open_prepared, read_finetune_info, remove_leakage,
+                                    save_prepared)
+from core.training.preparation import TrainingSources, build_from_sources, mine_examples
 from core.training.queries import QUERY_GENERATORS
-from core.training.recipes import RECIPES, get_recipe, recipe_trees
+from core.training.recipes import RECIPES, get_recipe
 from core.index.encoders import DEFAULT_MODEL
 from core.workspace import Workspace, slug
 
@@ -95,6 +96,19 @@ def resolved_settings(args, recipe_name: str | None = None) -> dict[str, object]
     return settings
 
 
+def sources_from_args(args, workspace: Workspace) -> TrainingSources:
+    """The source trees a command line names: the recipe's, ``--from-tree`` folders, or ``--packages``."""
+    if args.recipe and not args.from_tree:
+        return TrainingSources.of_recipe(get_recipe(args.recipe), workspace)
+    if args.from_tree:
+        return TrainingSources.of_folders(args.from_tree)
+    return TrainingSources.of_packages(p.strip() for p in args.packages.split(",") if p.strip())
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
 def training_data_from_args(args, workspace: Workspace, settings: dict[str, object],
                             progress=None) -> TrainingData:
     """The leakage-free training set a ``finetune`` command line asks for."""
@@ -107,23 +121,9 @@ def training_data_from_args(args, workspace: Workspace, settings: dict[str, obje
         return TrainingData(dataset, (args.train,), "as-is", len(dataset.queries), summaries)
     generator = make_generator(str(settings["queries"]), endpoint=args.query_endpoint, model=args.query_model,
                                api_key=os.environ.get("CODEIR_QUERY_API_KEY", ""))
-    languages: tuple[str, ...] = ("python",)
-    exclude_dirs = TRAINING_EXCLUDED_DIRS
-    if args.recipe and not args.from_tree:
-        recipe = get_recipe(args.recipe)
-        found, missing = recipe_trees(recipe, workspace)
-        for tree in missing:
-            print(f"recipe {recipe.name}: no {tree.language} sources at {tree.pattern} ({tree.origin}); going on without them",
-                  file=sys.stderr)
-        roots, languages = [path for path, _ in found], recipe.languages
-        exclude_dirs = TRAINING_EXCLUDED_DIRS | recipe.excluded_dirs
-    elif args.from_tree:
-        roots = [Path(p) for p in args.from_tree]
-    else:
-        roots = package_roots(p.strip() for p in args.packages.split(",") if p.strip())
-    return build_training_set(roots, evals, name=f"{slug(args.output, 60)}-train", direction=str(settings["direction"]), seed=args.seed,
-                              exclude_dirs=exclude_dirs, languages=languages, queries=generator, workspace=workspace,
-                              validate_k=args.validate_k, progress=progress)
+    return build_from_sources(sources_from_args(args, workspace), evals, workspace, name=f"{slug(args.output, 60)}-train",
+                              direction=str(settings["direction"]), generator=generator, validate_k=args.validate_k,
+                              seed=args.seed, report=_to_stderr, progress=progress)
 
 
 def prepared_examples(args, workspace: Workspace, settings: dict[str, object], progress=None):
@@ -131,22 +131,8 @@ def prepared_examples(args, workspace: Workspace, settings: dict[str, object], p
     training = training_data_from_args(args, workspace, settings, progress)
     if not training.leakage:
         print("warning: no eval dataset to audit against; name them with --audit-against", file=sys.stderr)
-    for summary in training.leakage:
-        found = ", ".join(f"{kind} {count}" for kind, count in [*summary.counts.items(), *summary.text_counts.items()] if count)
-        print(f"leakage vs {summary.eval}: {found or 'none'}; dropped {summary.dropped_train_queries} training queries, "
-              f"{summary.dropped_train_documents} corpus documents")
-    if training.languages:
-        print("functions per language: " + ", ".join(f"{lang} {n}" for lang, n in training.languages.items()))
-    if training.queries.get("generator", "docstring") != "docstring":
-        q = training.queries
-        print(f"queries ({q['generator']}): {q['candidates']} generated for {q['functions']} functions, "
-              f"{q['validated']} found their function in the top {q['validation']['k']}, {q['kept_queries']} kept")
-    print(f"training set {training.dataset.name}: {len(training.dataset.judged_queries)} queries, "
-          f"{len(training.dataset.documents)} documents")
-    examples, data = sample_and_mine(training, workspace, settings["max_examples"], settings["negatives"], args.mining, args.skip_top,
-                                     seed=args.seed, model=args.base_model, progress=progress)
-    print(f"mined {data['mining']['mined']} hard negatives for {len(examples)} examples ({args.mining})")
-    return examples, data
+    return mine_examples(training, workspace, settings["max_examples"], settings["negatives"], args.mining, args.skip_top,
+                         seed=args.seed, model=args.base_model, report=print, progress=progress)
 
 
 def cmd_finetune(args, workspace: Workspace) -> None:
