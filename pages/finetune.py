@@ -11,7 +11,7 @@ from core.errors import WorkbenchError
 from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MINI_BATCH, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS,
                                     TrainingStep, add_dense_profile, check_model_name, describe_training, finetune,
                                     leakage_summaries, leakage_table, open_prepared, read_finetune_info)
-from core.training.preparation import TrainingSources, prepare_examples
+from core.training.preparation import TrainingSources, check_queries_fit_direction, prepare_examples
 from core.training.queries import QUERY_GENERATORS, make_generator
 from core.training.recipes import RECIPES, get_recipe
 from core.workspace import slug
@@ -71,7 +71,8 @@ recipe_name = st.selectbox("Recipe", [CUSTOM, *RECIPES], key="ft_recipe", on_cha
                                 "queries, 3 epochs. code-v2: the same sources as code -> docstring pairs, batch 256, weights "
                                 "averaged with the base model's. Choosing a recipe fills the fields below with its settings, "
                                 "which you can still change; the recipe also sets the sources, the pairs' direction and the "
-                                "learning rate.")
+                                "learning rate. Changing it reruns the page, which stops a training in progress (a run with "
+                                "checkpoints resumes when started again).")
 with st.form("finetune"):
     packages = st.multiselect("Training packages (custom)", list(DEFAULT_PACKAGES), default=list(DEFAULT_PACKAGES[:4]), key="ft_packages")
     audit_against = st.multiselect("Audit against (eval sets)", eval_names, default=eval_names, key="ft_audit")
@@ -98,9 +99,11 @@ with st.form("finetune"):
                                            "queries, say). Empty: the recipe's weight, or 0 (the trained weights).")
     prepared = st.text_input("Prepared examples (optional)", placeholder="/path/to/code-v1.jsonl.xz", key="ft_prepared",
                              help="A file written by `python -m core finetune --save-examples FILE`, here or on another machine: "
-                                  "training starts at once, on every example of the file; the recipe, packages, audit, examples, "
+                                  "training starts at once, on every example of the file; the packages, audit, examples, "
                                   "negatives, mining and query fields are not used, and the file's leakage audit is what the model "
-                                  "records. Epochs, batch size and checkpoints are taken from the fields.")
+                                  "records. Epochs, batch size, checkpoints and base weight are taken from the fields; the recipe "
+                                  "the file was prepared with sets the learning rate, the mini-batch and, when that field is empty, "
+                                  "the base weight.")
     overwrite = st.checkbox("Replace a model of the same name", key="ft_overwrite")
     start = st.form_submit_button("Train", type="primary", key="ft_train")
 
@@ -108,11 +111,14 @@ if start:
     try:
         check_model_name(workspace, output, overwrite)  # before minutes of auditing and mining, not after
         recipe = get_recipe(recipe_name) if recipe_name != CUSTOM else None
-        chosen_base_weight = float(base_weight) if base_weight is not None else (recipe.base_weight if recipe else 0.0)
         if prepared.strip():  # read before the status box opens: a bad file is one message, not a half-drawn run
             examples, data = open_prepared(Path(prepared.strip()))
+            # as on the command line, the recipe the file was prepared with sets what the form does not show
+            recipe = get_recipe(data["recipe"]) if data.get("recipe") in RECIPES else recipe
         else:  # a prepared file's queries and audit are already made
+            check_queries_fit_direction(recipe.direction if recipe else "doc2code", queries)
             generator = make_generator(queries, endpoint=endpoint.strip() or None, model=query_model.strip() or None)
+        chosen_base_weight = float(base_weight) if base_weight is not None else (recipe.base_weight if recipe else 0.0)
         if not audit_against and not prepared.strip():
             st.warning("No eval set to audit against: the training pairs are not checked for leakage.")
         with st.status("Fine-tuning…", expanded=True) as status:
@@ -131,7 +137,7 @@ if start:
                 sources = TrainingSources.of_recipe(recipe, workspace) if recipe else TrainingSources.of_packages(packages)
 
                 def say(line: str) -> None:
-                    st.write(escape_markdown(line[:1].upper() + line[1:]) + ".")
+                    st.write(escape_markdown(line[:1].upper() + line[1:]) + ("" if line.endswith("…") else "."))
 
                 examples, data = prepare_examples(sources, evals, workspace, name=f"{slug(output, 60)}-train",
                                                   direction=recipe.direction if recipe else "doc2code", generator=generator,

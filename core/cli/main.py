@@ -19,7 +19,8 @@ from core.workspace import Workspace
 NUMERIC_OPTIONS = {"depth": "depth", "k": "k", "queries": "count", "show": "count", "failures": "non-negative count",
                    "alpha": "alpha", "threshold": "fraction", "epochs": "count", "max_examples": "count",
                    "negatives": "non-negative count", "skip_top": "non-negative count", "batch_size": "count",
-                   "max_seq_length": "count", "threads": "count", "learning_rate": "rate", "seed": "seed"}
+                   "max_seq_length": "count", "threads": "count", "learning_rate": "rate", "seed": "seed",
+                   "base_weight": "base weight"}
 
 
 class _Parser(argparse.ArgumentParser):

@@ -14,7 +14,7 @@ from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_SEQ_LENGTH
                                     MINING_METHODS, TrainingData, TrainingStep, add_dense_profile, check_model_name,
                                     check_prepared_target, finetune, open_prepared, read_finetune_info, remove_leakage,
                                     save_prepared)
-from core.training.preparation import TrainingSources, build_from_sources, mine_examples
+from core.training.preparation import TrainingSources, build_from_sources, check_queries_fit_direction, mine_examples
 from core.training.queries import QUERY_GENERATORS
 from core.training.recipes import RECIPES, get_recipe
 from core.index.encoders import DEFAULT_MODEL
@@ -145,6 +145,9 @@ def cmd_finetune(args, workspace: Workspace) -> None:
         check_prepared_target(Path(args.save_examples))  # nothing is trained, so the model name is not checked
     else:
         check_model_name(workspace, args.output, args.overwrite)
+    if args.save_examples and args.base_weight is not None:
+        print("note: --base-weight applies when the examples are trained; give it to `finetune --examples` "
+              "(the file keeps the recipe, whose base weight applies otherwise)", file=sys.stderr)
     progress = None if args.quiet else tqdm_progress()
     if args.examples:
         examples, data = open_prepared(Path(args.examples))
@@ -157,9 +160,11 @@ def cmd_finetune(args, workspace: Workspace) -> None:
     else:
         recipe_name = args.recipe
         settings = resolved_settings(args)
+        if not args.train:
+            check_queries_fit_direction(str(settings["direction"]), str(settings["queries"]))
         examples, data = prepared_examples(args, workspace, settings, progress)
-    if recipe_name:
-        data |= get_recipe(recipe_name).record()
+    if recipe_name:  # a file's claims about another recipe do not carry over to this one
+        data = {k: v for k, v in data.items() if k not in ("recipe", "recipe_chosen_on")} | get_recipe(recipe_name).record()
     if args.save_examples:
         path = save_prepared(Path(args.save_examples), examples, data)
         print(f"wrote {len(examples)} examples to {path}; train them here or elsewhere with "

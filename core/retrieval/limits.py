@@ -50,6 +50,7 @@ BOUNDS: dict[str, Bound] = {
     "alpha": Bound("alpha (significance level)", 0, 0.5, whole=False, low_open=True),
     "fraction": Bound("threshold", 0, 1, whole=False),
     "rate": Bound("rate", 0, 1, whole=False, low_open=True),
+    "base weight": Bound("base weight (the base model's share of the saved weights)", 0, 0.99, whole=False),
     "seed": Bound("seed", -(2**63), 2**64 - 1),  # what torch.manual_seed accepts
 }
 

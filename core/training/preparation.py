@@ -12,6 +12,7 @@ from pathlib import Path
 
 from core.data.datasets import Dataset
 from core.data.source_trees import SourceTree
+from core.errors import WorkbenchError
 from core.progress import Progress
 from core.training.finetune import (DEFAULT_MODEL, TRAINING_EXCLUDED_DIRS, MiningMethod, TrainingData, TrainingExample,
                                     build_training_set, package_roots, sample_and_mine)
@@ -50,6 +51,13 @@ class TrainingSources:
         return cls(tuple(Path(folder) for folder in folders))
 
 
+def check_queries_fit_direction(direction: str, queries: str) -> None:
+    """Refuse generated queries for code -> docstring pairs before any work: a generator writes text queries for code."""
+    if direction != "doc2code" and queries != "docstring":
+        raise WorkbenchError(f"{queries!r} queries are written for docstring -> code pairs, and these pairs are {direction} "
+                             "(the code is the query): choose docstring queries, or doc2code pairs.")
+
+
 def training_report(training: TrainingData) -> list[str]:
     """What building a training set found: leakage per eval set and kind, functions per language, generated queries, size."""
     lines = []
@@ -74,6 +82,8 @@ def mine_examples(training: TrainingData, workspace: Workspace, max_examples: in
     """``sample_and_mine``, saying what it mined."""
     for line in training_report(training):
         report(line)
+    to_mine = min(max_examples or len(training.dataset.judged_queries), len(training.dataset.judged_queries))
+    report(f"mining {negatives} hard negatives for {to_mine:,} examples ({mining})…")
     examples, data = sample_and_mine(training, workspace, max_examples, negatives, mining, skip_top, seed=seed, model=model,
                                      progress=progress)
     report(f"mined {data['mining']['mined']:,} hard negatives for {len(examples):,} examples ({mining})")

@@ -146,3 +146,38 @@ def test_choosing_a_recipe_fills_the_form_with_its_settings_and_custom_restores_
     assert at.selectbox(key="ft_queries").value == "template" and at.number_input(key="ft_epochs").value == 3
     at.selectbox(key="ft_recipe").set_value(at.selectbox(key="ft_recipe").options[0]).run()
     assert at.number_input(key="ft_batch").value == 32 and at.number_input(key="ft_base_weight").value is None
+
+
+def test_a_prepared_file_trains_with_the_settings_of_the_recipe_it_was_prepared_with(fresh_workspace, tmp_path, mini_data_dir):
+    """The form does not show the learning rate or the mini-batch: the file's recipe (code-v2) sets them, as on the CLI."""
+    import json
+
+    from core.cli.main import main
+    from core.training.recipes import get_recipe
+
+    prepared = tmp_path / "v2.jsonl.gz"
+    assert main(["--workspace", str(tmp_path / "elsewhere"), "--data-dir", str(mini_data_dir), "finetune", "--recipe", "code-v2",
+                 "--from-tree", str(Path(json.__file__).parent), "--output", "unused", "--audit-against", "csn-mini",
+                 "--max-examples", "8", "--negatives", "1", "--save-examples", str(prepared), "--quiet"]) == 0
+    at = open_finetune()  # the recipe selector stays on "custom"
+    at.text_input(key="ft_prepared").input(str(prepared))
+    at.text_input(key="ft_output").input("v2-page")
+    at.number_input(key="ft_batch").set_value(4)
+    at.button(key="ft_train").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    info = read_finetune_info(fresh_workspace.models_dir / "v2-page")
+    recipe = get_recipe("code-v2")
+    assert info["params"]["learning_rate"] == recipe.learning_rate and info["params"]["mini_batch_size"] == recipe.mini_batch_size
+    assert info["params"]["base_weight"] == recipe.base_weight and info["params"]["batch_size"] == 4  # the field, then the recipe
+    assert info["data"]["recipe"] == "code-v2"
+
+
+def test_generated_queries_with_code_v2s_code_queries_are_refused_before_any_work(fresh_workspace):
+    at = open_finetune()
+    at.selectbox(key="ft_recipe").set_value("code-v2").run()
+    at.selectbox(key="ft_queries").set_value("template")
+    at.text_input(key="ft_output").input("never-v2")
+    at.button(key="ft_train").click().run()
+    assert [e.value for e in at.error] and escape_markdown("'template' queries are written for docstring -> code pairs") in at.error[0].value
+    assert not any(m.value.startswith("Leakage vs") for m in at.markdown)  # refused before sources were read
+    assert not (fresh_workspace.models_dir / "never-v2").exists()

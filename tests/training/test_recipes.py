@@ -168,7 +168,6 @@ def test_a_recipes_record_says_which_queries_chose_its_settings_and_travels_with
 
     from core.training.finetune import load_prepared
 
-    assert "dev fold" in get_recipe("code-v2").record()["recipe_chosen_on"]
     assert get_recipe("code-v1").record() == {"recipe": "code-v1"}  # chosen before the dev-fold rule: nothing to claim
     prepared = tmp_path / "v2.jsonl.gz"
     args = _args("--recipe", "code-v2", "--from-tree", str(Path(json.__file__).parent), "--audit-against", "csn-mini",
@@ -177,3 +176,34 @@ def test_a_recipes_record_says_which_queries_chose_its_settings_and_travels_with
     examples, data = load_prepared(prepared)
     assert 0 < len(examples) <= 16 and data["direction"] == "code2doc"
     assert data["recipe"] == "code-v2" and data["recipe_chosen_on"] == get_recipe("code-v2").chosen_on
+
+
+def test_a_bad_base_weight_or_generated_queries_for_code_queries_are_refused_before_any_work(tmp_path, capsys):
+    from core.cli.main import main
+
+    base = ["--workspace", str(tmp_path / "ws"), "finetune", "--output", "x", "--packages", "click"]
+    for weight in ("1.5", "-0.1", "nan"):
+        assert main([*base, "--base-weight", weight]) != 0
+        assert "--base-weight must be a number from 0 to 0.99" in capsys.readouterr().err
+    assert main([*base, "--recipe", "code-v2", "--queries", "template"]) != 0
+    error = capsys.readouterr().err
+    assert "'template' queries are written for docstring -> code pairs" in error and "code2doc" in error
+    assert not (tmp_path / "ws" / "models").exists() or not any((tmp_path / "ws" / "models").iterdir())
+
+
+def test_training_a_code_v2_file_under_another_recipe_drops_code_v2s_claims_from_the_record(tmp_path, workspace):
+    import json
+
+    from core.training.finetune import read_finetune_info
+
+    prepared = tmp_path / "v2.jsonl.gz"
+    save = _args("--recipe", "code-v2", "--from-tree", str(Path(json.__file__).parent), "--audit-against", "csn-mini",
+                 "--max-examples", "8", "--negatives", "1", "--save-examples", str(prepared), "--quiet")
+    save.func(save, workspace)
+    train = _args("--examples", str(prepared), "--recipe", "code-v1", "--epochs", "1", "--batch-size", "2", "--max-seq-length", "16",
+                  "--quiet")
+    train.output = "v2-as-v1"
+    train.func(train, workspace)
+    info = read_finetune_info(workspace.models_dir / "v2-as-v1")
+    assert info["data"]["recipe"] == "code-v1" and "recipe_chosen_on" not in info["data"]
+    assert info["params"]["learning_rate"] == get_recipe("code-v1").learning_rate and info["params"]["base_weight"] == 0.0
