@@ -8,12 +8,12 @@ import streamlit as st
 
 from core.data.catalog import list_datasets, open_dataset
 from core.errors import WorkbenchError
-from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MINI_BATCH, DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS,
+from core.training.finetune import (DEFAULT_OUTPUT, DEFAULT_PACKAGES, MINING_METHODS,
                                     TrainingStep, add_dense_profile, check_model_name, describe_training, finetune,
                                     leakage_summaries, leakage_table, open_prepared, read_finetune_info)
 from core.training.preparation import TrainingSources, check_queries_fit_direction, prepare_examples
 from core.training.queries import QUERY_GENERATORS, make_generator
-from core.training.recipes import RECIPES, get_recipe
+from core.training.recipes import RECIPES, Recipe, get_recipe, recipe_settings
 from core.workspace import slug
 from ui.render import escape_markdown
 from ui.state import current_selection
@@ -44,25 +44,25 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
 
 
-# The form's fields start at the plain defaults; choosing a recipe (outside the form, so the page reruns) fills them
-# with the recipe's settings, which can still be changed before training. Defaults go through session state, not
-# value=, so a recipe can set them without Streamlit's "default value and Session State" warning.
-FIELD_DEFAULTS = {"ft_examples": DEFAULT_MAX_EXAMPLES, "ft_negatives": 3, "ft_epochs": 1, "ft_batch": 32,
-                  "ft_queries": QUERY_GENERATORS[0], "ft_checkpoint": 0, "ft_base_weight": None}
-for field, default in FIELD_DEFAULTS.items():
-    st.session_state.setdefault(field, default)
+def form_fields(recipe: Recipe | None) -> dict[str, object]:
+    """The form's field values for a recipe's settings; without one, the plain settings and an empty base weight."""
+    settings = recipe_settings(recipe)
+    return {"ft_examples": settings["max_examples"], "ft_negatives": settings["negatives"], "ft_epochs": settings["epochs"],
+            "ft_batch": settings["batch_size"], "ft_queries": settings["queries"], "ft_checkpoint": settings["checkpoint_every"] or 0,
+            "ft_base_weight": settings["base_weight"] if recipe else None}
+
+
+# The form's fields start at the plain settings; choosing a recipe (outside the form, so the page reruns) fills them
+# with the recipe's, which can still be changed before training. Values go through session state, not value=, so a
+# recipe can set them without Streamlit's "default value and Session State" warning.
+for field, value in form_fields(None).items():
+    st.session_state.setdefault(field, value)
 
 
 def apply_recipe() -> None:
-    """Fill the form with the chosen recipe's settings (custom: the plain defaults)."""
+    """Fill the form with the chosen recipe's settings (custom: the plain ones)."""
     name = st.session_state["ft_recipe"]
-    if name == CUSTOM:
-        st.session_state.update(FIELD_DEFAULTS)
-        return
-    recipe = get_recipe(name)
-    st.session_state.update(ft_examples=recipe.max_examples, ft_negatives=recipe.negatives, ft_epochs=recipe.epochs,
-                            ft_batch=recipe.batch_size, ft_queries=recipe.query_generator,
-                            ft_checkpoint=recipe.checkpoint_every or 0, ft_base_weight=recipe.base_weight)
+    st.session_state.update(form_fields(get_recipe(name) if name != CUSTOM else None))
 
 
 eval_names = [info.name for info in list_datasets(workspace) if info.origin != "builtin"]
@@ -115,10 +115,11 @@ if start:
             examples, data = open_prepared(Path(prepared.strip()))
             # as on the command line, the recipe the file was prepared with sets what the form does not show
             recipe = get_recipe(data["recipe"]) if data.get("recipe") in RECIPES else recipe
-        else:  # a prepared file's queries and audit are already made
-            check_queries_fit_direction(recipe.direction if recipe else "doc2code", queries)
+        settings = recipe_settings(recipe)  # what the form does not show: direction, learning rate, mini-batch
+        if not prepared.strip():  # a prepared file's queries and audit are already made
+            check_queries_fit_direction(str(settings["direction"]), queries)
             generator = make_generator(queries, endpoint=endpoint.strip() or None, model=query_model.strip() or None)
-        chosen_base_weight = float(base_weight) if base_weight is not None else (recipe.base_weight if recipe else 0.0)
+        chosen_base_weight = float(base_weight) if base_weight is not None else float(settings["base_weight"])
         if not audit_against and not prepared.strip():
             st.warning("No eval set to audit against: the training pairs are not checked for leakage.")
         with st.status("Fine-tuning…", expanded=True) as status:
@@ -140,7 +141,7 @@ if start:
                     st.write(escape_markdown(line[:1].upper() + line[1:]) + ("" if line.endswith("…") else "."))
 
                 examples, data = prepare_examples(sources, evals, workspace, name=f"{slug(output, 60)}-train",
-                                                  direction=recipe.direction if recipe else "doc2code", generator=generator,
+                                                  direction=str(settings["direction"]), generator=generator,
                                                   max_examples=int(max_examples), negatives=int(negatives), mining=mining,
                                                   report=say, progress=show_stage)
                 st.write("Training (steps, loss and time left below; the server log shows the same bar)…")
@@ -160,8 +161,8 @@ if start:
             folder = finetune(examples, workspace, output_name=output, epochs=int(epochs), batch_size=int(batch_size),
                               max_examples=None if prepared.strip() else int(max_examples), progress=True, data=data | (recipe.record() if recipe and not prepared.strip() else {}),
                               overwrite=overwrite, checkpoint_every=int(checkpoint_every) or None, on_step=show_step,
-                              base_weight=chosen_base_weight, learning_rate=recipe.learning_rate if recipe else 2e-5,
-                              mini_batch_size=recipe.mini_batch_size if recipe else DEFAULT_MINI_BATCH)
+                              base_weight=chosen_base_weight, learning_rate=float(settings["learning_rate"]),
+                              mini_batch_size=int(settings["mini_batch_size"]))
             profile = add_dense_profile(workspace, output)
             status.update(label=f"Saved {output}", state="complete", expanded=True)
         info = read_finetune_info(folder)

@@ -10,13 +10,13 @@ from core.cli.common import check_new_dataset_name, split_names
 from core.data.datasets import Dataset
 from core.errors import DatasetError
 from core.progress import tqdm_progress
-from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MINI_BATCH, DEFAULT_PACKAGES,
+from core.training.finetune import (DEFAULT_MAX_EXAMPLES, DEFAULT_MINI_BATCH, DEFAULT_PACKAGES,
                                     MINING_METHODS, TrainingData, TrainingStep, add_dense_profile, check_model_name,
                                     check_prepared_target, finetune, open_prepared, read_finetune_info, remove_leakage,
                                     save_prepared)
 from core.training.preparation import TrainingSources, build_from_sources, check_queries_fit_direction, mine_examples
 from core.training.queries import QUERY_GENERATORS
-from core.training.recipes import RECIPES, get_recipe
+from core.training.recipes import PLAIN_DEFAULTS, RECIPES, get_recipe, recipe_settings
 from core.index.encoders import DEFAULT_MODEL
 from core.workspace import Workspace, slug
 
@@ -77,22 +77,15 @@ def eval_datasets(workspace: Workspace, requested: str | None, exclude: str) -> 
     return [open_dataset(workspace, name) for name in names if name != exclude]
 
 
-# Options a recipe sets; given on the command line, they win over the recipe.
-PLAIN_DEFAULTS = {"max_examples": DEFAULT_MAX_EXAMPLES, "negatives": 3, "epochs": 1, "batch_size": 32, "learning_rate": 2e-5,
-                  "max_seq_length": DEFAULT_MAX_SEQ_LENGTH, "mini_batch_size": DEFAULT_MINI_BATCH, "checkpoint_every": None,
-                  "queries": "docstring", "direction": "doc2code", "base_weight": 0.0}
-
-
 def resolved_settings(args, recipe_name: str | None = None) -> dict[str, object]:
     """Each recipe-level setting: the command line's when given, else the recipe's (``recipe_name``, by default
     ``--recipe``), else the plain default."""
     recipe_name = recipe_name or args.recipe
-    recipe = get_recipe(recipe_name) if recipe_name else None
-    settings = {}
-    for key, default in PLAIN_DEFAULTS.items():
-        given = getattr(args, "query_generator" if key == "queries" else key)
-        from_recipe = getattr(recipe, "query_generator" if key == "queries" else key) if recipe else default
-        settings[key] = given if given is not None else from_recipe
+    settings = recipe_settings(get_recipe(recipe_name) if recipe_name else None)
+    for key in PLAIN_DEFAULTS:
+        given = getattr(args, "query_generator" if key == "queries" else key)  # options given win over the recipe
+        if given is not None:
+            settings[key] = given
     return settings
 
 

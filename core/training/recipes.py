@@ -10,6 +10,7 @@ from pathlib import Path
 
 from core.data.source_trees import DEBIAN_TREES, GENERATED_GO_SDK_FOLDERS, GO_STANDARD_LIBRARY, SourceTree, locate_trees
 from core.errors import WorkbenchError
+from core.training.finetune import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_SEQ_LENGTH, DEFAULT_MINI_BATCH
 from core.workspace import Workspace
 
 
@@ -77,6 +78,19 @@ _CODE_V2 = replace(
 )
 
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (_CODE_V1, _CODE_V2)}
+
+
+# The settings a recipe sets, and what training uses where neither a recipe nor an option (a page field) says otherwise.
+PLAIN_DEFAULTS = {"max_examples": DEFAULT_MAX_EXAMPLES, "negatives": 3, "epochs": 1, "batch_size": 32, "learning_rate": 2e-5,
+                  "max_seq_length": DEFAULT_MAX_SEQ_LENGTH, "mini_batch_size": DEFAULT_MINI_BATCH, "checkpoint_every": None,
+                  "queries": "docstring", "direction": "doc2code", "base_weight": 0.0}
+
+
+def recipe_settings(recipe: Recipe | None) -> dict[str, object]:
+    """The recipe's value of each setting in ``PLAIN_DEFAULTS`` (its query generator as ``queries``); the plain ones without one."""
+    if recipe is None:
+        return dict(PLAIN_DEFAULTS)
+    return {key: getattr(recipe, "query_generator" if key == "queries" else key) for key in PLAIN_DEFAULTS}
 
 
 def get_recipe(name: str) -> Recipe:
