@@ -15,8 +15,8 @@ from core.data.catalog import list_datasets, names_held_elsewhere
 from core.data.datasets import Dataset, is_beir_folder
 from core.errors import DatasetError, WorkbenchError
 from core.data.hub import NANOCODESEARCHNET_REPO, NANOCODESEARCHNET_SUBSETS, NANOCOIR_REPO, NANOCOIR_SUBSETS, download_nano_dataset
-from core.evaluation.stats import (catalog_table, dataset_stats, document_rows, filter_rows, language_counts, length_summary,
-                        length_table, page_count, page_of, problems_table, query_rows)
+from core.evaluation.stats import (MAX_SHOWN_DOCUMENTS, catalog_table, dataset_stats, document_rows, filter_rows, is_sampled,
+                                   language_counts, length_summary, length_table, page_count, page_of, problems_table, query_rows)
 from core.data.stdlib_benchmark import ensure_stdlib_benchmark
 from core.index.distributed import RayOptions
 from core.retrieval.scale import ENGINES, build_indexes
@@ -124,6 +124,9 @@ if dataset is not None:
             st.markdown("**Languages**")
             st.dataframe(language_counts(dataset), width="stretch")
         st.caption("Tokens: runs of letters, digits and underscores. A query's language is its own, when the dataset gives one.")
+        if is_sampled(dataset):
+            st.caption(f"Opened from its corpus store ({len(dataset.documents):,} documents, read by row): the document lengths "
+                       f"are those of {MAX_SHOWN_DOCUMENTS:,} documents spread evenly over the corpus; every count is exact.")
         st.download_button(f"Download {escape_markdown(dataset.name)} as .zip", _zip_bytes(Path(info.path)), file_name=f"{dataset.name}.zip",
                            mime="application/zip", key="datasets_export", icon=":material/download:", on_click="ignore")
 
@@ -146,6 +149,9 @@ if dataset is not None:
         first = (int(page) - 1) * size + 1 if len(rows) else 0
         st.caption(f"Rows {first:,}–{first + len(shown) - 1 if len(shown) else 0:,} of {len(rows):,}"
                    + (f" matching the filter (of {len(_rows(kind, key, dataset)):,})" if needle.strip() else ""))
+        if kind == "documents" and is_sampled(dataset):
+            st.caption(f"The first {MAX_SHOWN_DOCUMENTS:,} of {len(dataset.documents):,} documents (the corpus is read by row); "
+                       f"search all of them under **Large corpus**.")
 
     with index_tab:
         engine = get_engine(sel)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import WorkbenchError
-from core.evaluation.embedding_map import dense_model, embedding_map, has_vectors, map_points
+from core.evaluation.embedding_map import MAX_MAP_DOCUMENTS, dense_model, embedding_map, has_vectors, map_points
 from ui.charts import embedding_map_figure
 from ui.render import escape_markdown
 from ui.state import get_choice, get_evaluation, page_engine, run_choices
@@ -43,7 +43,7 @@ colour_by = right.radio("Colour", ["rank", "hit"], format_func={"rank": "positiv
 k = last.number_input("k", min_value=1, max_value=100, value=10, key="map_k")
 try:
     model, backend = dense_model(engine.profiles, profile)
-    with st.spinner(f"Projecting {len(dataset.documents):,} documents and {len(dataset.judged_queries):,} queries "
+    with st.spinner(f"Projecting {min(len(dataset.documents), MAX_MAP_DOCUMENTS):,} documents and {len(dataset.judged_queries):,} queries "
                     f"({escape_markdown(method.upper())}; cached after the first time)…"):
         projection = embedding_map(engine, model, backend, method)
         coloured = get_choice(engine, colouring or profile)
@@ -60,6 +60,9 @@ if st.session_state.get(QUERY_KEY) not in ["", *query_ids]:
 selected = st.session_state.get(QUERY_KEY) or None
 st.caption(f"{len(points):,} points · model {escape_markdown(model)} ({escape_markdown(backend)}) · {escape_markdown(method.upper())} · colours from "
            f"{escape_markdown(coloured.name)}")
+if projection.sampled:
+    st.caption(f"The corpus holds {projection.corpus_documents:,} documents: the map draws {len(projection.doc_ids):,} of them, "
+               f"every judged positive and the rest spread evenly over the corpus.")
 st.plotly_chart(embedding_map_figure(points, colour_by, int(k), selected), width="stretch", key="map_chart",
                 on_select=_pick_from_chart, selection_mode="points")
 left, right = st.columns([3, 1])

@@ -65,7 +65,13 @@ def open_engine(workspace: Workspace, dataset_name: str, quiet: bool = False):
     from core.retrieval.profiles import load_profiles
     from core.retrieval.engine import Engine
 
-    dataset = open_dataset(workspace, dataset_name)
+    from core.progress import staged
+
+    store_progress = None if quiet else staged(tqdm_progress(), {"store": "corpus store: parsing and writing"})
+    dataset = open_dataset(workspace, dataset_name, progress=store_progress)
+    if dataset.is_stored:
+        print(f"note: {dataset.name} opened from its corpus store ({len(dataset.documents):,} documents, read by row; "
+              f"$CODEIR_STORED_MIN_DOCS sets the size from which a corpus is stored)", file=sys.stderr)
     for problem in dataset.problems[:MAX_WARNINGS]:
         print(f"warning: skipped {terminal_safe(str(problem))}", file=sys.stderr)
     if len(dataset.problems) > MAX_WARNINGS:

@@ -65,6 +65,20 @@ def cmd_build_benchmark(args, workspace: Workspace) -> None:
               f"that qualify, so every one of them is a query ({len(dataset.queries)}).")
 
 
+def cmd_grow_corpus(args, workspace: Workspace) -> None:
+    from core.data.catalog import open_dataset
+    from core.data.distractors import grow_corpus
+    from core.progress import staged, tqdm_progress
+
+    name = check_new_dataset_name(workspace, args.name)
+    source = open_dataset(workspace, args.dataset)
+    grown = grow_corpus(source, workspace.datasets_dir / name, args.documents, name, args.seed,
+                        progress=staged(tqdm_progress(), {"distractors": "writing the corpus"}))
+    print(f"built {name}: {source.name}'s {len(source.queries):,} queries and {grown.real_documents:,} documents, plus "
+          f"{grown.synthetic_documents:,} synthetic distractors ({grown.corpus_bytes / 1e6:,.0f} MB of corpus.jsonl) "
+          f"in {grown.folder}")
+
+
 def register(sub) -> None:
     """Add this group's subcommands to the ``python -m core`` parser."""
     from core.data.source_benchmark import DEFAULT_SEED, DIRECTIONS
@@ -98,3 +112,11 @@ def register(sub) -> None:
     build.add_argument("--seed", type=int, default=DEFAULT_SEED)
     build.add_argument("--strip-docstring", action="store_true", help="code2doc: cut the docstring out of each query")
     build.set_defaults(func=cmd_build_benchmark)
+
+    grow = sub.add_parser("grow-corpus", help="a copy of a dataset whose corpus is padded with synthetic distractors to N "
+                                              "documents (queries and qrels unchanged): a benchmark at the size you care about")
+    grow.add_argument("--dataset", required=True, help="the dataset to grow")
+    grow.add_argument("--documents", type=int, required=True, help="documents in the new corpus, real ones included")
+    grow.add_argument("--name", required=True, help="name of the new dataset (in the workspace)")
+    grow.add_argument("--seed", type=int, default=20261122)
+    grow.set_defaults(func=cmd_grow_corpus)

@@ -15,6 +15,8 @@ import os
 import shutil
 import time
 import zlib
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +27,9 @@ from typing import Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.data.datasets import CORPUS_FILE, CorpusHash, Document, FirstProblems, OnProblem, iter_records, validate_name
+from core.data.datasets import (CORPUS_FILE, QRELS_DIR, QUERIES_FILE, CorpusHash, Dataset, Document, FirstProblems, OnProblem,
+                                Qrels, _check_usable, _read_qrels, _read_records, _split_of, iter_records, validate_name)
+from core.errors import DatasetProblem
 from core.errors import DatasetError, IndexCorruptError
 from core.progress import ItemProgress
 from core.workspace import Workspace, replace_folder, slug
@@ -166,6 +170,85 @@ class CorpusStore:
             table = self.dataset.to_table(columns=["id", "row"], filter=pc.field("id").isin(list(ids)))
         found = dict(zip(table.column("id").to_pylist(), table.column("row").to_pylist()))
         return [found.get(doc_id) for doc_id in ids]
+
+
+class StoredDocuments(Sequence[Document]):
+    """A corpus store's documents as a read-only sequence: ``len``, rows by index, iteration in batches.
+
+    What a ``Dataset`` opened from its store holds in place of a tuple of every document: pages read the rows
+    they show (``take``, with a small cache of recent rows), index builds stream the batches, and only the ids
+    (``ids``, read once from the id column) stay in memory.
+    """
+
+    def __init__(self, store: CorpusStore, cache_rows: int = 4096):
+        self.store = store
+        self._cache: OrderedDict[int, Document] = OrderedDict()
+        self._cache_rows = cache_rows
+        self._lock = threading.Lock()  # Streamlit sessions share one dataset across threads
+
+    def __len__(self) -> int:
+        return self.store.num_docs
+
+    def __iter__(self) -> Iterator[Document]:
+        return self.store.iter_documents()
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.take(range(*index.indices(len(self))))
+        row = int(index)
+        if row < 0:
+            row += len(self)
+        return self.take([row])[0]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoredDocuments) and other.store.corpus_hash == self.store.corpus_hash
+
+    def __hash__(self) -> int:
+        return hash(self.store.corpus_hash)
+
+    @property
+    def corpus_hash(self) -> str:
+        return self.store.corpus_hash
+
+    def take(self, rows: Iterable[int]) -> list[Document]:
+        """The documents at these rows, in the order asked; rows seen lately come from the cache."""
+        rows = [int(row) for row in rows]
+        with self._lock:
+            missing = sorted({row for row in rows if row not in self._cache})
+        if missing:
+            read = dict(zip(missing, self.store.take(missing)))
+            with self._lock:
+                for row, document in read.items():
+                    self._cache[row] = document
+                while len(self._cache) > self._cache_rows:
+                    self._cache.popitem(last=False)
+        else:
+            read = {}
+        with self._lock:
+            return [read[row] if row in read else self._cache[row] for row in rows]
+
+    def ids(self) -> list[str]:
+        """Every document id in row order, read from the id column alone (the one column a large dataset keeps)."""
+        ids: list[str] = []
+        with self.store._reading():
+            for batch in self.store.dataset.to_batches(columns=["id", "row"], batch_size=BATCH_ROWS, scan_in_order=True):
+                rows = batch.column("row").to_numpy()
+                if len(rows) and rows[0] != len(ids):
+                    raise IndexCorruptError(f"Corpus store {self.store.folder} has rows out of order at row {len(ids)}: rebuild it "
+                                            f"with `python -m core store-corpus --dataset {self.store.name} --rebuild`.")
+                ids.extend(batch.column("id").to_pylist())
+        if len(ids) != len(self):
+            raise IndexCorruptError(f"Corpus store {self.store.folder} holds {len(ids):,} ids, its stamp says {len(self):,}.")
+        return ids
+
+    def language_counts(self) -> dict[str, int]:
+        """Documents per language ('' for none), counted over the language column alone."""
+        counts: dict[str, int] = {}
+        with self.store._reading():
+            for batch in self.store.dataset.to_batches(columns=["language"], batch_size=BATCH_ROWS):
+                for value in pc.value_counts(batch.column("language")).to_pylist():
+                    counts[value["values"] or ""] = counts.get(value["values"] or "", 0) + value["counts"]
+        return counts
 
 
 def _documents(batch: pa.RecordBatch | pa.Table) -> list[Document]:
@@ -316,3 +399,37 @@ def open_corpus_store(workspace: Workspace, name: str, dataset_folder: str | os.
         replace_folder(tmp, folder)
         store = open_checked_store(folder, name, source)
     return store, StoreReport(name, False, time.perf_counter() - started, store.num_docs, stamp["problem_count"], damage)
+
+
+def load_stored_dataset(workspace: Workspace, folder: str | os.PathLike, split: str | None = None, name: str | None = None,
+                        on_problem: OnProblem = "skip", progress: ItemProgress | None = None) -> Dataset:
+    """A BEIR folder opened with its corpus in the store (written on first use, reused until corpus.jsonl changes).
+
+    Queries and judgments are read as ``load_dataset`` reads them and stay in memory; the documents are a
+    ``StoredDocuments``, read by row. The rows, their order, the skipped lines and the corpus hash are those
+    ``load_dataset`` gives, so runs, indexes and metrics are the same whichever way a dataset was opened.
+    """
+    folder = Path(folder)
+    split = _split_of(folder, split)
+    name = validate_name(name or folder.name)
+    store, _ = open_corpus_store(workspace, name, folder, on_problem=on_problem, progress=progress)
+    documents = StoredDocuments(store)
+    problems: list[DatasetProblem] = [_stored_problem(text) for text in store.problems]
+    hidden = int(store.stamp.get("problem_count", 0)) - len(problems)
+    if hidden > 0:
+        problems.append(DatasetProblem(CORPUS_FILE, 0, f"... and {hidden:,} more corpus lines skipped"))
+    queries = _read_records(folder / QUERIES_FILE, problems, "query")
+    doc_index = {doc_id: row for row, doc_id in enumerate(documents.ids())}
+    judgments = _read_qrels(folder / QRELS_DIR / f"{split}.tsv", doc_index, {q.id for q in queries}, problems)
+    _check_usable(folder, split, len(documents), judgments, problems, on_problem)
+    dataset = Dataset(name, documents, tuple(queries), Qrels(judgments), split, str(folder), tuple(problems))
+    dataset.__dict__["doc_ids"] = list(doc_index)  # read once above; a frozen dataclass's cached_property slot
+    dataset.__dict__["doc_index"] = doc_index
+    return dataset
+
+
+def _stored_problem(text: str) -> DatasetProblem:
+    """A problem line the stamp kept ("corpus.jsonl:12: bad JSON") back as a DatasetProblem."""
+    where, _, message = text.partition(": ")
+    file, _, line = where.partition(":")
+    return DatasetProblem(file, int(line), message) if line.isdigit() and message else DatasetProblem(CORPUS_FILE, 0, text)

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -102,20 +102,45 @@ class CorpusHash:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A loaded benchmark: documents in row order, queries, judgments, and what was skipped."""
+    """A loaded benchmark: documents in row order, queries, judgments, and what was skipped.
+
+    ``documents`` is a tuple for a corpus read whole, or a ``StoredDocuments`` (core.data.corpus_store) for one
+    opened from its corpus store above ``catalog.STORED_MIN_DOCS``: the same sequence of rows, read from disk as
+    they are asked for, while the queries, the judgments and the document ids stay in memory.
+    """
 
     name: str
-    documents: tuple[Document, ...]
+    documents: Sequence[Document]
     queries: tuple[Query, ...]
     qrels: Qrels
     split: str = DEFAULT_SPLIT
     source: str = ""
     problems: tuple[DatasetProblem, ...] = field(default=(), compare=False)
 
+    @property
+    def is_stored(self) -> bool:
+        """True when the documents are read by row from a corpus store, not held in memory."""
+        return not isinstance(self.documents, tuple)
+
+    @cached_property
+    def doc_ids(self) -> list[str]:
+        """Every document id in row order (a stored corpus reads its id column alone)."""
+        ids = getattr(self.documents, "ids", None)
+        return ids() if callable(ids) else [doc.id for doc in self.documents]
+
     @cached_property
     def doc_index(self) -> dict[str, int]:
         """Document id -> row number (the order indexes store documents in)."""
-        return {doc.id: row for row, doc in enumerate(self.documents)}
+        return {doc_id: row for row, doc_id in enumerate(self.doc_ids)}
+
+    def documents_for(self, doc_ids: Iterable[str]) -> dict[str, Document]:
+        """The documents with these ids (unknown ids left out), read in one go: what a page showing many hits asks."""
+        index = self.doc_index
+        wanted = list(dict.fromkeys(d for d in doc_ids if d in index))
+        take = getattr(self.documents, "take", None)
+        rows = [index[d] for d in wanted]
+        found = take(rows) if callable(take) else [self.documents[row] for row in rows]
+        return dict(zip(wanted, found))
 
     @cached_property
     def query_index(self) -> dict[str, int]:
@@ -135,6 +160,9 @@ class Dataset:
     @cached_property
     def corpus_hash(self) -> str:
         """Content hash of the corpus: indexes are rebuilt when it changes."""
+        stored = getattr(self.documents, "corpus_hash", None)
+        if isinstance(stored, str):  # a corpus store records the hash of the rows it wrote
+            return stored
         digest = CorpusHash()
         digest.update(self.documents)
         return digest.hexdigest()
@@ -157,7 +185,17 @@ class Dataset:
 
     @cached_property
     def languages(self) -> list[str]:
-        return sorted({d.language for d in self.documents if d.language} | {q.language for q in self.queries if q.language})
+        return sorted(set(self.document_languages()) - {""} | {q.language for q in self.queries if q.language})
+
+    def document_languages(self) -> dict[str, int]:
+        """Documents per language ('' for none); a stored corpus counts its language column alone."""
+        counts = getattr(self.documents, "language_counts", None)
+        if callable(counts):
+            return counts()
+        found: dict[str, int] = {}
+        for doc in self.documents:
+            found[doc.language] = found.get(doc.language, 0) + 1
+        return found
 
     def query_language(self, query_id: str) -> str:
         """The query's language, else that of its first positive, else 'unknown'."""
@@ -194,7 +232,7 @@ def validate_name(name: str) -> str:
     return name
 
 
-def _lines(handle, name: str, problems: list[DatasetProblem]) -> Iterator[tuple[int, bytes]]:
+def bounded_lines(handle, name: str, problems: list[DatasetProblem]) -> Iterator[tuple[int, bytes]]:
     """(line number, bytes) of each line of ``handle``, read in 1 MiB pieces; a line past MAX_LINE_BYTES is
     read through and dropped (never held whole) and recorded as a problem."""
     number = 0
@@ -217,15 +255,23 @@ def _lines(handle, name: str, problems: list[DatasetProblem]) -> Iterator[tuple[
         yield number, b"".join(pieces)
 
 
+def decode_line(raw: bytes, number: int, errors: str = "strict") -> str:
+    """The text of line ``number`` (1-based) of a UTF-8 file; a byte-order mark opening the file is dropped.
+
+    Every text reader (corpus, queries, qrels, TREC runs) decodes through this: editors on Windows start files
+    with a mark, and kept, it would become part of the first id (``\ufeffq1``, a query nothing judges).
+    """
+    return raw.decode("utf-8-sig" if number == 1 else "utf-8", errors)
+
+
 def _read_jsonl(path: Path, problems: list[DatasetProblem]) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each good line; record a problem for each bad one."""
     with path.open("rb") as handle:
-        for number, raw in _lines(handle, path.name, problems):
+        for number, raw in bounded_lines(handle, path.name, problems):
             if not raw.strip():
                 continue
             try:
-                # utf-8-sig on the first line: editors on Windows start files with a byte-order mark
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+                line = decode_line(raw, number)
             except UnicodeDecodeError as exc:
                 problems.append(DatasetProblem(path.name, number, f"not valid UTF-8 (byte {exc.start}): {raw[max(0, exc.start - 10):exc.start + 10]!r}"))
                 continue
@@ -309,13 +355,13 @@ def iter_records(path: Path, problems: list[DatasetProblem], kind: str) -> Itera
             yield Query(record_id, text, language)
 
 
-def _read_qrels(path: Path, doc_ids: set[str], query_ids: set[str], problems: list[DatasetProblem]) -> dict[str, dict[str, int]]:
+def _read_qrels(path: Path, doc_ids: Container[str], query_ids: Container[str], problems: list[DatasetProblem]) -> dict[str, dict[str, int]]:
     judgments: dict[str, dict[str, int]] = {}
     with path.open("rb") as handle:
-        for number, raw in _lines(handle, f"{QRELS_DIR}/{path.name}", problems):
+        for number, raw in bounded_lines(handle, f"{QRELS_DIR}/{path.name}", problems):
             name = f"{QRELS_DIR}/{path.name}"
             try:
-                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")  # a byte-order mark is not a query id
+                line = decode_line(raw, number).rstrip("\r\n")
             except UnicodeDecodeError:
                 problems.append(DatasetProblem(name, number, "not valid UTF-8"))
                 continue

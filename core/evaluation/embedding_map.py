@@ -23,6 +23,10 @@ from core.workspace import slug
 
 METHODS = ("pca", "umap")
 HOVER_CHARS = 100
+# Above this many documents the map draws every judged positive and an evenly spaced sample of the rest, up to this
+# many in all (the projection is fitted on them and the judged queries): a million points would neither fit UMAP's
+# minutes nor a browser's WebGL buffer. The page says how many it drew of how many.
+MAX_MAP_DOCUMENTS = 20_000
 POINT_COLUMNS = ("kind", "id", "x", "y", "hover", "positive_id", "positive_rank", "hit")
 
 
@@ -37,6 +41,11 @@ class EmbeddingMap:
     doc_xy: np.ndarray
     query_ids: tuple[str, ...]
     query_xy: np.ndarray
+    corpus_documents: int = 0  # documents in the corpus; more than len(doc_ids) when the map drew a sample
+
+    @property
+    def sampled(self) -> bool:
+        return self.corpus_documents > len(self.doc_ids)
 
 
 def dense_model(profiles: Mapping[str, Profile], name: str) -> tuple[str, str]:
@@ -95,23 +104,40 @@ def map_path(engine: Engine, model: str, backend: str, method: str) -> Path:
     return engine.workspace.root / "maps" / name
 
 
-def embedding_map(engine: Engine, model: str, backend: str = "torch", method: str = "pca") -> EmbeddingMap:
+def mapped_rows(dataset: Dataset, limit: int = MAX_MAP_DOCUMENTS) -> np.ndarray:
+    """Corpus rows the map draws: all of them up to ``limit``; above it the judged positives plus evenly spaced rows."""
+    total = len(dataset.documents)
+    if total <= limit:
+        return np.arange(total, dtype=np.int64)
+    positives = {dataset.doc_index[d] for q in dataset.judged_queries for d in dataset.qrels.positives(q.id) if d in dataset.doc_index}
+    spare = max(limit - len(positives), 0)
+    spread = np.linspace(0, total - 1, spare).round().astype(np.int64) if spare else np.empty(0, np.int64)
+    return np.union1d(np.fromiter(sorted(positives), dtype=np.int64, count=len(positives)), spread)  # <= limit, or the positives
+
+
+def embedding_map(engine: Engine, model: str, backend: str = "torch", method: str = "pca",
+                  limit: int = MAX_MAP_DOCUMENTS) -> EmbeddingMap:
     """The map of the engine's dataset under ``model``: read from the workspace cache, else computed and cached."""
     if method not in METHODS:
         raise WorkbenchError(f"Unknown projection {method!r}: use one of {', '.join(METHODS)}.")
     dataset = engine.dataset
     path = map_path(engine, model, backend, method)
-    doc_ids = tuple(d.id for d in dataset.documents)
+    rows = mapped_rows(dataset, limit)
+    if len(rows) < len(dataset.documents):
+        path = path.with_name(f"{path.stem}__sample{len(rows)}.npz")
+    doc_ids = tuple(dataset.doc_ids[row] for row in rows.tolist())
+    total = len(dataset.documents)
     query_ids = tuple(q.id for q in dataset.judged_queries)
     if path.is_file():
         try:
             with np.load(path, allow_pickle=False) as stored:
                 doc_xy, query_xy = stored["doc_xy"], stored["query_xy"]
             if len(doc_xy) == len(doc_ids) and len(query_xy) == len(query_ids):
-                return EmbeddingMap(dataset.name, model, method, doc_ids, doc_xy, query_ids, query_xy)
+                return EmbeddingMap(dataset.name, model, method, doc_ids, doc_xy, query_ids, query_xy, total)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache file is recomputed below
     documents = engine.vectors(model, backend).vectors
+    documents = documents if len(rows) == len(documents) else documents[rows]
     queries = engine.query_vectors(model, backend, dataset.judged_queries)
     if len(documents) + len(queries) < 3:
         raise WorkbenchError(f"{dataset.name} has too few documents and queries to map.")
@@ -122,7 +148,7 @@ def embedding_map(engine: Engine, model: str, backend: str = "torch", method: st
     partial = path.with_name(path.stem + ".partial.npz")
     np.savez(partial, doc_xy=doc_xy, query_xy=query_xy)
     partial.replace(path)  # atomic: a reader never sees half a file
-    return EmbeddingMap(dataset.name, model, method, doc_ids, doc_xy, query_ids, query_xy)
+    return EmbeddingMap(dataset.name, model, method, doc_ids, doc_xy, query_ids, query_xy, total)
 
 
 def first_line(text: str, limit: int = HOVER_CHARS) -> str:
@@ -131,11 +157,19 @@ def first_line(text: str, limit: int = HOVER_CHARS) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def _hovers(dataset: Dataset, doc_ids: tuple[str, ...]) -> list[str]:
+    """The first line of each mapped document (every document of a loaded corpus; the sample's rows of a stored one)."""
+    if not dataset.is_stored and len(doc_ids) == len(dataset.documents):
+        return [first_line(d.full_text) for d in dataset.documents]
+    found = dataset.documents_for(doc_ids)
+    return [first_line(found[d].full_text) if d in found else "" for d in doc_ids]
+
+
 def map_points(embedding: EmbeddingMap, dataset: Dataset, evaluation: Evaluation | None = None, k: int = 10) -> pd.DataFrame:
     """One row per point: documents first, then queries with their best positive, its rank and hit@k under the run."""
     documents = pd.DataFrame({"kind": "document", "id": list(embedding.doc_ids), "x": embedding.doc_xy[:, 0],
                               "y": embedding.doc_xy[:, 1],
-                              "hover": [first_line(d.full_text) for d in dataset.documents]})
+                              "hover": _hovers(dataset, embedding.doc_ids)})
     ranks = evaluation.per_query[POSITIVE_RANK] if evaluation is not None else None
     positives, rank_values = [], []
     for query_id in embedding.query_ids:

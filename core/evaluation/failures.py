@@ -182,6 +182,7 @@ def explain_failure(dataset: Dataset, run: Run, query_id: str, k: int = 10, othe
     query_terms = Counter(code_tokens(query.text))
     ranking = run.ranking(query_id)
     grades = dataset.qrels.grades(query_id)
+    dataset.documents_for([*positive_ids, *ranking.doc_ids[:k]])  # one read for a stored corpus; the rows are cached after
 
     positives = tuple(PositiveDocument(dataset.document(doc_id), int(grades[doc_id]), ranking.rank_of(doc_id),
                                        shared_terms(query_terms, dataset.document(doc_id).full_text))

@@ -144,6 +144,8 @@ def failure_cases(dataset: Dataset, evaluation: Evaluation, run: Run, metric: st
                                                  -(math.inf if math.isnan(missed.at[q, POSITIVE_RANK]) else missed.at[q, POSITIVE_RANK]),
                                                  q))
     cases = []
+    dataset.documents_for(doc_id for query_id in order[:top_n]  # read together (a stored corpus caches them), then one by one
+                          for doc_id in (*dataset.qrels.positives(query_id), *run.ranking(query_id).doc_ids[:TOP_DOCUMENTS_SHOWN]))
     for query_id in order[:top_n]:
         ranking = run.ranking(query_id)
         grades = dataset.qrels.grades(query_id)

@@ -88,9 +88,12 @@ def query_features(dataset: Dataset) -> pd.DataFrame:
     language is not Python gets no code features (NaN).
     """
     rows, pairs = [], []
+    first_positive = {query.id: next((d for d in dataset.qrels.positives(query.id) if d in dataset.doc_index), None)
+                      for query in dataset.judged_queries}
+    documents = dataset.documents_for(d for d in first_positive.values() if d)  # one read for a stored corpus
     for query in dataset.judged_queries:
-        positive = next((d for d in dataset.qrels.positives(query.id) if d in dataset.doc_index), None)
-        text = dataset.document(positive).full_text if positive else ""
+        positive = first_positive[query.id]
+        text = documents[positive].full_text if positive else ""
         pairs.append((query, text))
     sample = pairs[:200]
     query_parses = sum(code_facts(q.text).parses for q, _ in sample)

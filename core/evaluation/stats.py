@@ -6,13 +6,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
-from core.data.datasets import Dataset, DatasetInfo, is_beir_folder
+from core.data.datasets import Dataset, DatasetInfo, Document, is_beir_folder
 from core.errors import DatasetProblem
 from core.evaluation.metrics import query_tokens
 
 UNKNOWN_LANGUAGE = "(none)"
+# A stored corpus (millions of documents, read by row) shows pages this many of its documents: a sample for lengths,
+# the first rows for browsing. Every count (documents, languages) stays exact.
+MAX_SHOWN_DOCUMENTS = 20_000
 
 
 @dataclass(frozen=True)
@@ -57,9 +61,31 @@ def _read_meta(path) -> dict:
     return meta if isinstance(meta, dict) else {}
 
 
+def shown_documents(dataset: Dataset, limit: int = MAX_SHOWN_DOCUMENTS, spread: bool = True) -> list[Document]:
+    """Every document of a corpus held in memory; of a stored corpus larger than ``limit``, ``limit`` of them.
+
+    ``spread`` takes rows evenly spaced over the corpus (a sample for lengths), else the first ``limit`` rows
+    (for browsing). ``is_sampled`` tells a page whether to say so.
+    """
+    if not is_sampled(dataset, limit):
+        return list(dataset.documents)
+    if not spread:
+        return list(dataset.documents[:limit])
+    rows = np.unique(np.linspace(0, len(dataset.documents) - 1, limit).round().astype(np.int64))
+    return list(dataset.documents_for(dataset.doc_ids[row] for row in rows.tolist()).values())
+
+
+def is_sampled(dataset: Dataset, limit: int = MAX_SHOWN_DOCUMENTS) -> bool:
+    """True when pages show ``limit`` of this dataset's documents instead of all (a stored corpus larger than that)."""
+    return dataset.is_stored and len(dataset.documents) > limit
+
+
 def length_table(dataset: Dataset) -> pd.DataFrame:
-    """One row per document and query: kind, id, length in tokens (words/identifiers) and in characters."""
-    rows = [("document", d.id, query_tokens(d.full_text), len(d.full_text)) for d in dataset.documents]
+    """One row per document and query: kind, id, length in tokens (words/identifiers) and in characters.
+
+    A stored corpus above MAX_SHOWN_DOCUMENTS contributes an evenly spaced sample of that many documents.
+    """
+    rows = [("document", d.id, query_tokens(d.full_text), len(d.full_text)) for d in shown_documents(dataset)]
     rows += [("query", q.id, query_tokens(q.text), len(q.text)) for q in dataset.queries]
     return pd.DataFrame(rows, columns=["kind", "id", "tokens", "characters"])
 
@@ -77,7 +103,10 @@ def length_summary(lengths: pd.DataFrame) -> pd.DataFrame:
 
 def language_counts(dataset: Dataset) -> pd.DataFrame:
     """Documents and queries per language (rows by total, largest first; no language given -> '(none)')."""
-    documents = pd.Series([d.language or UNKNOWN_LANGUAGE for d in dataset.documents], dtype=object).value_counts()
+    counts: dict[str, int] = {}
+    for language, count in dataset.document_languages().items():
+        counts[language or UNKNOWN_LANGUAGE] = counts.get(language or UNKNOWN_LANGUAGE, 0) + count
+    documents = pd.Series(counts, dtype="int64")
     queries = pd.Series([q.language or UNKNOWN_LANGUAGE for q in dataset.queries], dtype=object).value_counts()
     table = pd.DataFrame({"documents": documents, "queries": queries}).fillna(0).astype(int)
     table = table.loc[(table["documents"] + table["queries"]).sort_values(ascending=False, kind="stable").index]
@@ -93,17 +122,21 @@ def problems_table(problems: Sequence[DatasetProblem]) -> pd.DataFrame:
 def query_rows(dataset: Dataset) -> pd.DataFrame:
     """Every query with its language, number of positives, and its best positive's id and text."""
     rows = []
+    first_positive = {query.id: next((d for d in dataset.qrels.positives(query.id) if d in dataset.doc_index), None)
+                      for query in dataset.queries}
+    documents = dataset.documents_for(d for d in first_positive.values() if d)  # one read for a stored corpus
     for query in dataset.queries:
-        positives = dataset.qrels.positives(query.id)
-        first = next((d for d in positives if d in dataset.doc_index), None)
-        rows.append({"query id": query.id, "language": query.language, "query": query.text, "positives": len(positives),
-                     "positive id": first or "", "positive": dataset.document(first).full_text if first else ""})
+        first = first_positive[query.id]
+        rows.append({"query id": query.id, "language": query.language, "query": query.text,
+                     "positives": len(dataset.qrels.positives(query.id)),
+                     "positive id": first or "", "positive": documents[first].full_text if first else ""})
     return pd.DataFrame(rows, columns=["query id", "language", "query", "positives", "positive id", "positive"])
 
 
 def document_rows(dataset: Dataset) -> pd.DataFrame:
-    """Every document with its id, language, title and text."""
-    rows = [{"doc id": d.id, "language": d.language, "title": d.title, "text": d.text} for d in dataset.documents]
+    """Every document with its id, language, title and text (of a stored corpus above MAX_SHOWN_DOCUMENTS, the first rows)."""
+    rows = [{"doc id": d.id, "language": d.language, "title": d.title, "text": d.text}
+            for d in shown_documents(dataset, spread=False)]
     return pd.DataFrame(rows, columns=["doc id", "language", "title", "text"])
 
 

@@ -86,13 +86,18 @@ class Engine:
     index_files: dict = field(default_factory=dict, repr=False)  # ("lexical", analyzer) | ("vectors", model, backend) -> (BuildReport, path)
 
     def __post_init__(self) -> None:
-        ids = [d.id for d in self.dataset.documents]
+        ids = self.dataset.doc_ids  # the id column alone for a stored corpus: no document text is held here
         # trec_eval breaks score ties by doc id, descending; ranking the same way keeps shown ranks equal to scored ranks
-        order = sorted(range(len(ids)), key=lambda row: ids[row], reverse=True)
+        order = sorted(range(len(ids)), key=ids.__getitem__, reverse=True)
         self._tiebreak = np.empty(len(ids), dtype=np.int64)
         self._tiebreak[order] = np.arange(len(ids))
         self._doc_ids = np.array(ids, dtype=object)
-        self._texts = [d.full_text for d in self.dataset.documents]
+
+    def _texts(self, rows: Sequence[int]) -> list[str]:
+        """The indexed text (title and text) of these rows: read by row from a stored corpus, never all at once."""
+        take = getattr(self.dataset.documents, "take", None)
+        documents = take(rows) if callable(take) else [self.dataset.documents[row] for row in rows]
+        return [document.full_text for document in documents]
 
     # ---- resources ---------------------------------------------------------------------------
     def _report(self, stage_names: dict[str, str], unit: str = "documents") -> ItemProgress | None:
@@ -256,7 +261,7 @@ class Engine:
             out = []
             for query, hits in zip(queries, first_stage):
                 pool = hits.top(pool_size)
-                new = scorer.score(query.text, [self._texts[row] for row in pool.rows])
+                new = scorer.score(query.text, self._texts(pool.rows.tolist()))
                 out.append(merge_reranked(hits, len(pool.rows), new, depth))
             return out + [started]
         index = self.vectors(profile.model)
