@@ -1,4 +1,6 @@
 """codeir workbench: the Streamlit entry point. Builds navigation and the shared sidebar only."""
+from pathlib import Path
+
 import streamlit as st
 
 from core.data.python_source import serialise_ast_parse
@@ -8,7 +10,9 @@ from ui.state import note_page, sidebar
 
 serialise_ast_parse()  # CPython 3.11's ast constructor is not thread-safe (core/data/python_source.py)
 
-st.set_page_config(page_title="codeir workbench", page_icon=":material/manage_search:", layout="wide")
+# A file, served by this server: a ":material/...:" or emoji icon makes the browser fetch the favicon from a font CDN
+FAVICON = Path(__file__).resolve().parent / "ui" / "static" / "favicon.png"
+st.set_page_config(page_title="codeir workbench", page_icon=str(FAVICON), layout="wide")
 apply_stylesheet()  # multiselect chips show their whole text (ui.render.STYLESHEET)
 
 PAGES = [

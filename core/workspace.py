@@ -12,6 +12,10 @@ Layout (see docs/architecture.md)::
       profiles.toml                         the user's retriever profiles
       tags.json                             failure-case tags
       locks/                                build locks
+
+Everything is written inside that folder: a link in it (``runs -> /elsewhere``) that resolves outside it is
+refused when the workspace is opened and whenever a path of it is asked for, so nothing is written through one.
+The root itself may be a link: it is resolved once, on opening.
 """
 from __future__ import annotations
 
@@ -26,11 +30,17 @@ from typing import Iterator
 
 from filelock import FileLock
 
+from core.errors import OutputError
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WORKSPACE_ENV = "CODEIR_WORKSPACE"
 DATA_DIR_ENV = "CODEIR_DATA_DIR"
 BUILTIN_DATASET = "stdlib-code2doc"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class OutsideWorkspaceError(OutputError, PermissionError):
+    """A path of the workspace resolves outside it (a link leads elsewhere): nothing is read or written through it."""
 
 
 def slug(text: str, limit: int = 80) -> str:
@@ -57,6 +67,14 @@ def replace_folder(staged: Path, target: Path) -> Path:
     return target
 
 
+def folder_bytes(path: Path) -> int:
+    """Bytes of every file under ``path`` (a file's own size when it is one)."""
+    path = Path(path)
+    if path.is_file():
+        return path.stat().st_size
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def default_workspace_path() -> Path:
     return Path(os.environ.get(WORKSPACE_ENV) or PROJECT_ROOT / "workspace")
 
@@ -81,6 +99,7 @@ class Workspace:
         path = Path(root) if root else default_workspace_path()
         data = Path(data_dir) if data_dir else default_data_dir()
         workspace = cls(path.resolve(), data.resolve() if data else None)
+        # every property checks its path first, so a link to elsewhere is refused before mkdir could create there
         for folder in (workspace.datasets_dir, workspace.lexical_dir, workspace.vectors_dir, workspace.runs_dir,
                        workspace.models_dir, workspace.locks_dir):
             folder.mkdir(parents=True, exist_ok=True)
@@ -88,46 +107,55 @@ class Workspace:
 
     @property
     def datasets_dir(self) -> Path:
-        return self.root / "datasets"
+        return self._own("datasets")
 
     @property
     def lexical_dir(self) -> Path:
-        return self.root / "indexes" / "lexical"
+        return self._own("indexes", "lexical")
 
     @property
     def corpus_dir(self) -> Path:
-        return self.root / "indexes" / "corpus"
+        return self._own("indexes", "corpus")
 
     @property
     def vectors_dir(self) -> Path:
-        return self.root / "indexes" / "vectors"
+        return self._own("indexes", "vectors")
 
     @property
     def runs_dir(self) -> Path:
-        return self.root / "runs"
+        return self._own("runs")
 
     @property
     def models_dir(self) -> Path:
-        return self.root / "models"
+        return self._own("models")
 
     @property
     def locks_dir(self) -> Path:
-        return self.root / "locks"
+        return self._own("locks")
 
     @property
     def profiles_file(self) -> Path:
-        return self.root / "profiles.toml"
+        return self._own("profiles.toml")
 
     @property
     def tags_file(self) -> Path:
-        return self.root / "tags.json"
+        return self._own("tags.json")
 
     def inside(self, path: str | os.PathLike) -> Path:
-        """Resolve ``path`` and refuse it unless it lies inside the workspace."""
+        """Resolve ``path`` (links followed) and refuse it unless it lies inside the workspace; writers check here."""
         resolved = Path(path).resolve()
         if resolved != self.root and self.root not in resolved.parents:
-            raise PermissionError(f"{path} is outside the workspace {self.root}")
+            raise OutsideWorkspaceError(
+                f"{path} is outside the workspace {self.root}" + (f" (it resolves to {resolved})" if resolved != Path(path) else "")
+                + ": the workbench reads and writes only inside its workspace. Replace the link by a real folder or "
+                f"file, or move the whole workspace (set {WORKSPACE_ENV}).")
         return resolved
+
+    def _own(self, *parts: str) -> Path:
+        """``root/parts``, refused (OutsideWorkspaceError) when a link makes it resolve outside the workspace."""
+        path = self.root.joinpath(*parts)
+        self.inside(path)
+        return path
 
     @contextmanager
     def lock(self, name: str, timeout: float = 3600) -> Iterator[None]:

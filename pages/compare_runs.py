@@ -37,6 +37,12 @@ if url != st.session_state.get(WRITTEN):  # first visit, a link, or Back/Forward
     wanted_a, wanted_b, wanted_qid, wanted_measure = url
     st.session_state["compare_runs_a"] = wanted_a if wanted_a in choices else keys[0]
     st.session_state["compare_runs_b"] = wanted_b if wanted_b in choices else keys[1]
+    for side, wanted, shown in (("A", wanted_a, keys[0]), ("B", wanted_b, keys[1])):
+        if wanted is not None and wanted not in choices:  # a typo, an old link, ../path: said, never silently swapped
+            # markdown-safe: side is the literal "A" or "B"; the run, dataset and label are escaped
+            st.warning(f"Run {side} of the link, {escape_markdown(wanted)}, is unknown: it is neither a profile picked in "
+                       f"the sidebar nor a saved run of {escape_markdown(dataset.name)}. Showing "
+                       f"{escape_markdown(choices[shown])} as {side} instead.")
     st.session_state["compare_runs_measure"] = wanted_measure if wanted_measure in MEASURES else "ndcg_gap"
     st.session_state["compare_runs_wanted_qid"] = wanted_qid
 for widget, fallback in (("compare_runs_a", keys[0]), ("compare_runs_b", keys[1])):

@@ -45,7 +45,8 @@ others = [name for name in profiles if name != choice]
 
 with st.form(f"profiles_form_{choice}_{kind}", border=True):
     name = st.text_input("Name", value="" if current is None else current.name,
-                         help="Letters, digits, '.', '_' and '-'. Renaming saves under the new name.")
+                         help="Letters, digits, '.', '_' and '-' (at most 64, no '..'), starting with a letter or digit. "
+                              "Renaming saves under the new name.")
     if kind == "bm25":
         base = current if isinstance(current, Bm25Profile) else Bm25Profile("new")
         left, middle, right, last = st.columns(4)

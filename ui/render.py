@@ -3,6 +3,11 @@
 Corpus and query text is untrusted. ``escape_markdown`` backslash-escapes every ASCII punctuation
 character (CommonMark allows it for all of them), so no text can open a tag, link, image, emphasis,
 LaTeX (``$``), Streamlit directive or icon (``:``); HTML is never allowed anywhere.
+
+Escapes alone do not stop GitHub's autolinks: the renderer joins ``https\:\/\/x\.y`` back into the text
+``https://x.y`` and then links bare URLs, ``www.`` names and e-mail addresses in it. So an invisible word joiner
+(U+2060) goes before the first dot of each such domain: a domain without a dot is never linked, and the text
+reads the same.
 """
 from __future__ import annotations
 
@@ -24,6 +29,9 @@ from core.evaluation.metrics import parse_metric
 HIGHLIGHT = "orange-background"
 _PUNCTUATION = frozenset(string.punctuation)
 _SPACE_RUN = re.compile(r" {2,}")
+WORD_JOINER = "\u2060"
+# The domain label right after what GFM autolinks (http://, https://, www, an e-mail's @), up to its first dot.
+_AUTOLINK_DOMAIN = re.compile(r"(?:(?:https?|ftp)://|www(?=\.)|(?<=[\w.+-])@)[^\s./@]*(?=\.)", re.IGNORECASE)
 _ST_CODE_LANGUAGES = {"python": "python", "go": "go", "java": "java", "javascript": "javascript", "js": "javascript",
                       "typescript": "typescript", "ts": "typescript", "ruby": "ruby", "php": "php", "c": "c",
                       "cpp": "cpp", "c++": "cpp", "csharp": "csharp", "c#": "csharp", "rust": "rust", "sql": "sql",
@@ -41,8 +49,14 @@ def code_language(language: str | None, text: str | None = None) -> str | None:
     return _ST_CODE_LANGUAGES.get((language or "").strip().lower(), "python")
 
 
+def break_autolinks(text: str) -> str:
+    """``text`` with a word joiner before the first dot of every domain GFM would autolink (it then links none)."""
+    return _AUTOLINK_DOMAIN.sub(lambda m: m.group() + WORD_JOINER, text)
+
+
 def _escape_line(line: str, line_start: bool = True) -> str:
-    escaped = "".join(f"\\{char}" if char in _PUNCTUATION else char for char in line.replace("\t", "    "))
+    line = break_autolinks(line.replace("\t", "    "))
+    escaped = "".join(f"\\{char}" if char in _PUNCTUATION else char for char in line)
     # Keep indentation and runs of spaces: markdown would collapse them, or read an indented line as a code block.
     escaped = _SPACE_RUN.sub(lambda m: "\u00a0" * len(m.group()), escaped)
     return "\u00a0" + escaped[1:] if line_start and escaped.startswith(" ") else escaped

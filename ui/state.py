@@ -14,7 +14,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.data.catalog import default_dataset, list_datasets, open_dataset
+from core.data.catalog import default_dataset, list_datasets, open_dataset, stored_min_docs
 from core.data.datasets import Dataset
 from core.errors import WorkbenchError
 from core.progress import StageCounter
@@ -53,9 +53,14 @@ def get_workspace() -> Workspace:
 
 
 
-@st.cache_resource(show_spinner="Loading dataset…", max_entries=8)
-def get_dataset(workspace_root: str, data_dir: str | None, name: str) -> Dataset:
+@st.cache_resource(show_spinner="Opening the dataset (a large corpus is stored in Lance on its first opening)…", max_entries=8)
+def _dataset(workspace_root: str, data_dir: str | None, name: str, stored_min: int) -> Dataset:
     return open_dataset(Workspace.open(workspace_root, data_dir), name)
+
+
+def get_dataset(workspace_root: str, data_dir: str | None, name: str) -> Dataset:
+    """The dataset, cached per workspace and name and per the size from which corpora open from their store."""
+    return _dataset(workspace_root, data_dir, name, stored_min_docs())
 
 
 def _profiles_key(profiles: dict[str, Profile]) -> str:
@@ -63,7 +68,7 @@ def _profiles_key(profiles: dict[str, Profile]) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _engine(workspace_root: str, data_dir: str | None, dataset_name: str, profiles_json: str) -> Engine:
+def _engine(workspace_root: str, data_dir: str | None, dataset_name: str, profiles_json: str, stored_min: int) -> Engine:
     workspace = Workspace.open(workspace_root, data_dir)
     profiles = {n: profile_from_dict(d, n) for n, d in json.loads(profiles_json).items()}
     return Engine(workspace, get_dataset(workspace_root, data_dir, dataset_name), profiles)
@@ -72,7 +77,7 @@ def _engine(workspace_root: str, data_dir: str | None, dataset_name: str, profil
 def get_engine(selection: Selection) -> Engine:
     profiles = load_profiles(selection.workspace.profiles_file)
     data_dir = str(selection.workspace.data_dir) if selection.workspace.data_dir else None
-    return _engine(str(selection.workspace.root), data_dir, selection.dataset_name, _profiles_key(profiles))
+    return _engine(str(selection.workspace.root), data_dir, selection.dataset_name, _profiles_key(profiles), stored_min_docs())
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -201,8 +206,8 @@ def sidebar() -> Selection | None:
     """
     from ui.render import escape_markdown
 
-    workspace = get_workspace()
     try:
+        workspace = get_workspace()  # refused when a folder of it links outside (core.workspace)
         infos = list_datasets(workspace)
         profiles = load_profiles(workspace.profiles_file)
     except WorkbenchError as exc:
