@@ -9,13 +9,17 @@ from pathlib import Path
 
 from core.cli.common import add_ray_options, evaluated, open_engine, ray_options, requested_profiles, split_names
 from core.errors import ProfileError
-from core.retrieval.limits import check_number
+from core.retrieval.limits import MAX_RESAMPLES, check_number, numpy_seed
 from core.workspace import Workspace
 
-def _positive(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
-    return int(text)
+def _resamples(text: str) -> int:
+    """--resamples as argparse reads it, so that '1e20' is refused with the range rather than as 'invalid int'."""
+    from core.errors import OptionError
+
+    try:
+        return check_number("resamples", text, "--resamples")
+    except OptionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_significance_options(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +62,7 @@ def cmd_evaluate(args, workspace: Workspace) -> None:
             from core.evaluation.bootstrap import confidence_intervals, interval_frame
 
             keys = list(result.evaluations[0].metrics)
-            intervals = confidence_intervals(result.evaluations, keys, resamples=args.resamples, seed=args.seed)
+            intervals = confidence_intervals(result.evaluations, keys, resamples=args.resamples, seed=numpy_seed(args.seed))
             print(f"\n95% percentile bootstrap intervals over queries ({args.resamples} resamples, seed {args.seed}): "
                   "mean ± half width [low, high]")
             print(interval_frame(intervals, digits=4, bracket=True).to_string())
@@ -210,8 +214,10 @@ def register(sub) -> None:
     evaluate.add_argument("--depth", type=int, default=100)
     evaluate.add_argument("--by-language", action="store_true", help="also print means per language")
     evaluate.add_argument("--ci", action="store_true", help="also print 95%% bootstrap confidence intervals of each mean")
-    evaluate.add_argument("--resamples", type=_positive, default=10_000, help="bootstrap resamples for --ci (default 10000)")
-    evaluate.add_argument("--seed", type=int, default=0, help="bootstrap seed for --ci (default 0)")
+    evaluate.add_argument("--resamples", type=_resamples, default=10_000,
+                          help=f"bootstrap resamples for --ci (default 10000, at most {MAX_RESAMPLES:,})")
+    evaluate.add_argument("--seed", type=int, default=0,
+                          help="bootstrap seed for --ci, any 64-bit integer; a negative one draws as seed + 2**64 (default 0)")
     evaluate.add_argument("--no-save", action="store_true", help="do not save the runs")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     add_ray_options(evaluate, "split each run into tasks")

@@ -20,7 +20,9 @@ NUMERIC_OPTIONS = {"depth": "depth", "k": "k", "queries": "count", "show": "coun
                    "alpha": "alpha", "threshold": "fraction", "epochs": "count", "max_examples": "count",
                    "negatives": "non-negative count", "skip_top": "non-negative count", "batch_size": "count",
                    "max_seq_length": "count", "threads": "count", "learning_rate": "rate", "seed": "seed",
-                   "base_weight": "base weight"}
+                   "base_weight": "base weight", "resamples": "resamples", "actors": "actors", "cpus_per_actor": "cpus",
+                   "gpus_per_actor": "gpus", "queries_per_task": "count", "validate_k": "validate k",
+                   "mini_batch_size": "count", "checkpoint_every": "count"}
 
 
 class _Parser(argparse.ArgumentParser):

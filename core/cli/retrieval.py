@@ -1,10 +1,12 @@
-"""Subcommands for indexes and runs: profiles, index, search, store-corpus, search-corpus, runs, export, import-run."""
+"""Subcommands for indexes and runs: profiles, index, import-vectors, search, store-corpus, search-corpus, runs, export,
+import-run."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
 from core.cli.common import MAX_WARNINGS, add_ray_options, open_engine, ray_options, requested_profiles, terminal_safe
+from core.errors import QueryError
 from core.workspace import Workspace
 
 def cmd_profiles(args, workspace: Workspace) -> None:
@@ -34,11 +36,56 @@ def cmd_index(args, workspace: Workspace) -> None:
     engine.warm(names)
     for report in engine.reports:
         print(report)
+    if args.ann:
+        for line in build_ann_indexes(engine, names, args.ann, rebuild=args.rebuild):
+            print(line)
+
+
+def build_ann_indexes(engine, names: list[str], kind: str, rebuild: bool = False) -> list[str]:
+    """Build (or reuse) an ANN index of ``kind`` on the table of each dense profile named, and measure its recall@100
+    against exact search on the dataset's judged queries (kept beside the table; every ANN run then shows it)."""
+    from dataclasses import replace
+
+    from core.errors import ProfileError
+    from core.index.ann import measure_ann
+    from core.retrieval.profiles import DenseProfile
+
+    dense = [name for name in names if isinstance(engine.profile(name), DenseProfile)]
+    if not dense:
+        raise ProfileError(f"--ann builds an index for dense profiles, and none of {', '.join(names)} is one: "
+                           f"name one with --profiles (e.g. dense-minilm).")
+    judged = list(engine.dataset.judged_queries)
+    lines, done = [], set()
+    for name in dense:
+        profile = engine.profile(name)
+        settings = replace(profile.ann_settings(always=True), kind=kind)
+        if (profile.model, profile.backend, settings) in done:
+            continue
+        done.add((profile.model, profile.backend, settings))
+        index = engine.vectors(profile.model, profile.backend)
+        measured = measure_ann(engine.workspace, index, settings, engine.query_vectors(profile.model, profile.backend, judged),
+                               rebuild=rebuild)
+        lines += [str(measured.index), f"{name}: {measured}"]
+        rebuild = False  # one rebuild per table, not one per profile sharing it
+    return lines
+
+
+def cmd_import_vectors(args, workspace: Workspace) -> None:
+    from core.data.catalog import open_dataset
+    from core.index.imported_vectors import import_vectors
+
+    dataset = open_dataset(workspace, args.dataset)
+    _, report = import_vectors(workspace, dataset, args.model, Path(args.file), args.backend,
+                               Path(args.ids) if args.ids else None)
+    print(report)
+    if not report.unit_length:
+        print(f"note: the vectors' norms run from {report.min_norm:.4f} to {report.max_norm:.4f}, not 1: dense scores "
+              f"will be dot products, not cosines, and the model embeds queries normalised", file=sys.stderr)
 
 
 def cmd_search(args, workspace: Workspace) -> None:
-    engine = open_engine(workspace, args.dataset, quiet=True)
     text = read_stdin() if args.query == "-" else args.query
+    engine = open_engine(workspace, args.dataset, quiet=True)
     engine.warm([args.profile])
     result = engine.search(args.profile, text, depth=args.k)
     if result.truncated:
@@ -76,8 +123,9 @@ def cmd_store_corpus(args, workspace: Workspace) -> None:
 def cmd_search_corpus(args, workspace: Workspace) -> None:
     from core.retrieval.stored_search import search_stored
 
+    text = read_stdin() if args.query == "-" else args.query
     corpus = _open_stored(args, workspace, quiet=True)
-    result = search_stored(corpus, read_stdin() if args.query == "-" else args.query, args.k)
+    result = search_stored(corpus, text, args.k)
     if result.truncated:
         print("note: the query was cut to its first 100,000 characters", file=sys.stderr)
     print(f"bm25 ({args.analyzer}) over the stored corpus of {args.dataset}: {len(result.hits)} results in "
@@ -88,9 +136,21 @@ def cmd_search_corpus(args, workspace: Workspace) -> None:
 
 
 def read_stdin() -> str:
-    """Standard input as text whatever its bytes: invalid UTF-8 becomes U+FFFD, as in any pasted query."""
+    """The query on standard input as text whatever its bytes: invalid UTF-8 becomes U+FFFD, as in any pasted query.
+
+    At most MAX_QUERY_CHARS characters are needed, so at most 4 bytes each (UTF-8's longest) and 4 more are read:
+    enough for the search to see the query was longer and say it was cut, while ``- < /dev/zero`` stays bounded.
+    """
+    from core.data.datasets import read_at_most
+    from core.retrieval.engine import MAX_QUERY_CHARS
+
+    if sys.stdin is None:  # started with standard input closed (``<&-``)
+        raise QueryError("Standard input is closed: give the query as an argument, or pipe it in with '-'.")
+    limit = MAX_QUERY_CHARS * 4 + 4
     buffer = getattr(sys.stdin, "buffer", None)
-    return buffer.read().decode("utf-8", "replace") if buffer is not None else sys.stdin.read()
+    if buffer is None:  # a text stream without bytes underneath (an embedding program's StringIO)
+        return sys.stdin.read(limit)
+    return read_at_most(buffer, limit)[0].decode("utf-8", "replace")
 
 
 def cmd_runs(args, workspace: Workspace) -> None:
@@ -130,7 +190,20 @@ def register(sub) -> None:
     index.add_argument("--rebuild", action="store_true",
                        help="rebuild BM25 indexes (and, with --engine ray, corpus embeddings) even when they are current")
     add_ray_options(index, "embed the corpus")
+    index.add_argument("--ann", choices=("ivf_pq", "hnsw", "ivf_flat"),
+                       help="also build this ANN index on each dense profile's table and measure its recall@100 against "
+                            "exact search on the judged queries (runs stay exact unless a profile says search = \"ann\")")
     index.set_defaults(func=cmd_index)
+
+    vectors = sub.add_parser("import-vectors", help="store corpus vectors computed elsewhere (parquet: id, vector; or .npy) "
+                                                    "as the dense table of (dataset, model), after checking them")
+    vectors.add_argument("--dataset", required=True)
+    vectors.add_argument("--model", required=True, help="the model that made the vectors (queries are embedded with it)")
+    vectors.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    vectors.add_argument("--ids", help=".npy only: a text file of one document id per line, line i naming row i "
+                                       "(default: the rows are the corpus's rows in order)")
+    vectors.add_argument("file", help="a .parquet file with columns id and vector (list<float32>), or a .npy float matrix")
+    vectors.set_defaults(func=cmd_import_vectors)
 
     search = sub.add_parser("search", help="search one query ('-' reads it from stdin)")
     search.add_argument("--dataset", required=True)

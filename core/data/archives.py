@@ -7,7 +7,6 @@ extracted, into a temp folder that must load as a dataset before it is renamed i
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
 import shutil
@@ -21,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from core.data.datasets import CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_dataset, is_beir_folder, validate_name
+from core.data.datasets import (CORPUS_FILE, QRELS_DIR, QUERIES_FILE, check_dataset, is_beir_folder, load_json, read_at_most,
+                                validate_name)
 from core.errors import DatasetError, UnsafeArchiveError
 from core.workspace import replace_folder, slug
 
@@ -34,6 +34,7 @@ DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024**2
 # passes this size, and all members together once their sum does (so many small members cannot add up).
 RATIO_FLOOR_BYTES = 1024**2
 MAX_QRELS_FILES = 64  # splits kept from one archive; real BEIR sets have one to three
+MAX_META_BYTES = 1024**2
 _CHUNK_BYTES = 1024**2
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _SPECIAL_TYPES = {stat.S_IFLNK: "a symbolic link", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
@@ -234,9 +235,20 @@ def _check_entry(info: zipfile.ZipInfo) -> None:
 
 
 def _beir_members(infos: Sequence[zipfile.ZipInfo], archive_name: str) -> tuple[str, list[_Member]]:
-    """Find the one BEIR root (top level or one folder down) and the entries that belong to it."""
-    files = {info.filename.replace("\\", "/"): info for info in infos
-             if not info.is_dir() and not info.filename.startswith(_JUNK_PREFIXES)}
+    """Find the one BEIR root (top level or one folder down) and the entries that belong to it.
+
+    Two file entries of one name (``a/corpus.jsonl`` twice, or as ``a\\corpus.jsonl`` or ``a/./corpus.jsonl``) refuse
+    the archive: unzip tools disagree on which one wins, so the dataset imported would depend on the tool.
+    """
+    files: dict[str, zipfile.ZipInfo] = {}
+    for info in infos:
+        if info.is_dir() or info.filename.startswith(_JUNK_PREFIXES):
+            continue
+        path = "/".join(part for part in re.split(r"[\\/]", info.filename) if part not in ("", "."))
+        if path in files:
+            raise UnsafeArchiveError(f"{archive_name} holds {path!r} twice ({files[path].filename!r} and "
+                                     f"{info.filename!r}); zip the dataset folder again.")
+        files[path] = info
     roots = sorted(path[: -len(CORPUS_FILE)] for path in files
                    if PurePosixPath(path).name == CORPUS_FILE and path.count("/") <= 1)
     roots = [root for root in roots if f"{root}{QUERIES_FILE}" in files]
@@ -313,9 +325,14 @@ def _check_meta(staging: Path) -> None:
     meta = staging / META_FILE
     if not meta.exists():
         return
+    with meta.open("rb") as handle:
+        data, cut = read_at_most(handle, MAX_META_BYTES)
+    if cut:
+        raise DatasetError(f"meta.json in the archive is larger than {MAX_META_BYTES // 1024**2} MiB; "
+                           "a dataset's description is a few lines: fix it or leave it out of the zip.")
     try:
-        parsed = json.loads(meta.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: deeply nested JSON
+        parsed = load_json(data)  # a byte-order mark is dropped; nesting is bounded before parsing
+    except ValueError as exc:
         raise DatasetError(f"meta.json in the archive is not valid JSON ({exc}); fix it or leave it out of the zip.") from None
     if not isinstance(parsed, dict):
         raise DatasetError("meta.json in the archive must hold a JSON object; fix it or leave it out of the zip.")

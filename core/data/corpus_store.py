@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.data.datasets import (CORPUS_FILE, QRELS_DIR, QUERIES_FILE, CorpusHash, Dataset, Document, FirstProblems, OnProblem,
-                                Qrels, _check_usable, _read_qrels, _read_records, _split_of, iter_records, validate_name)
+                                Qrels, check_usable, read_qrels, read_records, split_of, iter_records, validate_name)
 from core.errors import DatasetProblem
 from core.errors import DatasetError, IndexCorruptError
 from core.progress import ItemProgress
@@ -410,7 +410,7 @@ def load_stored_dataset(workspace: Workspace, folder: str | os.PathLike, split: 
     ``load_dataset`` gives, so runs, indexes and metrics are the same whichever way a dataset was opened.
     """
     folder = Path(folder)
-    split = _split_of(folder, split)
+    split = split_of(folder, split)
     name = validate_name(name or folder.name)
     store, _ = open_corpus_store(workspace, name, folder, on_problem=on_problem, progress=progress)
     documents = StoredDocuments(store)
@@ -418,10 +418,10 @@ def load_stored_dataset(workspace: Workspace, folder: str | os.PathLike, split: 
     hidden = int(store.stamp.get("problem_count", 0)) - len(problems)
     if hidden > 0:
         problems.append(DatasetProblem(CORPUS_FILE, 0, f"... and {hidden:,} more corpus lines skipped"))
-    queries = _read_records(folder / QUERIES_FILE, problems, "query")
+    queries = read_records(folder / QUERIES_FILE, problems, "query")
     doc_index = {doc_id: row for row, doc_id in enumerate(documents.ids())}
-    judgments = _read_qrels(folder / QRELS_DIR / f"{split}.tsv", doc_index, {q.id for q in queries}, problems)
-    _check_usable(folder, split, len(documents), judgments, problems, on_problem)
+    judgments = read_qrels(folder / QRELS_DIR / f"{split}.tsv", doc_index, {q.id for q in queries}, problems)
+    check_usable(folder, split, len(documents), judgments, problems, on_problem)
     dataset = Dataset(name, documents, tuple(queries), Qrels(judgments), split, str(folder), tuple(problems))
     dataset.__dict__["doc_ids"] = list(doc_index)  # read once above; a frozen dataclass's cached_property slot
     dataset.__dict__["doc_index"] = doc_index

@@ -3,7 +3,8 @@
 A BEIR folder holds ``corpus.jsonl`` (``_id``, ``title``, ``text``, optional ``language``),
 ``queries.jsonl`` (``_id``, ``text``, optional ``language``) and ``qrels/<split>.tsv``
 (``query-id<TAB>corpus-id<TAB>score``, header optional). Every defect is reported with its file and
-line; a dataset is either refused whole or loaded with its bad rows listed in ``problems``.
+line; a dataset is either refused whole or loaded with its bad rows listed in ``problems``. The bounded readers
+here (lines in pieces, a byte-order mark dropped, JSON of bounded size and depth) serve every file a user hands in.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, BinaryIO, Literal
 
 from core.errors import DatasetError, DatasetProblem
 from core.workspace import replace_folder
@@ -30,6 +31,7 @@ DEFAULT_SPLIT = "test"
 # over in memory (bytes, text, parsed JSON), and one line of a 2 GiB archive could be all of it.
 MAX_LINE_BYTES = 32 * 1024**2
 _PIECE_BYTES = 1024**2
+MAX_JSON_DEPTH = 64  # what load_json accepts by default; BEIR meta.json and manifests nest a few levels
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -264,6 +266,42 @@ def decode_line(raw: bytes, number: int, errors: str = "strict") -> str:
     return raw.decode("utf-8-sig" if number == 1 else "utf-8", errors)
 
 
+def read_at_most(stream: BinaryIO, limit: int) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of a buffered ``stream`` and whether it held more (one byte past the limit is read to know)."""
+    data = stream.read(limit)
+    return data, len(data) == limit and bool(stream.read(1))
+
+
+# A JSON string literal, unrolled so that matching takes linear time on any input.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text``'s arrays and objects nest, counting brackets outside strings (without parsing it)."""
+    import numpy as np
+
+    # UTF-8 bytes of brackets never occur inside a multi-byte character, so the bytes can be counted directly
+    codes = np.frombuffer(_JSON_STRING.sub("", text).encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    if not codes.size:
+        return 0
+    steps = np.zeros(256, dtype=np.int8)
+    steps[[ord("["), ord("{")]], steps[[ord("]"), ord("}")]] = 1, -1
+    return max(int(np.cumsum(steps[codes], dtype=np.int32).max()), 0)
+
+
+def load_json(data: bytes | str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """``json.loads`` of ``data`` (a UTF-8 byte-order mark skipped) after checking its depth.
+
+    Raises ValueError, never RecursionError: bad UTF-8, bad JSON, or nesting past ``max_depth`` (checked first, so
+    a file of 200,000 opening brackets is refused before the parser recurses into it).
+    """
+    text = data.decode("utf-8-sig") if isinstance(data, (bytes, bytearray)) else data.removeprefix("\ufeff")
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise ValueError(f"nested {depth:,} levels deep, more than the {max_depth} this file may hold")
+    return json.loads(text)
+
+
 def _read_jsonl(path: Path, problems: list[DatasetProblem]) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each good line; record a problem for each bad one."""
     with path.open("rb") as handle:
@@ -318,7 +356,7 @@ def _without_lone_surrogates(text: str) -> str:
     return text
 
 
-def _read_records(path: Path, problems: list[DatasetProblem], kind: str) -> list[Document] | list[Query]:
+def read_records(path: Path, problems: list[DatasetProblem], kind: str) -> list[Document] | list[Query]:
     return list(iter_records(path, problems, kind))
 
 
@@ -355,7 +393,7 @@ def iter_records(path: Path, problems: list[DatasetProblem], kind: str) -> Itera
             yield Query(record_id, text, language)
 
 
-def _read_qrels(path: Path, doc_ids: Container[str], query_ids: Container[str], problems: list[DatasetProblem]) -> dict[str, dict[str, int]]:
+def read_qrels(path: Path, doc_ids: Container[str], query_ids: Container[str], problems: list[DatasetProblem]) -> dict[str, dict[str, int]]:
     judgments: dict[str, dict[str, int]] = {}
     with path.open("rb") as handle:
         for number, raw in bounded_lines(handle, f"{QRELS_DIR}/{path.name}", problems):
@@ -396,7 +434,7 @@ def available_splits(folder: Path) -> list[str]:
     return sorted(p.stem for p in qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
 
 
-def _split_of(folder: Path, split: str | None) -> str:
+def split_of(folder: Path, split: str | None) -> str:
     """The split to read (``test`` when present), after checking the folder has the three BEIR parts."""
     if not folder.is_dir():
         raise DatasetError(f"Dataset folder {str(folder)!r} does not exist.")
@@ -414,7 +452,7 @@ def _split_of(folder: Path, split: str | None) -> str:
     return split
 
 
-def _check_usable(folder: Path, split: str, documents: int, judgments: Mapping[str, Mapping[str, int]],
+def check_usable(folder: Path, split: str, documents: int, judgments: Mapping[str, Mapping[str, int]],
                   problems: list[DatasetProblem], on_problem: OnProblem) -> None:
     if problems and on_problem == "raise":
         raise DatasetError(f"{folder.name} has {len(problems)} defective rows; nothing was loaded.", tuple(problems))
@@ -432,12 +470,12 @@ def load_dataset(folder: str | os.PathLike, split: str | None = None, name: str 
     with nothing left to evaluate are always refused.
     """
     folder = Path(folder)
-    split = _split_of(folder, split)
+    split = split_of(folder, split)
     problems: list[DatasetProblem] = []
-    documents = _read_records(folder / CORPUS_FILE, problems, "document")
-    queries = _read_records(folder / QUERIES_FILE, problems, "query")
-    judgments = _read_qrels(folder / QRELS_DIR / f"{split}.tsv", {d.id for d in documents}, {q.id for q in queries}, problems)
-    _check_usable(folder, split, len(documents), judgments, problems, on_problem)
+    documents = read_records(folder / CORPUS_FILE, problems, "document")
+    queries = read_records(folder / QUERIES_FILE, problems, "query")
+    judgments = read_qrels(folder / QRELS_DIR / f"{split}.tsv", {d.id for d in documents}, {q.id for q in queries}, problems)
+    check_usable(folder, split, len(documents), judgments, problems, on_problem)
     return Dataset(validate_name(name or folder.name), tuple(documents), tuple(queries), Qrels(judgments), split, str(folder), tuple(problems))
 
 
@@ -459,12 +497,12 @@ def check_dataset(folder: str | os.PathLike, name: str | None = None) -> None:
     the text (one line is held at a time, and a line past MAX_LINE_BYTES is skipped without being held) (validating a 1 GB corpus this way is measured in docs/benchmarks.md).
     """
     folder = Path(folder)
-    split = _split_of(folder, None)
+    split = split_of(folder, None)
     problems: list[DatasetProblem] = FirstProblems()
     doc_ids = {record.id for record in iter_records(folder / CORPUS_FILE, problems, "document")}
     query_ids = {record.id for record in iter_records(folder / QUERIES_FILE, problems, "query")}
-    judgments = _read_qrels(folder / QRELS_DIR / f"{split}.tsv", doc_ids, query_ids, problems)
-    _check_usable(folder, split, len(doc_ids), judgments, problems, "skip")
+    judgments = read_qrels(folder / QRELS_DIR / f"{split}.tsv", doc_ids, query_ids, problems)
+    check_usable(folder, split, len(doc_ids), judgments, problems, "skip")
     validate_name(name or folder.name)
 
 

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from core.data.catalog import open_dataset
-from core.data.datasets import Dataset
+from core.data.datasets import Dataset, load_json, read_at_most
 from core.errors import WorkbenchError
 from core.evaluation.metrics import DEFAULT_METRICS, evaluate
 from core.evaluation.significance import DEFAULT_SEED
 from core.retrieval.cost import make_run
 from core.retrieval.engine import DEFAULT_DEPTH, Engine
+from core.retrieval.limits import check_number
 from core.retrieval.profiles import HybridProfile, RerankProfile, profile_from_dict, profile_to_dict
 from core.retrieval.runs import Run, save_run
 from core.workspace import Workspace
@@ -35,6 +36,8 @@ MANIFEST_VERSION = 1
 PACKAGES = ("numpy", "pandas", "scipy", "pyarrow", "tantivy", "lancedb", "numba", "torch", "sentence-transformers",
             "transformers", "onnxruntime", "streamlit")
 TOLERANCE = 1e-9
+MAX_MANIFEST_BYTES = 16 * 1024**2
+MAX_MANIFEST_DEPTH = 32  # a manifest nests five levels (profiles -> name -> parameters -> members)
 
 
 class ManifestError(WorkbenchError):
@@ -163,16 +166,33 @@ class Reproduction:
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
+    """A manifest file, checked to be one: at most MAX_MANIFEST_BYTES, nested at most MAX_MANIFEST_DEPTH, its
+    sections of the types ``reproduce`` reads (a byte-order mark before it is dropped)."""
     try:
-        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+        with Path(path).open("rb") as handle:
+            data, cut = read_at_most(handle, MAX_MANIFEST_BYTES)
     except OSError as exc:
         raise ManifestError(f"Cannot read the manifest {path}: {exc.strerror or exc}.") from None
+    if cut:  # read no further: a manifest is a few kilobytes, and a 300 MB file once took 909 MB to parse
+        raise ManifestError(f"{path} is larger than {MAX_MANIFEST_BYTES // 1024**2} MiB, far more than a run manifest "
+                            "(a few KB): is it the right file?")
+    try:
+        manifest = load_json(data, MAX_MANIFEST_DEPTH)
     except ValueError as exc:
         raise ManifestError(f"{path} is not a JSON manifest ({exc}).") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("metrics"), dict) or "dataset" not in manifest:
         raise ManifestError(f"{path} is not a run manifest: it lacks 'dataset' or 'metrics'. "
                             "Download one from the leaderboard or take it from a saved run.")
+    wrong = [key for key in _SECTIONS if key in manifest and not isinstance(manifest[key], dict)]
+    wrong += [f"metrics.{key}" for key, value in manifest["metrics"].items()
+              if isinstance(value, bool) or not isinstance(value, (int, float))]
+    if wrong:
+        raise ManifestError(f"{path} is not a run manifest of this workbench: {', '.join(wrong[:5])} "
+                            f"{'has' if len(wrong) == 1 else 'have'} the wrong type. Download it again from the leaderboard.")
     return manifest
+
+
+_SECTIONS = ("dataset", "run", "profile", "profiles", "models", "packages", "machine", "cost", "metrics")
 
 
 def _changed(section: str, saved: Mapping, now: Mapping) -> list[str]:
@@ -189,17 +209,17 @@ def reproduce(workspace: Workspace, manifest: Mapping[str, Any], progress=None) 
     dataset = open_dataset(workspace, str(data.get("name", "")))
     if data.get("split") and data["split"] != dataset.split:
         raise ManifestError(f"The manifest was made on split {data['split']!r}; {dataset.name!r} opens split {dataset.split!r}.")
-    name = manifest.get("run", {}).get("name", "")
+    name = str(manifest.get("run", {}).get("name", ""))
     try:
         profiles = {n: profile_from_dict(d, n) for n, d in manifest["profiles"].items()}
-    except (WorkbenchError, TypeError, ValueError, KeyError) as exc:
+    except (WorkbenchError, TypeError, ValueError, KeyError, AttributeError) as exc:
         raise ManifestError(f"The manifest's profile parameters cannot be read: {exc}") from None
     if name not in profiles:
         raise ManifestError(f"The manifest names run {name!r} but holds no profile of that name.")
     now_data = {"corpus_hash": dataset.corpus_hash, "queries_hash": dataset.queries_hash, "qrels_hash": qrels_hash(dataset)}
     differences = _changed("dataset", {k: data.get(k) for k in now_data}, now_data)
     engine = Engine(workspace, dataset, profiles, progress=progress)
-    run = engine.run(name, depth=int(manifest.get("run", {}).get("depth", DEFAULT_DEPTH)))
+    run = engine.run(name, depth=check_number("depth", manifest.get("run", {}).get("depth", DEFAULT_DEPTH), "the manifest's run depth"))
     saved_metrics = manifest["metrics"]
     means = evaluate(dataset.qrels, run, list(saved_metrics)).mean()
     checks = tuple(MetricCheck(key, float(saved_metrics[key]), float(means[key])) for key in saved_metrics)

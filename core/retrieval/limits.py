@@ -1,4 +1,4 @@
-"""The bounds of every number a user passes (depth, k, pool depth, weights, cutoffs), checked in one place.
+"""The bounds of every number a user passes (depth, k, pool depth, weights, cutoffs, seeds, Ray sizes), checked in one place.
 
 The CLI's options, the pages' URL parameters and the engine's arguments all go through ``check_number``,
 so ``--depth -5``, ``-k -3`` or ``?k=0`` are refused with the same message instead of scoring nothing.
@@ -13,6 +13,7 @@ from core.errors import OptionError
 MAX_DEPTH = 10_000
 MAX_CUTOFF = 1_000
 MAX_COUNT = 2**31 - 1
+MAX_RESAMPLES = 100_000  # the bootstrap holds resamples x queries counts: 100,000 x 1,000 queries is 0.8 GB an array
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,18 @@ BOUNDS: dict[str, Bound] = {
     "fraction": Bound("threshold", 0, 1, whole=False),
     "rate": Bound("rate", 0, 1, whole=False, low_open=True),
     "base weight": Bound("base weight (the base model's share of the saved weights)", 0, 0.99, whole=False),
-    "seed": Bound("seed", -(2**63), 2**64 - 1),  # what torch.manual_seed accepts
+    "seed": Bound("seed", -(2**63), 2**64 - 1),  # what torch.manual_seed accepts; numpy_seed maps it for numpy
+    "resamples": Bound("bootstrap resamples", 1, MAX_RESAMPLES),
+    "actors": Bound("actors", 1, 10_000),
+    "cpus": Bound("CPUs per actor", 0, 1_024, whole=False, low_open=True),
+    "gpus": Bound("GPUs per actor", 0, 64, whole=False),
+    "validate k": Bound("validate k", 0, MAX_DEPTH),  # 0: keep every generated query
 }
+
+
+def numpy_seed(seed: int) -> int:
+    """A seed from -2**63 to 2**64 - 1 as numpy takes it (non-negative): ``seed mod 2**64``, so -5 draws as 2**64 - 5."""
+    return seed % 2**64
 
 
 def check_number(kind: str, value: object, name: str | None = None) -> int | float:

@@ -242,40 +242,59 @@ def write_trec(run: Run, path: Path, tag: str | None = None) -> Path:
 
 
 def read_trec(path: Path, name: str | None = None, dataset: str = "") -> Run:
-    """Import a TREC run file; rankings are re-sorted by score (ties: doc id descending, as trec_eval)."""
-    per_query: dict[str, dict[str, float]] = {}
-    problems = []
+    """Import a TREC run file; rankings are re-sorted by score (ties: doc id descending, as trec_eval).
+
+    A file that lists one document twice for a query is refused, naming each repeated line, whatever the two scores:
+    keeping either line would make the metrics depend on a rule the file's author never chose (the last line won
+    before, so the same lines in another order scored differently), and trec_eval refuses such runs too. A
+    byte-order mark opening the file is dropped, and a line longer than MAX_LINE_BYTES is a refused line.
+    """
+    from core.data.datasets import FirstProblems, bounded_lines, decode_line
+
+    file = Path(path).name
+    per_query: dict[str, dict[str, tuple[float, int]]] = {}  # query -> document -> (score, line number)
+    problems = FirstProblems()  # a run of millions of bad lines keeps the first 1,000 reports and counts the rest
+    repeated = 0
     tag = ""
     try:
-        handle = Path(path).open("r", encoding="utf-8", errors="replace")
+        handle = Path(path).open("rb")
     except FileNotFoundError:
         raise DatasetError(f"Run file {str(path)!r} does not exist.") from None
     except OSError as exc:
         raise DatasetError(f"Cannot read run file {str(path)!r}: {exc.strerror or exc}.") from None
     with handle:
-        for number, line in enumerate(handle, start=1):
-            cells = line.split()
+        for number, raw in bounded_lines(handle, file, problems):
+            cells = decode_line(raw, number, errors="replace").split()
             if not cells:
                 continue
             if len(cells) != 6:
-                problems.append(DatasetProblem(Path(path).name, number, f"expected 6 columns, got {len(cells)}"))
+                problems.append(DatasetProblem(file, number, f"expected 6 columns, got {len(cells)}"))
                 continue
             try:
                 score = float(cells[4])
             except ValueError:
                 score = math.nan
             if math.isnan(score):  # NaN orders nowhere: the ranking, and every metric, would depend on line order
-                problems.append(DatasetProblem(Path(path).name, number, f"score {cells[4]!r} is not a number"))
+                problems.append(DatasetProblem(file, number, f"score {cells[4]!r} is not a number"))
                 continue
-            per_query.setdefault(cells[0], {})[cells[2]] = score
+            query_id, doc_id = cells[0], cells[2]
+            _, first = per_query.setdefault(query_id, {}).setdefault(doc_id, (score, number))
+            if first != number:
+                repeated += 1
+                problems.append(DatasetProblem(file, number, f"document {doc_id!r} is listed again for query {query_id!r} "
+                                                             f"(first on line {first})"))
+                continue
             tag = cells[5]
     if problems:
-        raise DatasetError(f"{Path(path).name} is not a valid TREC run file.", tuple(problems))
+        why = (f" {repeated:,} {'line repeats' if repeated == 1 else 'lines repeat'} a (query, document) pair: list each "
+               "document once per query (trec_eval refuses such runs too)." if repeated else "")
+        more = f" ({problems.total:,} defective lines in all)" if problems.total > len(problems) else ""
+        raise DatasetError(f"{file} is not a valid TREC run file.{why}{more}", tuple(problems))
     rankings = {}
-    for query_id, scores in per_query.items():
-        ordered = sorted(scores.items(), key=lambda item: (-item[1], reverse_key(item[0])))
+    for query_id, scored in per_query.items():
+        ordered = sorted(((d, score) for d, (score, _) in scored.items()), key=lambda item: (-item[1], reverse_key(item[0])))
         rankings[query_id] = Ranking(tuple(d for d, _ in ordered), tuple(s for _, s in ordered))
-    return Run(name or tag or Path(path).stem, rankings, dataset, {"kind": "imported", "file": Path(path).name})
+    return Run(name or tag or Path(path).stem, rankings, dataset, {"kind": "imported", "file": file})
 
 
 def reverse_key(text: str) -> tuple[int, ...]:

@@ -34,4 +34,4 @@ def test_evaluate_ci_refuses_a_resample_count_that_is_not_a_whole_number(capsys,
         main(["--workspace", str(session_workspace.root), "evaluate", "--dataset", "csn-mini", "--ci", "--resamples", "0"])
     except SystemExit as exc:
         assert exc.code == 2
-    assert "not a whole number >= 1" in capsys.readouterr().err
+    assert "--resamples must be a whole number from 1 to 100,000" in capsys.readouterr().err

@@ -46,7 +46,7 @@ def test_evaluate_on_ray_prints_the_local_metrics(capsys, local_ray, session_wor
 @pytest.mark.parametrize("extra, message", [
     (("--engine", "ray", "--address", "127.0.0.1:9"), "error: No Ray cluster answers at 127.0.0.1:9"),
     (("--actors", "2"), "error: --address, --actors, --cpus-per-actor and --gpus-per-actor apply only with --engine ray."),
-    (("--engine", "ray", "--actors", "0"), "error: --actors must be at least 1, got 0."),
+    (("--engine", "ray", "--actors", "0"), "error: --actors must be a whole number from 1 to 10,000, not '0'."),
 ])
 def test_bad_ray_options_get_one_line_and_status_2(capsys, session_workspace, extra, message):
     code, out, err = cli(capsys, session_workspace, "index", "--dataset", "csn-mini", *extra)
