@@ -17,7 +17,6 @@ from itertools import combinations
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from core.errors import MetricError
 from core.progress import Progress, StageCounter
@@ -49,6 +48,8 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> float:
     differences = b - a
     if np.all(np.abs(differences - differences[0]) < _TIE):  # no variance: scipy would return NaN or 0
         return 1.0 if abs(differences[0]) < _TIE else 0.0
+    from scipy import stats  # imported here: scipy.stats alone costs a second at every CLI start
+
     return float(stats.ttest_rel(b, a).pvalue)
 
 

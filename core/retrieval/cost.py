@@ -21,7 +21,7 @@ import numpy as np
 from core.retrieval.engine import DEFAULT_DEPTH, Engine
 from core.retrieval.profiles import Bm25Profile, DenseProfile, HybridProfile, Profile, RerankProfile
 from core.retrieval.runs import Run
-from core.workspace import Workspace
+from core.workspace import Workspace, folder_bytes  # noqa: F401 (folder_bytes: imported from here too)
 
 LATENCY_SAMPLE = 50
 SAMPLE_SECONDS = 0.005
@@ -92,14 +92,6 @@ def index_keys(engine: Engine, name: str) -> list[tuple]:
         own = [] if profile.reranker == "cross-encoder" else [("vectors", profile.model, "torch")]
         return list(dict.fromkeys([*index_keys(engine, profile.first_stage), *own]))
     return []
-
-
-def folder_bytes(path: Path) -> int:
-    """Bytes of every file under ``path`` (a file's own size when it is one)."""
-    path = Path(path)
-    if path.is_file():
-        return path.stat().st_size
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def _build_times(workspace: Workspace) -> Path:

@@ -20,6 +20,7 @@ from core.index.encoders import Encoder, load_encoder
 from core.errors import ProfileError, QueryError
 from core.retrieval.fusion import Hits, rrf, weighted_sum
 from core.retrieval.limits import check_number
+from core.retrieval.query_text import MAX_QUERY_CHARS, clean_query_text  # noqa: F401 (MAX_QUERY_CHARS: pages import it from here)
 from core.index.lexical import BuildReport, LexicalIndex, open_lexical_index
 from core.retrieval.profiles import (Bm25Profile, DenseProfile, HybridProfile, Profile, RerankProfile, dependencies,
                                      profile_to_dict)
@@ -31,7 +32,6 @@ from core.progress import ItemProgress, Progress, StageCounter, staged
 from core.workspace import Workspace
 
 DEFAULT_DEPTH = 100
-MAX_QUERY_CHARS = 100_000  # longer pastes are cut (and the result says so): models read 256 tokens anyway
 
 
 @dataclass(frozen=True)
@@ -52,18 +52,6 @@ class _Retrieved:
 
 def json_key(data: dict) -> str:
     return json.dumps(data, sort_keys=True, default=str)
-
-
-def clean_query_text(text: str) -> tuple[str, bool]:
-    """Make any pasted text searchable: drop NULs and lone surrogates, cut very long input."""
-    if not isinstance(text, str):
-        raise QueryError("A query must be text.")
-    text = text.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
-    truncated = len(text) > MAX_QUERY_CHARS
-    text = text[:MAX_QUERY_CHARS]
-    if not text.strip():
-        raise QueryError("The query is empty: paste some code or type a few words.")
-    return text, truncated
 
 
 @dataclass

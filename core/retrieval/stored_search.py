@@ -15,10 +15,9 @@ from core.data.corpus_store import CorpusStore, StoreReport, open_corpus_store
 from core.data.datasets import Document, OnProblem
 from core.index.lexical import BuildReport, LexicalIndex, open_lexical_index
 from core.progress import ItemProgress
-from core.retrieval.cost import folder_bytes
-from core.retrieval.engine import clean_query_text
+from core.retrieval.query_text import clean_query_text
 from core.retrieval.runs import reverse_key
-from core.workspace import Workspace
+from core.workspace import Workspace, folder_bytes
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,19 @@ def test_umap_projects_a_small_map(csn_engine):
 def test_first_line_skips_blank_lines_and_cuts_long_ones():
     assert first_line("\n\n  def f(x):\n    return x") == "def f(x):"
     assert len(first_line("x" * 500)) == 100
+
+
+def test_above_its_limit_the_map_draws_every_positive_and_an_even_sample_and_says_so(csn_engine, csn_mini):
+    from core.evaluation.embedding_map import mapped_rows
+
+    rows = mapped_rows(csn_mini, limit=100)
+    positives = {csn_mini.doc_index[d] for q in csn_mini.judged_queries for d in csn_mini.qrels.positives(q.id)}
+    assert len(rows) <= 100 and positives <= set(rows.tolist()) and list(rows) == sorted(set(rows.tolist()))
+    sampled = embedding_map(csn_engine, "minilm", limit=100)
+    assert sampled.sampled and sampled.corpus_documents == 400 and len(sampled.doc_ids) == len(rows)
+    whole = embedding_map(csn_engine, "minilm")
+    assert not whole.sampled and len(whole.doc_ids) == 400
+    points = map_points(sampled, csn_mini)
+    documents = points[points["kind"] == "document"]
+    assert list(documents["id"]) == [csn_mini.doc_ids[row] for row in rows]
+    assert list(documents["hover"]) == [first_line(csn_mini.document(d).full_text) for d in documents["id"]]
