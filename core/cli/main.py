@@ -9,7 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from core.cli import data, evaluation, retrieval, training
+import importlib
+
 from core.cli.common import TerminalSafeStream, terminal_safe
 from core.errors import WorkbenchError
 from core.retrieval.limits import check_number
@@ -33,13 +34,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {terminal_safe(message)}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Which module of core.cli registers each command. A command imports only its own group: the training group alone
+# pulls in torch, pandas and the leakage audit, a second or more of every start (search-corpus answers in milliseconds).
+COMMAND_GROUPS = {
+    "data": ("datasets", "import-zip", "download", "build-stdlib", "build-benchmark", "grow-corpus"),
+    "retrieval": ("profiles", "index", "import-vectors", "search", "store-corpus", "search-corpus", "runs", "export",
+                  "import-run"),
+    "evaluation": ("evaluate", "compare", "report", "reproduce", "manifest", "sweep"),
+    "training": ("audit", "finetune"),
+}
+
+
+def _groups_for(argv: Sequence[str] | None) -> list[str]:
+    """The command groups to register: the named command's own, or all of them (help, a typo, no command)."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    while words and words[0] in ("--workspace", "--data-dir"):  # the only options before the command take a value
+        words = words[2:]
+    command = words[0] if words else ""
+    return [group for group, commands in COMMAND_GROUPS.items() if command in commands] or list(COMMAND_GROUPS)
+
+
+def build_parser(argv: Sequence[str] | None = None, every_command: bool = True) -> argparse.ArgumentParser:
+    """The ``python -m core`` parser; ``every_command`` False registers only the group of the command in ``argv``."""
     parser = _Parser(prog="python -m core", description="codeir workbench: evaluate code retrieval from the terminal.")
     parser.add_argument("--workspace", help="workspace folder (default: $CODEIR_WORKSPACE or ./workspace)")
     parser.add_argument("--data-dir", help="folder of BEIR datasets (default: $CODEIR_DATA_DIR or ../shared/datasets)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (data, retrieval, evaluation, training):
-        group.register(sub)
+    for group in (list(COMMAND_GROUPS) if every_command else _groups_for(argv)):
+        importlib.import_module(f"core.cli.{group}").register(sub)
     return parser
 
 
@@ -52,7 +74,7 @@ def check_numeric_options(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv, every_command=False).parse_args(argv)
     stdout = sys.stdout
     sys.stdout = TerminalSafeStream(stdout)  # document text, ids and names come from data: no terminal control through them
     try:

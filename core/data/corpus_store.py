@@ -213,19 +213,18 @@ class StoredDocuments(Sequence[Document]):
     def take(self, rows: Iterable[int]) -> list[Document]:
         """The documents at these rows, in the order asked; rows seen lately come from the cache."""
         rows = [int(row) for row in rows]
-        with self._lock:
-            missing = sorted({row for row in rows if row not in self._cache})
+        with self._lock:  # the rows found now are kept here: reading the others may evict them from the cache
+            found = {row: self._cache[row] for row in rows if row in self._cache}
+        missing = sorted(set(rows) - found.keys())
         if missing:
             read = dict(zip(missing, self.store.take(missing)))
+            found.update(read)
             with self._lock:
                 for row, document in read.items():
                     self._cache[row] = document
                 while len(self._cache) > self._cache_rows:
                     self._cache.popitem(last=False)
-        else:
-            read = {}
-        with self._lock:
-            return [read[row] if row in read else self._cache[row] for row in rows]
+        return [found[row] for row in rows]
 
     def ids(self) -> list[str]:
         """Every document id in row order, read from the id column alone (the one column a large dataset keeps)."""

@@ -131,3 +131,11 @@ def test_evaluate_on_tens_of_thousands_opens_the_store_and_scores_as_the_whole_r
         metrics = ["ndcg@10", "hit@10", "recall@100", "mrr@10"]
         means = evaluate(whole.dataset.qrels, whole.run(profile), metrics).mean()
         assert table[profile] == pytest.approx([round(float(means[m]), 4) for m in metrics], abs=5e-5), profile
+
+
+def test_asking_for_more_rows_than_the_cache_holds_returns_every_one_in_order(workspace):
+    stored = open_dataset(workspace, "csn-mini", stored=True)
+    documents = StoredDocuments(stored.documents.store, cache_rows=16)
+    first = documents.take(range(10))  # cached; the next call reads 390 more, evicting these while it answers
+    assert [d.id for d in documents.take(range(400))] == stored.doc_ids
+    assert [d.id for d in first] == stored.doc_ids[:10] and len(documents._cache) == 16
