@@ -19,6 +19,12 @@ def _features(dataset_key: str, _dataset: Dataset) -> pd.DataFrame:
     return query_features(_dataset)
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _slices(values: pd.Series, features: pd.DataFrame, worse: str, min_size: int, pairs: bool, alpha: float) -> pd.DataFrame:
+    """A page rerun (a widget touched elsewhere) tests the same slices again: a second or more at 1,000 queries."""
+    return slices_for(values, features, worse, min_size, pairs=pairs, alpha=alpha)
+
+
 def show_slices(found: pd.DataFrame, dataset: str, profiles: list[str], what: str, key: str,
                 a: str | None = None, b: str | None = None, runs: tuple[str, ...] = ()) -> None:
     """The slice table, a chart of the strongest, and a link opening the chosen slice in the breakdown."""
@@ -72,7 +78,7 @@ with worse_tab:
     profile = st.selectbox("Run", profiles, key="slices_profile")
     try:
         evaluation = get_evaluation(engine, runs[profile], sel.metrics)
-        found = slices_for(metric_values(evaluation, metric), features, "lower", int(min_size), pairs=pairs, alpha=alpha)
+        found = _slices(metric_values(evaluation, metric), features, "lower", int(min_size), pairs, alpha)
     except WorkbenchError as exc:
         st.error(escape_markdown(str(exc)))
     else:
@@ -93,7 +99,7 @@ with beats_tab:
                 a = get_evaluation(engine, runs[name_a], sel.metrics)
                 b = get_evaluation(engine, runs[name_b], sel.metrics)
                 difference = difference_values(a, b, metric)
-                found = slices_for(difference, features, "higher", int(min_size), pairs=pairs, alpha=alpha)
+                found = _slices(difference, features, "higher", int(min_size), pairs, alpha)
             except WorkbenchError as exc:
                 st.error(escape_markdown(str(exc)))
             else:
