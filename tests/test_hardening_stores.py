@@ -148,7 +148,7 @@ LEXICAL_DAMAGE = {
     "codeir-index.json names another corpus": lambda folder: (folder / INFO_FILE).write_text(
         (folder / INFO_FILE).read_text().replace('"corpus_hash": "', '"corpus_hash": "0')),
     "index folder emptied": lambda folder: [p.unlink() for p in folder.iterdir()],
-    "term matrix bytes flipped": lambda folder: flip_bytes(folder / "term_matrix.npz", at=0.6),
+    "term matrix bytes flipped": lambda folder: flip_bytes(folder / "term_matrix.rows.npy", at=0.6),
     "term list deleted": lambda folder: (folder / "terms.json").unlink(),
 }
 

@@ -15,6 +15,10 @@ document's term scores in another order) and the choice among documents tied at 
 ``tests/index/test_bm25_batch.py`` checks every query of both bundled sets. Other k1/b values get the same
 formula over every document. ``length_norm="exact"``
 uses true lengths instead (as bm25s and rank_bm25 do), to see what the one-byte norm costs.
+
+The matrix is written at any corpus size in bounded memory (``TermMatrixWriter``: pairs spilled to scratch files,
+then counting-sorted by term into ``.npy`` files) and memory-mapped when read. A run's queries are shared over
+numba's threads, each query scored by one thread in one fixed order, so a query ranks the same alone as in a run.
 """
 from __future__ import annotations
 
@@ -26,10 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from numba import get_num_threads, njit, prange
 
-MATRIX_FILE, TERMS_FILE = "term_matrix.npz", "terms.json"
+MATRIX_ARRAYS = ("indptr", "rows", "frequencies", "lengths")
+MATRIX_DTYPES = {"indptr": np.int64, "rows": np.int32, "frequencies": np.float32, "lengths": np.int64}
+MATRIX_FILES = {name: f"term_matrix.{name}.npy" for name in MATRIX_ARRAYS}  # np.save each: mapped at open, never pickled
+TERMS_FILE = "terms.json"
 LENGTH_NORM_KINDS = ("tantivy", "exact")
+SPILL_PAIRS = 1 << 21  # (term, document) pairs a TermMatrixWriter holds before appending them to its scratch files
+PLACE_PAIRS = 1 << 22  # pairs read back at a time while sorting the scratch files by term
 
 
 def _decode_length_norm(code: int) -> int:
@@ -84,18 +93,20 @@ class TermMatrix:
         return np.diff(self.indptr)
 
     def save(self, folder: Path) -> None:
-        np.savez(folder / MATRIX_FILE, indptr=self.indptr, rows=self.rows, frequencies=self.frequencies, lengths=self.lengths)
-        terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
-        (folder / TERMS_FILE).write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+        for name in MATRIX_ARRAYS:
+            np.save(folder / MATRIX_FILES[name], np.asarray(getattr(self, name), MATRIX_DTYPES[name]), allow_pickle=False)
+        _write_terms(folder, self.vocabulary)
 
     @classmethod
     def load(cls, folder: Path) -> TermMatrix:
-        with np.load(folder / MATRIX_FILE) as arrays:
-            parts = {name: arrays[name] for name in ("indptr", "rows", "frequencies", "lengths")}
+        """The matrix in ``folder``, its arrays memory-mapped (read-only): opening a 1M-document matrix reads none of it."""
+        parts = {name: np.load(folder / MATRIX_FILES[name], mmap_mode="r", allow_pickle=False) for name in MATRIX_ARRAYS}
         terms = json.loads((folder / TERMS_FILE).read_text(encoding="utf-8"))
-        indptr, rows, frequencies, lengths = (parts[name] for name in ("indptr", "rows", "frequencies", "lengths"))
+        indptr, rows, frequencies, lengths = (parts[name] for name in MATRIX_ARRAYS)
         # the numba scorer does not check bounds: anything that could send it outside an array is refused here
-        consistent = (len(terms) + 1 == len(indptr) and indptr[0] == 0 and indptr[-1] == len(rows) == len(frequencies)
+        consistent = (all(parts[name].dtype == MATRIX_DTYPES[name] and parts[name].ndim == 1 for name in MATRIX_ARRAYS)
+                      and isinstance(terms, list) and len(terms) + 1 == len(indptr) and indptr[0] == 0
+                      and indptr[-1] == len(rows) == len(frequencies)
                       and bool(np.all(np.diff(indptr) >= 0)) and bool(np.all(frequencies > 0))
                       and (len(rows) == 0 or (int(rows.min()) >= 0 and int(rows.max()) < len(lengths))))
         if not consistent:
@@ -103,11 +114,16 @@ class TermMatrix:
         return cls({term: i for i, term in enumerate(terms)}, **parts)
 
 
+def _write_terms(folder: Path, vocabulary: dict[str, int]) -> None:
+    terms = sorted(vocabulary, key=vocabulary.__getitem__)
+    (folder / TERMS_FILE).write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
+
+
 class TermMatrixBuilder:
-    """Collects each document's term counts once (while the Tantivy index is written) and builds the matrix.
+    """Collects each document's term counts once (while the Tantivy index is written) and builds the matrix in memory.
 
     Memory is kept to the matrix itself: three int32 per (document, distinct term) pair while collecting,
-    one counting sort to build, never one entry per token.
+    one counting sort to build, never one entry per token. ``TermMatrixWriter`` builds the same matrix on disk.
     """
 
     def __init__(self) -> None:
@@ -125,17 +141,100 @@ class TermMatrixBuilder:
         self._distinct.append(len(counts))
         self._lengths.append(len(tokens))
 
-    def build(self) -> TermMatrix:
-        lengths = np.frombuffer(self._lengths, dtype=np.int64).copy() if self._lengths else np.empty(0, np.int64)
-        n_docs, n_terms = len(lengths), len(self.vocabulary)
-        term_ids = np.frombuffer(self._term_ids, dtype=np.int32) if self._term_ids else np.empty(0, np.int32)
-        counts = np.frombuffer(self._counts, dtype=np.int32) if self._counts else np.empty(0, np.int32)
+    def _lengths_array(self) -> np.ndarray:
+        return np.frombuffer(self._lengths, dtype=np.int64).copy() if self._lengths else np.empty(0, np.int64)
+
+    def _pairs(self, first_row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The pairs collected since the last spill as (term ids, rows, counts), rows numbered from ``first_row``."""
+        term_ids = np.frombuffer(self._term_ids, dtype=np.int32).copy() if self._term_ids else np.empty(0, np.int32)
+        counts = np.frombuffer(self._counts, dtype=np.int32).copy() if self._counts else np.empty(0, np.int32)
         distinct = np.frombuffer(self._distinct, dtype=np.int32) if self._distinct else np.empty(0, np.int32)
+        rows = np.repeat(np.arange(first_row, first_row + len(distinct), dtype=np.int32), distinct)
+        return term_ids, rows, counts
+
+    def build(self) -> TermMatrix:
+        lengths = self._lengths_array()
+        term_ids, rows, counts = self._pairs(0)
+        n_terms = len(self.vocabulary)
         order = np.argsort(term_ids, kind="stable")  # by term; documents stay ascending within a term
         indptr = np.zeros(n_terms + 1, dtype=np.int64)
         np.cumsum(np.bincount(term_ids, minlength=n_terms), out=indptr[1:])
-        rows = np.repeat(np.arange(n_docs, dtype=np.int32), distinct)[order]
-        return TermMatrix(dict(self.vocabulary), indptr, rows, counts[order].astype(np.float32), lengths)
+        return TermMatrix(dict(self.vocabulary), indptr, rows[order], counts[order].astype(np.float32), lengths)
+
+
+class TermMatrixWriter(TermMatrixBuilder):
+    """Builds the term matrix of a corpus of any size on disk, in ``folder``, in bounded memory.
+
+    Every ``spill_pairs`` (document, term) pairs are appended, as term ids, rows and counts, to three scratch files;
+    ``build`` counts the pairs of each term (the CSR's indptr), then places each pair at its term's next free slot
+    of the memory-mapped matrix files (a stable counting sort: documents stay ascending within a term), deletes the
+    scratch files and returns the matrix mapped from disk. Memory is the vocabulary, one document length per row,
+    one block of pairs and the matrix pages being filled; ~12 bytes per pair go through the scratch files.
+    """
+
+    SCRATCH = {"terms": ".term_pairs.terms", "rows": ".term_pairs.rows", "counts": ".term_pairs.counts"}
+
+    def __init__(self, folder: Path, spill_pairs: int = SPILL_PAIRS, place_pairs: int = PLACE_PAIRS) -> None:
+        super().__init__()
+        self.folder = folder
+        self.spill_pairs, self.place_pairs = max(1, spill_pairs), max(1, place_pairs)
+        self._spilled_rows = 0
+        self._spilled_pairs = 0
+        for name in self.SCRATCH.values():
+            (folder / name).write_bytes(b"")
+
+    def add(self, tokens: Sequence[str]) -> None:
+        super().add(tokens)
+        if len(self._term_ids) >= self.spill_pairs:
+            self._spill()
+
+    def _spill(self) -> None:
+        term_ids, rows, counts = self._pairs(self._spilled_rows)
+        for name, values in (("terms", term_ids), ("rows", rows), ("counts", counts)):
+            with (self.folder / self.SCRATCH[name]).open("ab") as scratch:
+                values.tofile(scratch)
+        self._spilled_rows += len(self._distinct)
+        self._spilled_pairs += len(term_ids)
+        for collected in (self._term_ids, self._counts, self._distinct):
+            del collected[:]
+
+    def _blocks(self, name: str):
+        """The scratch file ``name`` read back in blocks of ``place_pairs`` (int32 each)."""
+        path = self.folder / self.SCRATCH[name]
+        for start in range(0, self._spilled_pairs, self.place_pairs):
+            yield np.fromfile(path, dtype=np.int32, count=min(self.place_pairs, self._spilled_pairs - start), offset=4 * start)
+
+    def build(self) -> TermMatrix:
+        self._spill()
+        n_terms, n_pairs = len(self.vocabulary), self._spilled_pairs
+        indptr = np.zeros(n_terms + 1, dtype=np.int64)
+        for term_ids in self._blocks("terms"):
+            indptr[1:] += np.bincount(term_ids, minlength=n_terms)
+        np.cumsum(indptr, out=indptr)
+        np.save(self.folder / MATRIX_FILES["indptr"], indptr, allow_pickle=False)
+        rows = np.lib.format.open_memmap(self.folder / MATRIX_FILES["rows"], mode="w+", dtype=np.int32, shape=(n_pairs,))
+        frequencies = np.lib.format.open_memmap(self.folder / MATRIX_FILES["frequencies"], mode="w+", dtype=np.float32, shape=(n_pairs,))
+        next_slot = indptr[:-1].copy()
+        for term_ids, block_rows, counts in zip(self._blocks("terms"), self._blocks("rows"), self._blocks("counts")):
+            _place(term_ids, block_rows, counts, next_slot, rows, frequencies)
+        rows.flush()
+        frequencies.flush()
+        del rows, frequencies
+        np.save(self.folder / MATRIX_FILES["lengths"], self._lengths_array(), allow_pickle=False)
+        _write_terms(self.folder, self.vocabulary)
+        for name in self.SCRATCH.values():
+            (self.folder / name).unlink()
+        return TermMatrix.load(self.folder)
+
+
+@njit(cache=True)
+def _place(term_ids, block_rows, counts, next_slot, rows, frequencies):
+    """Counting sort's second pass: each pair to its term's next free slot, so rows stay in arrival (row) order."""
+    for i in range(len(term_ids)):
+        slot = next_slot[term_ids[i]]
+        rows[slot] = block_rows[i]
+        frequencies[slot] = counts[i]
+        next_slot[term_ids[i]] = slot + 1
 
 
 @dataclass(frozen=True)
@@ -175,9 +274,21 @@ def bm25_top_k(matrix: TermMatrix, queries: Sequence[Counter[str]], k: int, k1: 
     term_weights, norms = matrix.bm25_weights(k1, b, length_norm)
     if tiebreak is None:
         tiebreak = np.arange(matrix.num_docs, dtype=np.int64)
-    rows, scores, counts = _top_k(np.asarray(query_indptr, np.int64), np.asarray(query_terms, np.int64),
-                                  np.asarray(query_boosts, np.float32), matrix.indptr, matrix.rows, matrix.frequencies,
-                                  term_weights, norms, np.asarray(tiebreak, np.int64), k)
+    n_queries = len(query_indptr) - 1
+    rows = np.full((n_queries, k), -1, np.int64)
+    scores = np.zeros((n_queries, k), np.float32)
+    counts = np.zeros(n_queries, np.int64)
+    arguments = (np.asarray(query_indptr, np.int64), np.asarray(query_terms, np.int64), np.asarray(query_boosts, np.float32),
+                 matrix.indptr, matrix.rows, matrix.frequencies, term_weights, norms, np.asarray(tiebreak, np.int64), k,
+                 rows, scores, counts)
+    # queries are shared out over numba's threads (NUMBA_NUM_THREADS, default one per core), each scored by one thread
+    # alone in the same order of operations, so a query ranks the same in a run as alone. One query stays on this
+    # thread: waking a second one costs tens of milliseconds on a busy machine.
+    lanes = min(n_queries, get_num_threads())
+    if lanes > 1:
+        _top_k_parallel(*arguments, lanes)
+    else:
+        _top_k_lane(*arguments, 0, 1)
     return BatchHits(rows, scores, counts)
 
 
@@ -209,53 +320,68 @@ def _sift_down(heap_scores, heap_rows, heap_ties, position, size):
         position = child
 
 
+@njit(cache=True, parallel=True)
+def _top_k_parallel(query_indptr, query_terms, query_boosts, indptr, rows, frequencies, term_weights, norms, tiebreak, k,
+                    out_rows, out_scores, counts, lanes):
+    for lane in prange(lanes):
+        _top_k_lane(query_indptr, query_terms, query_boosts, indptr, rows, frequencies, term_weights, norms, tiebreak, k,
+                    out_rows, out_scores, counts, lane, lanes)
+
+
 @njit(cache=True, nogil=True)
-def _top_k(query_indptr, query_terms, query_boosts, indptr, rows, frequencies, term_weights, norms, tiebreak, k):
-    """Accumulate each query's scores over its terms' postings, then keep the k best in a min-heap."""
-    n_queries, n_docs = len(query_indptr) - 1, len(norms)
-    out_rows = np.full((n_queries, k), -1, np.int64)
-    out_scores = np.zeros((n_queries, k), np.float32)
-    counts = np.zeros(n_queries, np.int64)
+def _top_k_lane(query_indptr, query_terms, query_boosts, indptr, rows, frequencies, term_weights, norms, tiebreak, k,
+                out_rows, out_scores, counts, lane, lanes):
+    """Top-k of queries lane, lane + lanes, ..., with this lane's own score and heap arrays."""
+    n_docs = len(norms)
     scores = np.zeros(n_docs, np.float32)
-    touched = np.empty(n_docs, np.int64)
+    touched = np.empty(n_docs, np.int32)
     heap_scores = np.empty(k, np.float32)
     heap_rows = np.empty(k, np.int64)
     heap_ties = np.empty(k, np.int64)
-    for q in range(n_queries):
-        n_touched = 0
-        for j in range(query_indptr[q], query_indptr[q + 1]):
-            term = query_terms[j]
-            weight = term_weights[term] * query_boosts[j]
-            for p in range(indptr[term], indptr[term + 1]):
-                row = rows[p]
-                if scores[row] == 0:  # every term score is > 0, so zero means not seen yet
-                    touched[n_touched] = row
-                    n_touched += 1
-                frequency = frequencies[p]
-                scores[row] += weight * (frequency / (frequency + norms[row]))  # Tantivy's order of operations
-        size = 0
-        for i in range(n_touched):
-            row = touched[i]
-            score = scores[row]
-            scores[row] = 0
-            tie = tiebreak[row]
-            if size < k:
-                position = size
-                size += 1
-                heap_scores[position], heap_rows[position], heap_ties[position] = score, row, tie
-                while position > 0:
-                    parent = (position - 1) // 2
-                    if not _ranks_below(heap_scores[position], heap_ties[position], heap_scores[parent], heap_ties[parent]):
-                        break
-                    _swap(heap_scores, heap_rows, heap_ties, position, parent)
-                    position = parent
-            elif k > 0 and _ranks_below(heap_scores[0], heap_ties[0], score, tie):
-                heap_scores[0], heap_rows[0], heap_ties[0] = score, row, tie
-                _sift_down(heap_scores, heap_rows, heap_ties, 0, size)
-        counts[q] = size
-        for i in range(size - 1, -1, -1):  # pop the worst first, filling from the back
-            out_scores[q, i], out_rows[q, i] = heap_scores[0], heap_rows[0]
-            size -= 1
-            heap_scores[0], heap_rows[0], heap_ties[0] = heap_scores[size], heap_rows[size], heap_ties[size]
+    for q in range(lane, len(query_indptr) - 1, lanes):
+        start, stop = query_indptr[q], query_indptr[q + 1]
+        counts[q] = _query_top_k(query_terms[start:stop], query_boosts[start:stop], indptr, rows, frequencies, term_weights,
+                                 norms, tiebreak, k, scores, touched, heap_scores, heap_rows, heap_ties, out_rows[q], out_scores[q])
+
+
+@njit(cache=True)
+def _query_top_k(terms, boosts, indptr, rows, frequencies, term_weights, norms, tiebreak, k, scores, touched,
+                 heap_scores, heap_rows, heap_ties, out_rows, out_scores):
+    """Accumulate one query's scores over its terms' postings, keep the k best in a min-heap; returns how many."""
+    n_touched = 0
+    for j in range(len(terms)):
+        term = terms[j]
+        weight = term_weights[term] * boosts[j]
+        for p in range(indptr[term], indptr[term + 1]):
+            row = rows[p]
+            if scores[row] == 0:  # every term score is > 0, so zero means not seen yet
+                touched[n_touched] = row
+                n_touched += 1
+            frequency = frequencies[p]
+            scores[row] += weight * (frequency / (frequency + norms[row]))  # Tantivy's order of operations
+    size = 0
+    for i in range(n_touched):
+        row = touched[i]
+        score = scores[row]
+        scores[row] = 0
+        tie = tiebreak[row]
+        if size < k:
+            position = size
+            size += 1
+            heap_scores[position], heap_rows[position], heap_ties[position] = score, row, tie
+            while position > 0:
+                parent = (position - 1) // 2
+                if not _ranks_below(heap_scores[position], heap_ties[position], heap_scores[parent], heap_ties[parent]):
+                    break
+                _swap(heap_scores, heap_rows, heap_ties, position, parent)
+                position = parent
+        elif k > 0 and _ranks_below(heap_scores[0], heap_ties[0], score, tie):
+            heap_scores[0], heap_rows[0], heap_ties[0] = score, row, tie
             _sift_down(heap_scores, heap_rows, heap_ties, 0, size)
-    return out_rows, out_scores, counts
+    found = size
+    for i in range(size - 1, -1, -1):  # pop the worst first, filling from the back
+        out_scores[i], out_rows[i] = heap_scores[0], heap_rows[0]
+        size -= 1
+        heap_scores[0], heap_rows[0], heap_ties[0] = heap_scores[size], heap_rows[size], heap_ties[size]
+        _sift_down(heap_scores, heap_rows, heap_ties, 0, size)
+    return found

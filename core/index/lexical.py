@@ -9,8 +9,9 @@ Which scorer answers depends on the corpus, never on how many queries are asked,
 into the explorer is ranked exactly as the same query in a run: up to ``BATCH_SCORER_MAX_DOCS``
 documents, ``core.index.bm25_batch`` scores over the term matrix written beside the Tantivy index at build
 time (Tantivy's formula and length norms, tested equal to Tantivy's rankings); above that, Tantivy
-answers at its own k1=1.2, b=0.75, where its pruning is faster. Other k1/b values, or exact lengths,
-always use the batch scorer, so they are offered only where its matrix is written (``TERM_MATRIX_MAX_DOCS``).
+answers at its own k1=1.2, b=0.75, where its pruning makes a run faster. Other k1/b values, or exact lengths,
+always use the batch scorer, at every corpus size: the matrix is written for every index, in bounded memory.
+Both scorers share a run's queries over ``numba.get_num_threads()`` threads, each query on one thread alone.
 
 A build reads its corpus as a stream (``Corpus.iter_documents``): a loaded ``Dataset`` and a ``CorpusStore``
 on disk go through the same loop, and the store's build holds one batch of documents at a time.
@@ -25,31 +26,31 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import tantivy
+from numba import get_num_threads
 
 from core.index.analyzers import Analyzer, get_analyzer
-from core.index.bm25_batch import MATRIX_FILE, TermMatrix, TermMatrixBuilder, bm25_top_k
+from core.index.bm25_batch import TermMatrix, TermMatrixWriter, bm25_top_k
 from core.data.corpus_store import Corpus
-from core.errors import IndexCorruptError, ProfileError
+from core.errors import IndexCorruptError
 from core.progress import ItemProgress
 from core.workspace import Workspace, replace_folder, slug
 
 TANTIVY_K1, TANTIVY_B = 1.2, 0.75
+SCORERS = ("tantivy", "batch")
 BODY, ROW = "body", "row"
 INFO_FILE = "codeir-index.json"
-FORMAT_VERSION = 3  # 2: the info file lists every index file with its size and CRC-32; 3: term matrix
+FORMAT_VERSION = 4  # 2: the info file lists every index file with its size and CRC-32; 3: term matrix; 4: as .npy files, every size
 MAX_QUERY_TERMS = 1024  # a 1 MB paste still answers in milliseconds; the most frequent terms are kept
-# Above this many documents Tantivy's pruning (block-max WAND) beats scoring every posting: at 100k documents the
-# two tie, at 1M Tantivy is ~4x faster per query (docs/benchmarks.md, part 8), so large corpora ask Tantivy per query.
+# Above this many documents Tantivy's pruning (block-max WAND) beats scoring every posting on a whole run: measured
+# on 1,000-query runs at 100k and 1M documents, natural-language and code queries alike (docs/benchmarks.md, part 15).
 BATCH_SCORER_MAX_DOCS = 100_000
-# The term matrix is written only where the batch scorer answers: collecting it costs ~12 bytes per (document,
-# distinct term) pair, several GiB at millions of documents, which would unbound a streamed build's memory.
-TERM_MATRIX_MAX_DOCS = BATCH_SCORER_MAX_DOCS
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class LexicalIndex:
         self.schema = self.index.schema
         self.searcher = self.index.searcher()
         self.num_docs = self.searcher.num_docs
-        self.batch_max_docs = min(BATCH_SCORER_MAX_DOCS, TERM_MATRIX_MAX_DOCS)  # the scorer needs its matrix
+        self.batch_max_docs = BATCH_SCORER_MAX_DOCS  # where the batch scorer answers at k1=1.2, b=0.75 (``scorer()``)
 
     def query_terms(self, text: str) -> Counter[str]:
         """Query terms with their counts, capped at the most frequent MAX_QUERY_TERMS."""
@@ -117,11 +118,7 @@ class LexicalIndex:
 
     @cached_property
     def term_matrix(self) -> TermMatrix:
-        """The term-frequency matrix for the batch scorer (read on open up to ``batch_max_docs``, else on first use)."""
-        if self.num_docs > TERM_MATRIX_MAX_DOCS and not (self.path / MATRIX_FILE).exists():
-            raise ProfileError(f"BM25 at k1/b other than {TANTIVY_K1}/{TANTIVY_B}, or with exact lengths, scores from a term "
-                               f"matrix, written only for corpora up to {TERM_MATRIX_MAX_DOCS:,} documents (this one has "
-                               f"{self.num_docs:,}): use k1={TANTIVY_K1}, b={TANTIVY_B}, length_norm='tantivy' (Tantivy's BM25).")
+        """The term-frequency matrix for the batch scorer, memory-mapped (checked on open where it answers, else on first use)."""
         try:
             matrix = TermMatrix.load(self.path)
         except (OSError, ValueError, KeyError) as exc:
@@ -130,23 +127,40 @@ class LexicalIndex:
             raise IndexCorruptError(f"Term matrix at {self.path} holds {matrix.num_docs} documents, expected {self.num_docs}.")
         return matrix
 
+    def scorer(self, k1: float = TANTIVY_K1, b: float = TANTIVY_B, length_norm: str = "tantivy") -> str:
+        """Which scorer answers this corpus at these settings: "tantivy" or "batch" (see the module docstring)."""
+        tantivy_scoring = math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B) and length_norm == "tantivy"
+        return "tantivy" if tantivy_scoring and self.num_docs > self.batch_max_docs else "batch"
+
     def search_many(self, texts: Sequence[str], k: int, k1: float = TANTIVY_K1, b: float = TANTIVY_B,
-                    tiebreak: np.ndarray | None = None, length_norm: str = "tantivy") -> list[LexicalHits]:
-        """Top-k per query text at BM25(k1, b); see the module docstring for which scorer answers.
+                    tiebreak: np.ndarray | None = None, length_norm: str = "tantivy", scorer: str | None = None) -> list[LexicalHits]:
+        """Top-k per query text at BM25(k1, b), by ``scorer`` (default: the one that answers this corpus, ``scorer()``).
 
         Hits come best first, equal scores ordered by ``tiebreak`` (a rank per row, lower first; default: row order).
         """
-        tantivy_scoring = math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B) and length_norm == "tantivy"
-        if tantivy_scoring and self.num_docs > self.batch_max_docs:
-            ordered = []
-            for text in texts:
-                hits = self.search(text, k)
-                ties = hits.rows if tiebreak is None else tiebreak[hits.rows]
-                order = np.lexsort((ties, -hits.scores))
-                ordered.append(LexicalHits(hits.rows[order], hits.scores[order]))
-            return ordered
+        scorer = scorer or self.scorer(k1, b, length_norm)
+        if scorer not in SCORERS:
+            raise ValueError(f"scorer must be one of {', '.join(SCORERS)}, not {scorer!r}")
+        if scorer == "tantivy":
+            if not (math.isclose(k1, TANTIVY_K1) and math.isclose(b, TANTIVY_B) and length_norm == "tantivy"):
+                raise ValueError(f"Tantivy scores only at k1={TANTIVY_K1}, b={TANTIVY_B} with its own length norm")
+            return self._search_many_by_tantivy(texts, k, tiebreak)
         found = bm25_top_k(self.term_matrix, [self.query_terms(text) for text in texts], k, k1, b, tiebreak, length_norm)
         return [LexicalHits(*found.query(i)) for i in range(len(texts))]
+
+    def _search_many_by_tantivy(self, texts: Sequence[str], k: int, tiebreak: np.ndarray | None) -> list[LexicalHits]:
+        """One Tantivy search per query, on as many threads as the batch scorer uses (Tantivy searches without the GIL)."""
+        def ranked(text: str) -> LexicalHits:
+            hits = self.search(text, k)
+            ties = hits.rows if tiebreak is None else tiebreak[hits.rows]
+            order = np.lexsort((ties, -hits.scores))
+            return LexicalHits(hits.rows[order], hits.scores[order])
+
+        threads = min(len(texts), get_num_threads())
+        if threads <= 1:
+            return [ranked(text) for text in texts]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(ranked, texts))
 
     def search_bm25(self, text: str, k: int, k1: float, b: float, length_norm: str = "tantivy") -> LexicalHits:
         """One query at any k1/b and length norm."""
@@ -154,22 +168,22 @@ class LexicalIndex:
 
 
 def _write_index(path: Path, corpus: Corpus, analyzer: Analyzer, progress: ItemProgress | None) -> None:
-    """Tokenise each document once, as the corpus streams by, into Tantivy (and the term matrix for small corpora).
+    """Tokenise each document once, as the corpus streams by, into Tantivy and the batch scorer's term matrix.
 
-    Memory is Tantivy's writer heap plus, up to TERM_MATRIX_MAX_DOCS, the term matrix: the documents themselves
-    are only held as long as the corpus holds them (a loaded dataset) or one batch (a corpus store).
+    Memory is Tantivy's writer heap, the matrix's vocabulary and one chunk of its pairs (``TermMatrixWriter`` keeps the
+    rest on disk): the documents themselves are only held as long as the corpus holds them (a loaded dataset) or one
+    batch (a corpus store).
     """
     path.mkdir(parents=True)
     index = tantivy.Index(_schema(), path=str(path))
     writer = index.writer(heap_size=128_000_000, num_threads=1)
     total = corpus.num_docs
-    matrix = TermMatrixBuilder() if total <= TERM_MATRIX_MAX_DOCS else None
+    matrix = TermMatrixWriter(path)
     step = max(1, total // 50)
     row = -1
     for row, doc in enumerate(corpus.iter_documents()):
         tokens = analyzer.tokenize(doc.full_text)
-        if matrix is not None:
-            matrix.add(tokens)
+        matrix.add(tokens)
         document = tantivy.Document()
         document.add_unsigned(ROW, row)
         document.add_text(BODY, " ".join(tokens))
@@ -183,8 +197,7 @@ def _write_index(path: Path, corpus: Corpus, analyzer: Analyzer, progress: ItemP
         progress("commit", 0, 1)
     writer.commit()
     writer.wait_merging_threads()
-    if matrix is not None:
-        matrix.build().save(path)
+    matrix.build()
     if progress:
         progress("commit", 1, 1)
 

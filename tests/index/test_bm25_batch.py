@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from core.index.analyzers import get_analyzer
-from core.index.bm25_batch import NORM_TABLE, TermMatrix, TermMatrixBuilder, bm25_top_k, quantized_lengths
+from core.index.bm25_batch import (MATRIX_ARRAYS, MATRIX_FILES, NORM_TABLE, TERMS_FILE, TermMatrix, TermMatrixBuilder,
+                                   TermMatrixWriter, bm25_top_k, quantized_lengths)
 from core.data.catalog import open_dataset
 from core.data.datasets import Dataset, Document, Qrels, Query
 from core.errors import ProfileError
@@ -49,20 +50,19 @@ def test_batch_rankings_equal_tantivys_on_the_bundled_sets(tmp_path, name, analy
         assert_same_ranking(ours.rows, ours.scores, tantivy.rows, tantivy.scores)
 
 
-def test_large_corpora_ask_tantivy_per_query_and_rank_alike(workspace, csn_mini):
+def test_tantivy_and_the_batch_scorer_rank_alike_in_trec_order(workspace, csn_mini):
     index, _ = open_lexical_index(workspace, csn_mini, "code")
     texts = [q.text for q in csn_mini.queries]
     tiebreak = np.arange(index.num_docs)[::-1].copy()
-    batch = index.search_many(texts, 50, tiebreak=tiebreak)
-    index.batch_max_docs = index.num_docs - 1  # as if the corpus were larger than the batch scorer's limit
-    per_query = index.search_many(texts, 50, tiebreak=tiebreak)
+    batch = index.search_many(texts, 50, tiebreak=tiebreak, scorer="batch")
+    per_query = index.search_many(texts, 50, tiebreak=tiebreak, scorer="tantivy")
     for ours, tantivy in zip(batch, per_query):
         assert_same_ranking(ours.rows, ours.scores, tantivy.rows, tantivy.scores)
         assert np.all(np.diff(tantivy.scores) <= 0)
         tied = np.diff(tantivy.scores) == 0  # equal scores come in tiebreak order, as the engine's trec order needs
         assert np.all(np.diff(tiebreak[tantivy.rows])[tied] > 0)
-    other_k1 = index.search_many(texts[:3], 10, k1=0.9)  # only the batch scorer knows other k1 values
-    assert all(len(h.rows) == 10 for h in other_k1)
+    with pytest.raises(ValueError, match="Tantivy scores only"):  # Tantivy knows its own k1/b only
+        index.search_many(texts[:3], 10, k1=0.9, scorer="tantivy")
 
 
 def test_exact_lengths_give_bm25s_lucene_scores(csn_mini):
@@ -117,7 +117,7 @@ def test_a_repeated_query_term_counts_once_per_occurrence():
     assert twice[1] == pytest.approx(once[1])  # document 1 holds only "json"
 
 
-def test_term_matrix_round_trips_through_disk(tmp_path):
+def test_term_matrix_round_trips_through_disk_memory_mapped(tmp_path):
     builder = TermMatrixBuilder()
     for tokens in (["ünïcode", "名前", "x"], [], ["x", "x"]):
         builder.add(tokens)
@@ -125,15 +125,67 @@ def test_term_matrix_round_trips_through_disk(tmp_path):
     matrix.save(tmp_path)
     loaded = TermMatrix.load(tmp_path)
     assert loaded.vocabulary == matrix.vocabulary and list(loaded.lengths) == [3, 0, 2]
-    for name in ("indptr", "rows", "frequencies"):
+    for name in MATRIX_ARRAYS:
         assert np.array_equal(getattr(loaded, name), getattr(matrix, name))
+        assert isinstance(getattr(loaded, name), np.memmap)  # mapped, not read: a 1M-document matrix opens at once
     # arrays that would send the (unchecked) scorer outside memory are refused on load
-    with np.load(tmp_path / "term_matrix.npz") as arrays:
-        parts = dict(arrays)
-    parts["rows"] = parts["rows"] + 5
-    np.savez(tmp_path / "term_matrix.npz", **parts)
+    rows_file = tmp_path / MATRIX_FILES["rows"]
+    np.save(rows_file, np.load(rows_file) + 5)
     with pytest.raises(ValueError, match="inconsistent"):
         TermMatrix.load(tmp_path)
+    np.save(rows_file, np.load(rows_file).astype(np.int64) - 5)  # right values, another type than the scorer was built for
+    with pytest.raises(ValueError, match="inconsistent"):
+        TermMatrix.load(tmp_path)
+    np.save(rows_file, np.array([{"x": 1}], dtype=object), allow_pickle=True)  # never unpickled
+    with pytest.raises(ValueError, match="Python objects|pickle"):
+        TermMatrix.load(tmp_path)
+
+
+def test_the_matrix_written_in_chunks_equals_the_one_built_in_memory(tmp_path, csn_mini):
+    analyzer = get_analyzer("code")
+    in_memory, on_disk = TermMatrixBuilder(), TermMatrixWriter(tmp_path, spill_pairs=97, place_pairs=131)  # many chunks and blocks
+    for document in csn_mini.documents:
+        tokens = analyzer.tokenize(document.full_text)
+        in_memory.add(tokens)
+        on_disk.add(tokens)
+    expected, written = in_memory.build(), on_disk.build()
+    assert written.vocabulary == expected.vocabulary and len(expected.vocabulary) > 1000
+    for name in MATRIX_ARRAYS:
+        assert getattr(written, name).dtype == getattr(expected, name).dtype
+        assert np.array_equal(getattr(written, name), getattr(expected, name)), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*MATRIX_FILES.values(), TERMS_FILE])  # scratch files gone
+    loaded = TermMatrix.load(tmp_path)
+    queries = [analyzer.term_counts(q.text) for q in csn_mini.queries]
+    ours, theirs = bm25_top_k(loaded, queries, 20, 0.9, 0.4), bm25_top_k(expected, queries, 20, 0.9, 0.4)
+    assert np.array_equal(ours.rows, theirs.rows) and np.array_equal(ours.scores, theirs.scores)
+
+
+def test_an_empty_corpus_writes_an_empty_matrix(tmp_path):
+    matrix = TermMatrixWriter(tmp_path).build()
+    assert matrix.num_docs == 0 and len(matrix.rows) == 0 and list(matrix.indptr) == [0]
+    assert bm25_top_k(TermMatrix.load(tmp_path), [Counter(["x"])], 10).rows.shape == (1, 0)
+
+
+def test_a_query_scores_the_same_alone_as_in_a_run_on_any_number_of_threads(csn_mini):
+    import numba
+
+    analyzer = get_analyzer("code")
+    builder = TermMatrixBuilder()
+    for document in csn_mini.documents:
+        builder.add(analyzer.tokenize(document.full_text))
+    matrix = builder.build()
+    queries = [analyzer.term_counts(q.text) for q in csn_mini.queries] + [Counter(["return"]), Counter()]
+    run = bm25_top_k(matrix, queries, 50)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one_thread = bm25_top_k(matrix, queries, 50)
+    finally:
+        numba.set_num_threads(threads)
+    assert np.array_equal(run.rows, one_thread.rows) and np.array_equal(run.scores, one_thread.scores)
+    for i, query in enumerate(queries):
+        alone = bm25_top_k(matrix, [query], 50)
+        assert np.array_equal(alone.rows[0], run.rows[i]) and np.array_equal(alone.scores[0], run.scores[i])
 
 
 def test_engine_run_and_pasted_queries_rank_alike(csn_engine):

@@ -93,16 +93,3 @@ def test_streamed_build_from_the_corpus_store_equals_the_in_memory_build(tmp_pat
     for text in texts:  # Tantivy's own index
         a, b = in_memory.search(text, 100), streamed.search(text, 100)
         assert a.rows.tolist() == b.rows.tolist() and a.scores.tolist() == b.scores.tolist()
-
-
-def test_above_the_term_matrix_limit_no_matrix_is_written_and_other_k1_b_are_refused(workspace, monkeypatch):
-    from core.errors import ProfileError
-    from core.index import lexical
-
-    monkeypatch.setattr(lexical, "TERM_MATRIX_MAX_DOCS", 2)
-    dataset = tiny_dataset(["parse the url", "read the config", "write the log"])
-    index, _ = open_lexical_index(workspace, dataset, "code")
-    assert not (index.path / "term_matrix.npz").exists()
-    assert index.search_many(["parse url"], 3)[0].rows.tolist() == [0]  # Tantivy answers at its own k1/b
-    with pytest.raises(ProfileError, match="term matrix"):
-        index.search_bm25("parse url", 3, 0.9, 0.4)
