@@ -162,7 +162,8 @@ if start:
                               max_examples=None if prepared.strip() else int(max_examples), progress=True, data=data | (recipe.record() if recipe and not prepared.strip() else {}),
                               overwrite=overwrite, checkpoint_every=int(checkpoint_every) or None, on_step=show_step,
                               base_weight=chosen_base_weight, learning_rate=float(settings["learning_rate"]),
-                              mini_batch_size=int(settings["mini_batch_size"]))
+                              mini_batch_size=int(settings["mini_batch_size"]),
+                              report=lambda line: st.warning(escape_markdown(line)))  # a checkpoint set aside, said here
             profile = add_dense_profile(workspace, output)
             status.update(label=f"Saved {output}", state="complete", expanded=True)
         info = read_finetune_info(folder)
