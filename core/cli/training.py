@@ -173,7 +173,8 @@ def cmd_finetune(args, workspace: Workspace) -> None:
                       max_seq_length=settings["max_seq_length"], seed=args.seed, symmetric=not args.asymmetric,
                       progress=not args.quiet, threads=args.threads, data=data, overwrite=args.overwrite,
                       mini_batch_size=settings["mini_batch_size"], checkpoint_every=settings["checkpoint_every"],
-                      resume=not args.restart, on_step=report, base_weight=settings["base_weight"])
+                      resume=not args.restart, on_step=report, base_weight=settings["base_weight"],
+                      report=_to_stderr)
     info = read_finetune_info(folder)
     print(f"trained {info['examples_trained']} of {info['examples']} examples in {info['steps']} steps on {info['machine']['device']}, "
           f"loss {info['loss_first']:.3f} -> {info['loss_last']:.3f}; peak memory {info['peak_rss_mb']:.0f} MB")

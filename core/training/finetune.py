@@ -21,6 +21,7 @@ import importlib.util
 import gzip
 import json
 import lzma
+import math
 import os
 import platform
 import random
@@ -547,27 +548,196 @@ def checkpoint_dir(workspace: Workspace, output_name: str) -> Path:
     return workspace.models_dir / f".{slug(output_name)}.checkpoint"
 
 
-def _save_checkpoint(folder: Path, state: dict) -> None:
-    """Written beside, then renamed over the last one: a kill during the write keeps the previous checkpoint."""
+# A checkpoint is a folder of plain data: nothing in it is unpickled, so a file planted in the workspace cannot run code.
+CHECKPOINT_FORMAT = "codeir-checkpoint/2"
+CHECKPOINT_STATE = "state.json"  # format, run key, step, losses, scheduler, optimizer settings, random state
+CHECKPOINT_MODEL = "model.safetensors"
+CHECKPOINT_OPTIMIZER = "optimizer.safetensors"  # the optimizer's tensors, keyed "<parameter index>.<name>"
+OLD_CHECKPOINT = "state.pt"  # the pickled format of earlier versions: never loaded, only set aside
+# state.json holds the loss curve: 8 MB covers some 400,000 steps, and bounds what is parsed before the run key is known.
+MAX_CHECKPOINT_STATE_BYTES = 8 * 2**20
+
+
+class TrainingDiverged(WorkbenchError):
+    """A loss, gradient or weight became NaN or infinite: training stops and saves nothing (a NaN model breaks every index)."""
+
+
+class _RejectedCheckpoint(Exception):
+    """Why a checkpoint cannot be resumed; the checkpoint is set aside and the run starts over."""
+
+
+def _say_to_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _first_non_finite(tensors: Mapping[str, object]) -> str | None:
+    """The name of the first floating-point tensor holding a NaN or an infinity, else None."""
     import torch
 
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"state.pt.tmp-{os.getpid()}"
-    torch.save(state, tmp)
-    os.replace(tmp, folder / "state.pt")
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
-def _load_checkpoint(folder: Path, run_key: str) -> dict | None:
+def _diverged(step: int, total_steps: int, what: str) -> TrainingDiverged:
+    return TrainingDiverged(f"Training diverged at step {step} of {total_steps}: {what}. Nothing was saved (a checkpoint of "
+                            f"earlier steps is kept). Lower the learning rate, or check the base model and the examples, "
+                            f"then run again.")
+
+
+def _save_checkpoint(folder: Path, run_key: str, step: int, losses: Sequence[float], model, optimizer, scheduler,
+                     device: str) -> None:
+    """Write the checkpoint beside the last one, then rename it into place: a kill during the write keeps the previous one.
+
+    Tensors go to safetensors files, everything else (counters, the loss curve, the scheduler, the optimizer's
+    settings, the random state) to ``state.json``.
+    """
+    import torch
+    from safetensors.torch import save_file
+
+    optimizer_state = optimizer.state_dict()
+    tensors, values = {}, {}
+    for index, entries in optimizer_state["state"].items():
+        for name, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{name}"] = value.detach().to("cpu", copy=True).contiguous()
+            else:
+                values[f"{index}.{name}"] = value
+    state = {"format": CHECKPOINT_FORMAT, "run_key": run_key, "step": step, "schedule": SCHEDULE_VERSION,
+             "losses": list(losses), "scheduler": scheduler.state_dict(),
+             "optimizer": {"param_groups": optimizer_state["param_groups"], "values": values},
+             "rng": torch.get_rng_state().tolist(), "cuda_rng": torch.cuda.get_rng_state().tolist() if device == "cuda" else None}
+    tmp = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        # copies, not views: tied weights share storage, which safetensors refuses to write
+        save_file({k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()},
+                  str(tmp / CHECKPOINT_MODEL))
+        save_file(tensors, str(tmp / CHECKPOINT_OPTIMIZER))
+        (tmp / CHECKPOINT_STATE).write_text(json.dumps(state), encoding="utf-8")
+        replace_folder(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _checked_state(folder: Path, run_key: str, total_steps: int) -> dict:
+    """``state.json`` when it belongs to this very run; read before any tensor, its size bounded."""
+    if (folder / OLD_CHECKPOINT).exists() and not (folder / CHECKPOINT_STATE).exists():
+        raise _RejectedCheckpoint(f"it has the old pickled format ({OLD_CHECKPOINT}), which is never loaded since unpickling can run code")
+    path = folder / CHECKPOINT_STATE
+    try:
+        if path.stat().st_size > MAX_CHECKPOINT_STATE_BYTES:
+            raise _RejectedCheckpoint(f"its {CHECKPOINT_STATE} is larger than {MAX_CHECKPOINT_STATE_BYTES // 2**20} MB")
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise _RejectedCheckpoint(f"its {CHECKPOINT_STATE} cannot be read ({type(exc).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise _RejectedCheckpoint(f"its {CHECKPOINT_STATE} is not a {CHECKPOINT_FORMAT} checkpoint")
+    if state.get("run_key") != run_key or state.get("schedule") != SCHEDULE_VERSION:
+        raise _RejectedCheckpoint("it belongs to a run with other examples, settings or base model")
+    step, losses = state.get("step"), state.get("losses")
+    if (not isinstance(step, int) or not 0 < step < total_steps or not isinstance(losses, list) or len(losses) != step
+            or not all(isinstance(v, (int, float)) for v in losses)):
+        raise _RejectedCheckpoint("its step counter or loss curve is damaged")
+    if not all(isinstance(state.get(key), dict) for key in ("scheduler", "optimizer")) or not isinstance(state.get("rng"), list):
+        raise _RejectedCheckpoint(f"its {CHECKPOINT_STATE} lacks the scheduler, optimizer or random state")
+    return state
+
+
+def _checked_tensors(folder: Path, model) -> tuple[dict, dict]:
+    """The model's and the optimizer's tensors, read with safetensors (no code runs) and matched against the live model."""
+    from safetensors.torch import load_file
+
+    try:
+        weights = load_file(str(folder / CHECKPOINT_MODEL))
+        optimizer_tensors = load_file(str(folder / CHECKPOINT_OPTIMIZER))
+    except Exception as exc:  # missing, cut short, a bad header: safetensors raises several kinds
+        raise _RejectedCheckpoint(f"its tensors cannot be read ({type(exc).__name__})") from None
+    live = model.state_dict()
+    if weights.keys() != live.keys() or any(weights[k].shape != live[k].shape or weights[k].dtype != live[k].dtype for k in live):
+        raise _RejectedCheckpoint("its weights do not fit the base model's layers")
+    return weights, optimizer_tensors
+
+
+def _optimizer_state(state: dict, tensors: Mapping[str, object], optimizer) -> dict:
+    """The optimizer's state dict put back together from ``state.json`` and its tensors."""
+    saved = state["optimizer"]
+    groups, live_groups = saved.get("param_groups"), optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(live_groups) or not all(isinstance(g, dict) for g in groups):
+        raise _RejectedCheckpoint("its optimizer state does not fit the model")
+    # JSON turned tuples (Adam's betas) into lists
+    groups = [{k: tuple(v) if isinstance(live.get(k), tuple) and isinstance(v, list) else v for k, v in group.items()}
+              for group, live in zip(groups, live_groups)]
+    entries: dict[int, dict[str, object]] = {}
+    for key, value in [*tensors.items(), *dict(saved.get("values") or {}).items()]:
+        index, _, name = key.partition(".")
+        if not index.isdigit() or not name:
+            raise _RejectedCheckpoint("its optimizer state is damaged")
+        entries.setdefault(int(index), {})[name] = value
+    return {"state": entries, "param_groups": groups}
+
+
+def _set_aside(folder: Path) -> Path:
+    """Rename a rejected checkpoint out of the way (kept for a look, never read again)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = folder.with_name(f"{folder.name}.rejected-{stamp}")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = folder.with_name(f"{folder.name}.rejected-{stamp}-{number}")
+    folder.rename(aside)
+    return aside
+
+
+def _resume(folder: Path, run_key: str, total_steps: int, model, optimizer, scheduler, device: str,
+            report: Callable[[str], None]) -> tuple[int, list[float]] | None:
+    """Restore this run's checkpoint into the model, optimizer, scheduler and random state: the step and losses so far.
+
+    ``state.json`` is checked first (size, format, run key, counters); only a checkpoint of this very run has its
+    tensors read. One that fails a check is moved aside with a line through ``report``, and training starts over
+    (None). Weights holding a NaN raise ``TrainingDiverged``: training on from them would save a NaN model.
+    """
     import torch
 
-    path = folder / "state.pt"
-    if not path.is_file():
+    if not folder.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # a checkpoint torn by a crash of the machine: start over rather than fail
+        state = _checked_state(folder, run_key, total_steps)
+        weights, optimizer_tensors = _checked_tensors(folder, model)
+        broken = _first_non_finite(weights)
+        if broken is not None:
+            aside = _set_aside(folder)
+            raise TrainingDiverged(f"The checkpoint at step {state['step']} holds non-finite weights (NaN or infinity in "
+                                   f"{broken}): training on from it would save a broken model. Nothing was trained or saved; "
+                                   f"the checkpoint was set aside as {aside.name}, so a new run starts from the base model.")
+        rng = torch.tensor(state["rng"], dtype=torch.uint8) if all(isinstance(b, int) and 0 <= b < 256 for b in state["rng"]) else None
+        if rng is None or rng.shape != torch.get_rng_state().shape:
+            raise _RejectedCheckpoint("its random state is damaged")
+        cuda_rng = None
+        if device == "cuda":
+            saved = state.get("cuda_rng")
+            cuda_rng = torch.tensor(saved, dtype=torch.uint8) if isinstance(saved, list) and all(
+                isinstance(b, int) and 0 <= b < 256 for b in saved) else None
+            if cuda_rng is None or cuda_rng.shape != torch.cuda.get_rng_state().shape:
+                raise _RejectedCheckpoint("its GPU random state is missing or damaged")
+        if not state["scheduler"].keys() <= scheduler.state_dict().keys():
+            raise _RejectedCheckpoint("its learning-rate schedule does not fit this run")
+        try:  # validates every group before it changes anything
+            optimizer.load_state_dict(_optimizer_state(state, optimizer_tensors, optimizer))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _RejectedCheckpoint(f"its optimizer state does not fit the model ({exc})") from None
+    except _RejectedCheckpoint as why:
+        aside = _set_aside(folder)
+        report(f"checkpoint {folder.name} set aside as {aside.name}: {why}; training starts from the base model")
         return None
-    return state if state.get("run_key") == run_key else None
+    scheduler.load_state_dict(state["scheduler"])
+    model.load_state_dict(weights)
+    torch.set_rng_state(rng)
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state(cuda_rng)
+    return int(state["step"]), [float(v) for v in state["losses"]]
 
 
 @contextmanager
@@ -592,7 +762,7 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
              threads: int | None = None, data: Mapping[str, object] | None = None, overwrite: bool = False,
              mini_batch_size: int = DEFAULT_MINI_BATCH, checkpoint_every: int | None = None, resume: bool = True,
              device: str | None = None, on_step: Callable[[TrainingStep], None] | None = None,
-             base_weight: float = 0.0) -> Path:
+             base_weight: float = 0.0, report: Callable[[str], None] = _say_to_stderr) -> Path:
     """Train ``base_model`` with MultipleNegativesRankingLoss and save it as ``<workspace>/models/<output_name>``.
 
     Each batch scores every query against all positives and hard negatives of the batch;
@@ -605,7 +775,9 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     comparisons read the same input. ``threads`` defaults to every core; ``device`` to a GPU when
     there is one. With ``checkpoint_every``, the weights, optimizer and random state are saved every
     that many steps and a later call with the same examples and settings resumes from there
-    (``resume``); ``on_step`` sees every step (raise ``TrainingInterrupted`` there to stop).
+    (``resume``); a checkpoint of another run, or one that fails its checks, is set aside with a line through
+    ``report``. ``on_step`` sees every step (raise ``TrainingInterrupted`` there to stop). A NaN or infinite
+    loss, gradient or weight raises ``TrainingDiverged`` and saves nothing.
     ``data`` is recorded in ``codeir-finetune.json`` (what the examples are, the leakage audit).
     ``base_weight`` > 0 saves the trained weights averaged with the base model's (``average_with_base``).
     """
@@ -658,8 +830,6 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     checkpoints = checkpoint_dir(workspace, output_name)
     if not resume:
         shutil.rmtree(checkpoints, ignore_errors=True)
-    state = _load_checkpoint(checkpoints, run_key) if resume else None
-
     torch.manual_seed(seed)
     gpu = device.startswith("cuda")
     if gpu:
@@ -674,14 +844,9 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(total_steps, max(1, int(warmup_ratio * total_steps))))
     losses: list[float] = []
     first_step = 0
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
-        if device == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"])
-        losses, first_step = list(state["losses"]), int(state["step"])
+    resumed = _resume(checkpoints, run_key, total_steps, model, optimizer, scheduler, device, report) if resume else None
+    if resumed is not None:
+        first_step, losses = resumed
     model.train()
     run_started, run_cpu = time.perf_counter(), time.process_time()
     with torch_threads(n_threads), _tf32_matmuls(gpu):
@@ -693,19 +858,24 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
                 columns += [[e.negatives[k] for e in batch] for k in range(len(batch[0].negatives))]
                 features = [{k: v.to(device) if hasattr(v, "to") else v for k, v in model.preprocess(column).items()} for column in columns]
                 loss = loss_fn(features, None)
+                value = float(loss.detach())
+                if not math.isfinite(value):  # checked before the step: the weights stay as they were
+                    raise _diverged(step + 1, total_steps, f"the loss is {value}")
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0))
+                if not math.isfinite(norm):  # clipping an infinite gradient makes NaNs: the optimizer must not apply it
+                    raise _diverged(step + 1, total_steps, f"the gradient norm is {norm}")
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-                losses.append(float(loss.detach()))
+                losses.append(value)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")
                 bar.update(1)
                 if checkpoint_every and (step + 1) % checkpoint_every == 0 and step + 1 < total_steps:
-                    _save_checkpoint(checkpoints, {
-                        "run_key": run_key, "step": step + 1, "losses": losses, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state() if device == "cuda" else None})
+                    broken = _first_non_finite(model.state_dict())
+                    if broken is not None:
+                        raise _diverged(step + 1, total_steps, f"the weights of {broken} are not finite")
+                    _save_checkpoint(checkpoints, run_key, step + 1, losses, model, optimizer, scheduler, device)
                 if on_step is not None:
                     on_step(TrainingStep(step + 1, total_steps, losses[-1], time.perf_counter() - run_started, first_step))
     training_seconds, training_cpu = time.perf_counter() - run_started, time.process_time() - run_cpu
@@ -714,6 +884,9 @@ def finetune(train_examples: Sequence[TrainingExample], workspace: Workspace, ba
     if base_state is not None:
         with torch.no_grad():
             model.load_state_dict(average_with_base(model.state_dict(), base_state, base_weight))
+    broken = _first_non_finite(model.state_dict())
+    if broken is not None:
+        raise _diverged(total_steps, total_steps, f"the weights of {broken} are not finite")
     info = {
         "name": output_name, "base_model": base_model, "base_fingerprint": base_fingerprint,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": round(time.perf_counter() - started, 1),

@@ -314,7 +314,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_and_ends_with_the_same_w
 
     with pytest.raises(TrainingInterrupted):
         _tiny_run(workspace, "resumed", on_step=stop_after_two)
-    assert not (workspace.models_dir / "resumed").exists() and (checkpoint_dir(workspace, "resumed") / "state.pt").is_file()
+    assert not (workspace.models_dir / "resumed").exists() and (checkpoint_dir(workspace, "resumed") / "state.json").is_file()
     resumed_steps = []
     resumed = _tiny_run(workspace, "resumed", on_step=resumed_steps.append)
     assert [s.step for s in resumed_steps] == [3, 4] and resumed_steps[0].resumed_from == 2
