@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import tantivy
-from numba import get_num_threads
 
 from core.index.analyzers import Analyzer, get_analyzer
 from core.index.bm25_batch import TermMatrix, TermMatrixWriter, bm25_top_k
@@ -155,6 +154,10 @@ class LexicalIndex:
             ties = hits.rows if tiebreak is None else tiebreak[hits.rows]
             order = np.lexsort((ties, -hits.scores))
             return LexicalHits(hits.rows[order], hits.scores[order])
+
+        if len(texts) <= 1:  # one pasted query: no pool, and no numba import to learn its thread count
+            return [ranked(text) for text in texts]
+        from numba import get_num_threads
 
         threads = min(len(texts), get_num_threads())
         if threads <= 1:
