@@ -18,7 +18,7 @@ from bench.common import Measure, Target, peak_rss_bytes
 from bench.context import BenchContext, bench_profiles, corpus_subset
 from core.index.distributed import RayOptions, embed_corpus
 from core.index.encoders import load_encoder
-from core.index.vectors import open_vector_index
+from core.index.vectors import open_current_corpus_table, open_vector_index
 from core.retrieval.engine import Engine
 from core.retrieval.scale import run_with_ray
 from core.workspace import Workspace
@@ -50,7 +50,8 @@ def ray_versus_single_process(context: BenchContext, documents: int | None) -> l
         init_seconds = time.perf_counter() - started
         try:
             started = time.perf_counter()
-            on_ray, _ = embed_corpus(workspace, dataset, encoder, RayOptions(actors=actors), rebuild=True)
+            embed_corpus(workspace, dataset, encoder, RayOptions(actors=actors), rebuild=True)
+            on_ray = open_current_corpus_table(workspace, dataset, encoder)
             ray_seconds = time.perf_counter() - started
             cosines = (on_ray.vectors * single.vectors).sum(axis=1)
             query_vectors = encoder.encode([q.text for q in dataset.queries])

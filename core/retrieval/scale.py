@@ -52,7 +52,10 @@ def dense_models(engine: Engine, names: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def embed_with_ray(engine: Engine, names: Sequence[str], options: RayOptions, rebuild: bool = False) -> list[BuildReport]:
-    """Embed the corpus on Ray for every model the named profiles need; the engine then opens those tables as its own."""
+    """Embed the corpus on Ray for every model the named profiles need; the engine then opens those tables as its own.
+
+    A dataset opened from its corpus store is read by Ray's tasks from the store (``distributed.corpus_source``).
+    """
     reports = []
     ray, started_here = connect(options)  # an unreachable address or too small a cluster is refused before a model loads
     try:
@@ -60,8 +63,8 @@ def embed_with_ray(engine: Engine, names: Sequence[str], options: RayOptions, re
         for model, backend in dense_models(engine, names):
             stage = f"embedding corpus on Ray ({model})"
             progress = fraction_reporter(engine.progress, stage, len(engine.dataset.documents))
-            _, report = embed_corpus(engine.workspace, engine.dataset, engine.encoder(model, backend), options, rebuild, progress)
-            reports.append(report)
+            reports.append(embed_corpus(engine.workspace, engine.dataset, engine.encoder(model, backend), options, rebuild,
+                                        progress))
     finally:
         if started_here:
             ray.shutdown()
