@@ -3,14 +3,17 @@
     python bench/run_benchmarks.py [--quick] [--only 1,2,3] [--repeats N] [--workspace DIR]
                                    [--skip-scale] [--scale-sizes 100000,1000000] [--build-repeats N] [--ray-docs N]
                                    [--large-sizes 1000000,5000000]
-                                   [--real-sample N]
+                                   [--real-sample N] [--bm25-sizes 100000,1000000] [--ann-sizes 100000,1000000]
 
 Parts: 1 warm evaluation, 2 paste-to-results latency, 3 BM25 vs bm25s, 4 dense vs numpy, 5 ONNX int8 vs
 torch, 6 metrics vs ranx/pytrec_eval, 7 cold builds, 8 scaling to 100k/1M synthetic documents, 9 peak memory
 of importing a 1 GiB corpus zip, 10 the Ray engine vs one process (embedding, runs split into tasks), 11 diagnosis
 (bootstrap intervals at leaderboard scale, a 10k-point embedding map from its cache), 12 fine-tuning memory per step,
 13 a corpus of millions in bounded memory (Lance corpus store, streamed BM25 build, queries read by row).
-14 a real corpus (every source tree on this machine pooled) stage by stage.
+14 a real corpus (every source tree on this machine pooled) stage by stage, 15 BM25 at 100k/1M documents: Tantivy
+against the batch scorer on 1,000-query runs, at any k1/b, 16 dense at 100k/1M vectors: exact search, ANN indexes
+built on request with their recall@100 against it, and importing a corpus's vectors from parquet, 17 the whole product
+at 6k/100k/1M documents (open, evaluate, search-corpus, page click-to-render in Chromium, server RSS).
 Each figure is the median of --repeats runs; each ratio compares two timings taken in this process.
 Indexes and embeddings of the bundled sets are built on first use in the workspace and reused after.
 """
@@ -37,13 +40,15 @@ from core.workspace import Workspace  # noqa: E402
 PARTS = {1: "warm evaluation", 2: "paste-to-results latency", 3: "BM25 vs bm25s", 4: "dense vs numpy",
          5: "ONNX int8 vs torch", 6: "metrics vs ranx / pytrec_eval", 7: "cold builds", 8: "scaling",
          9: "zip import memory", 10: "Ray engine vs one process", 11: "diagnosis: bootstrap intervals, embedding map",
-         12: "fine-tuning memory", 13: "large corpus in bounded memory", 14: "real corpus: every source tree on this machine"}
+         12: "fine-tuning memory", 13: "large corpus in bounded memory", 14: "real corpus: every source tree on this machine",
+         15: "BM25 at scale", 16: "dense at 1M: ANN recall and imported vectors",
+         17: "the whole product at 6k/100k/1M: open, evaluate, search-corpus, page clicks in Chromium"}
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
 def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext], list[Measure]]:
-    from bench import (baselines, building, diagnosis, distributed, end_to_end, finetuning, large_corpus, real_corpus, scale,
-                       zip_import)
+    from bench import (baselines, bm25_scale, building, dense_ann, diagnosis, distributed, end_to_end, finetuning, large_corpus,
+                       product_scale, real_corpus, scale, zip_import)
 
     return {
         1: end_to_end.warm_evaluation,
@@ -60,6 +65,9 @@ def _part_runner(part: int, args: argparse.Namespace) -> Callable[[BenchContext]
         12: finetuning.training_memory,
         13: lambda context: large_corpus.large_corpus(context, args.large_sizes),
         14: lambda context: real_corpus.real_corpus(context, args.real_sample),
+        15: lambda context: bm25_scale.bm25_at_scale(context, args.bm25_sizes),
+        16: lambda context: dense_ann.dense_ann(context, args.ann_sizes),
+        17: lambda context: product_scale.product_at_scale(context, args.product_sizes),
     }[part]
 
 
@@ -117,7 +125,7 @@ def _parse_sizes(text: str) -> list[int]:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="subsets and fewer repeats: every part in a few minutes")
-    parser.add_argument("--only", type=_parse_parts, default=sorted(PARTS), help="comma-separated part numbers (1-14)")
+    parser.add_argument("--only", type=_parse_parts, default=sorted(PARTS), help="comma-separated part numbers (1-17)")
     parser.add_argument("--repeats", type=int, default=None, help="runs per figure, median reported (default 5, --quick 2)")
     parser.add_argument("--build-repeats", type=int, default=1, help="runs of each cold embedding build in part 7 (default 1)")
     parser.add_argument("--workspace", type=Path, default=None, help="workspace folder (default: the project's workspace/)")
@@ -126,6 +134,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="synthetic corpus sizes for part 8 (default 100000,1000000; --quick 20000)")
     parser.add_argument("--large-sizes", type=_parse_sizes, default=None,
                         help="synthetic corpus sizes for part 13 (default 1000000; --quick 20000); the target is set at 5000000")
+    parser.add_argument("--bm25-sizes", type=_parse_sizes, default=None,
+                        help="synthetic corpus sizes for part 15 (default 100000,1000000; --quick 20000)")
+    parser.add_argument("--product-sizes", type=_parse_sizes, default=None,
+                        help="corpus sizes for part 17 (default 6037,100000,1000000; --quick 6037,20000)")
+    parser.add_argument("--ann-sizes", type=_parse_sizes, default=None,
+                        help="synthetic vector counts for part 16 (default 100000,1000000; --quick 20000)")
     parser.add_argument("--ray-docs", type=int, default=None,
                         help="documents embedded in part 10 (default: all of csn-python-code2doc; --quick 1000)")
     parser.add_argument("--real-sample", type=int, default=None,
@@ -139,6 +153,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args.real_sample = args.real_sample or (1000 if args.quick else 5000)
     args.scale_sizes = args.scale_sizes or ([20_000] if args.quick else [100_000, 1_000_000])
     args.large_sizes = args.large_sizes or ([20_000] if args.quick else [1_000_000])
+    args.bm25_sizes = args.bm25_sizes or ([20_000] if args.quick else [100_000, 1_000_000])
+    args.product_sizes = args.product_sizes or ([6037, 20_000] if args.quick else [6037, 100_000, 1_000_000])
+    args.ann_sizes = args.ann_sizes or ([20_000] if args.quick else [100_000, 1_000_000])
     if args.skip_scale:
         args.only = [p for p in args.only if p != 8]
     return args
@@ -153,7 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "machine": machine(),
               "args": {"quick": args.quick, "only": args.only, "repeats": args.repeats, "build_repeats": args.build_repeats,
                        "workspace": str(context.workspace.root), "scale_sizes": args.scale_sizes,
-                       "large_sizes": args.large_sizes},
+                       "large_sizes": args.large_sizes, "bm25_sizes": args.bm25_sizes,
+                       "ann_sizes": args.ann_sizes},
               "load_average": {"start": load_average()}, "parts": {}, "results": []}
     measures: list[Measure] = []
     for part in args.only:

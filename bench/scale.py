@@ -39,6 +39,13 @@ SYNTHETIC_NOTE = ("synthetic corpus: real csn-python-code2doc docstrings repeate
                   "not model embeddings of the synthetic text")
 
 
+def part8_ann():
+    """The ANN part 8 has always measured: IVF_FLAT, 20 probes, 2 x k candidates re-scored exactly (part 16: IVF_PQ, HNSW)."""
+    from core.index.ann import AnnSettings
+
+    return AnnSettings("ivf_flat", nprobes=20, refine=2)
+
+
 def synthetic_texts(base: Sequence[str], size: int, seed: int = 20261122) -> Iterator[str]:
     """``size`` docstrings: the real ones first, then variants of them, each variant different."""
     rng = random.Random(seed)
@@ -102,8 +109,9 @@ def run_size(size: int, inputs: Path, workdir: Path, repeats: int) -> dict:
 
     from core.data.datasets import Dataset, Document, Qrels
     from core.index.bm25_batch import bm25_top_k
-    from core.index.lexical import TERM_MATRIX_MAX_DOCS, open_lexical_index
-    from core.index.vectors import ANN_INDEX_TYPE, VectorIndex, record_batches, read_checked_table, vectors_to_arrow, top_k
+    from core.index.lexical import open_lexical_index
+    from core.index.ann import ann_search, build_ann_index
+    from core.index.vectors import VectorIndex, record_batches, read_checked_table, table_checksum, vectors_to_arrow, top_k
     from core.workspace import Workspace
 
     base_texts = json.loads((inputs / "base_texts.json").read_text())
@@ -129,7 +137,7 @@ def run_size(size: int, inputs: Path, workdir: Path, repeats: int) -> dict:
     figures["bm25_query_s"] = _latencies(lambda text: lexical.search(text, DEPTH), query_texts, repeats)
     figures["bm25_run_s"] = _latencies(lambda texts: lexical.search_many(texts, DEPTH), [query_texts], repeats)
     figures["bm25_run_path"] = "batch scorer" if size <= lexical.batch_max_docs else "Tantivy per query"
-    figures["term_matrix"] = size <= TERM_MATRIX_MAX_DOCS  # larger builds write none (memory), so there is nothing to time
+    figures["term_matrix"] = True  # written at every size since issue 26.2 (in bounded memory)
     if figures["term_matrix"]:
         started = time.perf_counter()
         matrix = lexical.term_matrix
@@ -150,25 +158,26 @@ def run_size(size: int, inputs: Path, workdir: Path, repeats: int) -> dict:
     figures["vector_write_s"] = time.perf_counter() - started
     del vectors
     _memory(memory, "vectors written")
+
     started = time.perf_counter()
-    table.create_index(metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)  # as core.index.vectors does
+    table, vectors, ids = read_checked_table(db, name, expected)  # what the product does on opening a vector index
+    figures["vector_open_s"] = time.perf_counter() - started
+    _memory(memory, "vectors opened (product read)")
+    index = VectorIndex(table, vectors, table_checksum(table, ids, vectors))
+    del ids
+
+    started = time.perf_counter()
+    ann = part8_ann()
+    build_ann_index(workspace, index, ann)  # as a profile with search = "ann", ann_index = "ivf_flat" builds it
     figures["ann_build_s"] = time.perf_counter() - started
     _memory(memory, "ANN index built")
 
-    started = time.perf_counter()
-    table, vectors, _ = read_checked_table(db, name, expected)  # what the product does on opening a vector index
-    figures["vector_open_s"] = time.perf_counter() - started
-    _memory(memory, "vectors opened (product read)")
-
-    index = VectorIndex(table, vectors)
-    index.uses_ann = False
     exact_rows = np.concatenate([top_k(chunk @ vectors.T, DEPTH).rows  # chunks keep the score matrix small
                                  for chunk in np.array_split(query_vectors, max(1, len(query_vectors) // 10))])
     figures["exact_query_s"] = _latencies(lambda q: index.search(q, DEPTH), query_vectors, repeats)
-    index.uses_ann = True
-    index.search(query_vectors[0], DEPTH)
-    figures["ann_query_s"] = _latencies(lambda q: index.search(q, DEPTH), query_vectors, repeats)
-    ann_rows = index.search(query_vectors, DEPTH).rows
+    ann_search(index, query_vectors[0], DEPTH, ann)
+    figures["ann_query_s"] = _latencies(lambda q: ann_search(index, q, DEPTH, ann), query_vectors, repeats)
+    ann_rows = ann_search(index, query_vectors, DEPTH, ann).rows
     figures["ann_recall_at_10"] = _recall(ann_rows, exact_rows, 10)
     figures["ann_recall_at_100"] = _recall(ann_rows, exact_rows, DEPTH)
     figures["nprobes"] = {}  # the raw index, no re-scoring: what each nprobes gives on its own
@@ -185,21 +194,17 @@ def run_size(size: int, inputs: Path, workdir: Path, repeats: int) -> dict:
 
 
 def _measures(figures: dict) -> list[Measure]:
-    from core.index.vectors import ANN_INDEX_TYPE, ANN_OVERSAMPLE
+    ANN_INDEX_TYPE, ANN_OVERSAMPLE = "IVF_FLAT", part8_ann().refine
 
     size = figures["size"]
     label = f"{size:,} docs"
     bm25_p50 = percentile(figures["bm25_query_s"], 50) * 1000
     ann_p50 = percentile(figures["ann_query_s"], 50) * 1000
     exact_p50 = percentile(figures["exact_query_s"], 50) * 1000
-    matrix = "+ term matrix" if figures.get("term_matrix", True) else "no term matrix above core.index.lexical.TERM_MATRIX_MAX_DOCS"
-    if figures.get("term_matrix", True):
-        batch = Measure(8, f"scale {label}: BM25 batch scorer throughput (top-100)", figures["queries"] / percentile(figures["bm25_batch_s"], 50), "q/s", None,
-                        f"core.index.bm25_batch on the same queries, tokenised beforehand (what runs at other k1/b); reading the term matrix "
-                        f"and loading the scorer took {figures['bm25_batch_open_s']:.1f} s")
-    else:
-        batch = Measure(8, f"scale {label}: BM25 batch scorer throughput (top-100)", None, "q/s", None,
-                        "not measured: no term matrix is written at this size, so other k1/b are refused here")
+    matrix = "+ term matrix"
+    batch = Measure(8, f"scale {label}: BM25 batch scorer throughput (top-100)", figures["queries"] / percentile(figures["bm25_batch_s"], 50), "q/s", None,
+                    f"core.index.bm25_batch on the same queries, tokenised beforehand (what runs at other k1/b); reading the term matrix "
+                    f"and loading the scorer took {figures['bm25_batch_open_s']:.1f} s")
     return [
         Measure(8, f"scale {label}: BM25 index build", figures["bm25_build_s"], "s", None,
                 f"{size / figures['bm25_build_s']:,.0f} docs/s (tokenise + Tantivy, one writer thread, {matrix})"),
@@ -210,11 +215,12 @@ def _measures(figures: dict) -> list[Measure]:
         batch,
         Measure(8, f"scale {label}: vector table write", figures["vector_write_s"], "s", None,
                 f"core.index.vectors' write path; generating the synthetic vectors took {figures['generate_vectors_s']:.1f} s more"),
-        Measure(8, f"scale {label}: ANN index build ({ANN_INDEX_TYPE})", figures["ann_build_s"], "s", None, "LanceDB defaults, as core.index.vectors builds it"),
+        Measure(8, f"scale {label}: ANN index build ({ANN_INDEX_TYPE})", figures["ann_build_s"], "s", None,
+                "core.index.ann.build_ann_index (sqrt(n) partitions); part 16 measures IVF_PQ and HNSW"),
         Measure(8, f"scale {label}: open vectors into memory", figures["vector_open_s"], "s", None, "core.index.vectors reads the table on open"),
         Measure(8, f"scale {label}: ANN query p50 (top-100)", ann_p50, "ms", None,
                 f"p95 {percentile(figures['ann_query_s'], 95) * 1000:.1f} ms; exact flat p50 {exact_p50:.1f} ms "
-                f"(the product searches exactly up to core.index.vectors.ANN_THRESHOLD docs)"),
+                f"(every run searches exactly unless its profile asks for ANN)"),
         Measure(8, f"scale {label}: exact flat query p50 (top-100)", exact_p50, "ms", None, "one query vector x all docs"),
         Measure(8, f"scale {label}: ANN recall@10 vs exact", figures["ann_recall_at_10"], "", None,
                 f"recall@100 {figures['ann_recall_at_100']:.3f} (product path: lance's default nprobes, "

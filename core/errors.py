@@ -76,3 +76,7 @@ class MetricError(WorkbenchError, ValueError):
 
 class ClusterError(WorkbenchError):
     """A distributed (Ray) job cannot start or finish: Ray missing, cluster unreachable, too few CPUs, workers dying."""
+
+
+class VectorFileError(WorkbenchError):
+    """A file of vectors brought from elsewhere does not match the corpus or the model (count, ids, dimension, values)."""

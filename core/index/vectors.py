@@ -10,10 +10,12 @@ encoded, so a text already embedded by that model, for any dataset or query set,
 again. The cache also serves as the checkpoints of a build: each encoded chunk is written to it at
 once, under a content checksum that is verified whenever the chunk is read back.
 
-Search is exact (a matrix product over the vectors held in memory) up to ``ANN_THRESHOLD``
-documents; past that an IVF index in LanceDB (``ANN_INDEX_TYPE``) proposes ``ANN_OVERSAMPLE`` x k
-candidates whose exact cosines pick the k best. Its recall against the exact search is reported by the
-benchmark script.
+Search is exact (a matrix product over the vectors held in memory) whatever the corpus size: it is the
+reference every run uses. An ANN index is built only when asked (``core.index.ann``), and a run made through
+it carries its measured recall against this exact search.
+
+A corpus is read as a stream (``Corpus.iter_documents``): a build holds the ids, the text keys, the vector
+matrix and one chunk of texts, never the corpus's texts.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ import shutil
 import time
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,21 +35,14 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
+from core.data.corpus_store import Corpus
 from core.data.datasets import Dataset
 from core.index.encoders import Encoder
-from core.errors import IndexCorruptError
+from core.errors import IndexCorruptError, ModelUnavailableError
 from core.progress import ItemProgress
 from core.index.lexical import BuildReport
 from core.workspace import Workspace, replace_folder, slug
 
-ANN_THRESHOLD = 200_000
-# IVF with exact distances inside the probed partitions. IVF_HNSW_SQ was measured first: its 8-bit scalar
-# quantisation cannot tell near-duplicates apart (recall@10 0.83 at 1M synthetic docs, 0.29 on clustered test
-# vectors, whatever nprobes or ef) and it took 13 min to build at 1M; IVF_PQ was worse still.
-ANN_INDEX_TYPE = "IVF_FLAT"
-# The index proposes this many times k candidates; their cosines from the in-memory vectors pick the k best, so
-# scores are the very float32 values the exact search computes.
-ANN_OVERSAMPLE = 2
 EMBED_CHUNK = 1024  # embeddings are written to the cache every chunk, so an interrupted build resumes
 EMBED_CHUNK_ENV = "CODEIR_EMBED_CHUNK"  # overrides EMBED_CHUNK (tests use small chunks to interrupt a build mid-way)
 META_KEY = b"codeir"
@@ -172,12 +167,15 @@ def exact_top_k(queries: np.ndarray, documents: np.ndarray, k: int, max_document
 
 
 class VectorIndex:
-    """Corpus embeddings for one (dataset, model), searchable by query vectors."""
+    """Corpus embeddings for one (dataset, model), searched exactly; ``core.index.ann`` adds an ANN index on request.
 
-    def __init__(self, table, vectors: np.ndarray):
+    ``checksum`` is the table's CRC-32 of ids and vectors: what an ANN index and its measured recall are keyed by.
+    """
+
+    def __init__(self, table, vectors: np.ndarray, checksum: str = ""):
         self.table = table
         self.vectors = vectors
-        self.uses_ann = len(vectors) > ANN_THRESHOLD
+        self.checksum = checksum
         self._max_norm: float | None = None
 
     @property
@@ -188,24 +186,9 @@ class VectorIndex:
         return self._max_norm
 
     def search(self, query_vectors: np.ndarray, k: int = 100) -> DenseHits:
+        """The exact top ``k`` of each query (``exact_top_k``): every run's reference, whatever the corpus size."""
         query_vectors = np.atleast_2d(np.asarray(query_vectors, dtype=np.float32))
-        if not self.uses_ann:
-            return exact_top_k(query_vectors, self.vectors, k, self.max_norm)
-        k = min(k, len(self.vectors))
-        if k <= 0 or len(query_vectors) == 0:
-            return top_k(np.zeros((len(query_vectors), 0), np.float32), 0)
-        rows, scores = np.empty((len(query_vectors), k), np.int64), np.empty((len(query_vectors), k), np.float32)
-        for i, vector in enumerate(query_vectors):
-            # naming _distance keeps lance from warning on every query
-            hits = self.table.search(vector).metric("dot").limit(k * ANN_OVERSAMPLE).select(["row", "_distance"]).to_arrow()
-            candidates = np.sort(hits["row"].to_numpy().astype(np.int64))  # sorted: ties then go to the lower row, as in top_k
-            if len(candidates) < k:  # the probed partitions hold fewer than k documents: search this query exactly
-                best = exact_top_k(vector, self.vectors, k, self.max_norm)
-                rows[i], scores[i] = best.rows[0], best.scores[0]
-            else:
-                best = top_k(dot_scores(vector, self.vectors[candidates]), k)
-                rows[i], scores[i] = candidates[best.rows[0]], best.scores[0]
-        return DenseHits(rows, scores)
+        return exact_top_k(query_vectors, self.vectors, k, self.max_norm)
 
 
 def _connect(workspace: Workspace):
@@ -238,7 +221,7 @@ def _table_name(kind: str, dataset_name: str, model_name: str, content_hash: str
             f"__{content_hash[:12]}__{fingerprint[:24]}")
 
 
-def corpus_table_name(dataset: Dataset, encoder: Encoder) -> str:
+def corpus_table_name(dataset: Corpus, encoder: Encoder) -> str:
     return _table_name("docs", dataset.name, encoder.name, dataset.corpus_hash, encoder.fingerprint)
 
 
@@ -293,33 +276,50 @@ def record_batches(table: pa.Table, rows: int = 65_536) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(table.schema, table.to_batches(max_chunksize=rows))
 
 
+READ_BATCH_ROWS = 65_536  # rows read from a table at a time: opening one holds its matrix and one batch, not a second copy
+
+
 def read_checked_table(db, name: str, expected: dict) -> tuple[object, np.ndarray, list[str]]:
-    """Open a table and verify it is complete and matches; raise IndexCorruptError when not."""
+    """Open a table and verify it is complete and matches; raise IndexCorruptError when not.
+
+    Read batch by batch into the matrix, each row at its ``row`` number (any write order): the peak is the
+    matrix and one batch (1M x 384 opens in ~1.6 GiB, not ~3).
+    """
     try:
         table = db.open_table(name)
-        data = table.to_arrow()
-        meta = json.loads((data.schema.metadata or {}).get(META_KEY, b"{}"))
+        meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
         if any(meta.get(key) != value for key, value in expected.items()):
             raise IndexCorruptError(f"Vector table {name} is stale.")
-        if data.num_rows != expected["count"]:
-            raise IndexCorruptError(f"Vector table {name} holds {data.num_rows} rows, expected {expected['count']}.")
-        if not np.array_equal(data["row"].to_numpy(), np.arange(data.num_rows)):
-            data = data.sort_by("row")  # lance returns rows in write order, so this copy is the rare case
-            if not np.array_equal(data["row"].to_numpy(), np.arange(data.num_rows)):
-                raise IndexCorruptError(f"Vector table {name} has damaged row numbers.")
-        if data.schema.field("vector").type.list_size != expected["dim"]:
+        count, dim = expected["count"], expected["dim"]
+        if table.count_rows() != count:
+            raise IndexCorruptError(f"Vector table {name} holds {table.count_rows()} rows, expected {count}.")
+        if table.schema.field("vector").type.list_size != dim:
             raise IndexCorruptError(f"Vector table {name} has damaged vectors.")
-        # filled chunk by chunk: at most the Arrow table and one matrix in memory (1M x 384 reads in ~3 GiB, not ~6)
-        vectors = np.empty((data.num_rows, expected["dim"]), dtype=np.float32)
+        vectors = np.empty((count, dim), dtype=np.float32)
+        ids: list = [None] * count
+        seen = np.zeros(count, dtype=bool)
         start = 0
-        for chunk in data["vector"].chunks:
-            part = chunk.flatten().to_numpy(zero_copy_only=False).reshape(len(chunk), expected["dim"])
+        for batch in table.to_lance().to_batches(columns=["row", "id", "vector"], batch_size=READ_BATCH_ROWS, scan_in_order=True):
+            rows = batch.column("row").to_numpy()
+            if len(rows) == 0:
+                continue
+            if start + len(rows) > count or rows.min() < 0 or rows.max() >= count or seen[rows].any() or len(np.unique(rows)) != len(rows):
+                raise IndexCorruptError(f"Vector table {name} has damaged row numbers.")
+            part = batch.column("vector").flatten().to_numpy(zero_copy_only=False).reshape(len(rows), dim)
             if not np.isfinite(part).all():
                 raise IndexCorruptError(f"Vector table {name} has damaged vectors.")
-            vectors[start:start + len(chunk)] = part
-            start += len(chunk)
-        ids = data["id"].to_pylist()
-        del data
+            batch_ids = batch.column("id").to_pylist()
+            if rows[0] == start and rows[-1] == start + len(rows) - 1 and np.all(np.diff(rows) == 1):
+                vectors[start:start + len(rows)] = part  # written in row order: the common case
+                ids[start:start + len(rows)] = batch_ids
+            else:
+                vectors[rows] = part
+                for row, doc_id in zip(rows.tolist(), batch_ids):
+                    ids[row] = doc_id
+            seen[rows] = True
+            start += len(rows)
+        if start != count or not seen.all():
+            raise IndexCorruptError(f"Vector table {name} has damaged row numbers.")
         # tables written before checksums were recorded carry none; they are still accepted
         if "checksum" in meta and meta["checksum"] != _checksum(ids, vectors):
             raise IndexCorruptError(f"Vector table {name} does not match its checksum (a data file is damaged).")
@@ -328,6 +328,12 @@ def read_checked_table(db, name: str, expected: dict) -> tuple[object, np.ndarra
         raise
     except Exception as exc:  # lance raises many kinds of errors on missing or truncated files
         raise IndexCorruptError(f"Vector table {name} cannot be read ({type(exc).__name__}: {exc}).") from exc
+
+
+def table_checksum(table, ids: Sequence[str], vectors: np.ndarray) -> str:
+    """The checksum recorded in a table's metadata, or computed from its ids and vectors for a table that has none."""
+    meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
+    return meta.get("checksum") or _checksum(ids, vectors)
 
 
 def text_key(text: str) -> bytes:
@@ -425,7 +431,10 @@ class EmbeddingCache:
 
     def forget(self, texts: Sequence[str]) -> None:
         """Delete every shard holding one of ``texts``, so they are encoded again."""
-        keys = {text_key(text) for text in texts}
+        self.forget_keys({text_key(text) for text in texts})
+
+    def forget_keys(self, keys: set[bytes]) -> None:
+        """Delete every shard holding one of these text keys (``text_key``)."""
         for path in self.shards():
             head = self._read(path, with_vectors=False)
             if head is None or any(bytes(key) in keys for key in head[0]):
@@ -449,37 +458,100 @@ def embedding_cache_dir(workspace: Workspace) -> Path:
     return workspace.vectors_dir.parent / "embeddings"
 
 
-def _embed_resumable(texts: Sequence[str], encoder: Encoder, cache: EmbeddingCache,
-                     progress: ItemProgress | None) -> tuple[np.ndarray, int]:
-    """Vectors of ``texts`` in order, and how many came from the cache.
+def check_finite_vectors(vectors: np.ndarray, model_name: str) -> None:
+    """Refuse vectors holding a NaN or an infinity before they are cached or stored, naming the model that made them.
 
-    Texts the cache lacks (each distinct text once) are encoded in chunks, every chunk written to the cache
-    as it is done: an interrupted build resumes from there, whatever chunk size the next run uses.
+    A model with damaged weights (a diverged fine-tuning run, say) encodes every text to NaN; stored, such a
+    table made LanceDB fail later with a message that named no model.
     """
-    keys = [text_key(text) for text in texts]
-    vectors = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    finite = np.isfinite(vectors).all(axis=1)
+    if not finite.all():
+        raise ModelUnavailableError(
+            f"Model {model_name!r} produced non-finite vectors (NaN or infinity) for {int((~finite).sum())} of {len(vectors)} "
+            f"texts: its weights are damaged. Nothing was stored; train or copy the model again, or pick another one.")
+
+
+@dataclass(frozen=True)
+class RowSource:
+    """What a table is built from: its row count, and a fresh stream of (id, text) pairs in row order on each call.
+
+    A build streams it twice at most (keys first, then only the texts the cache lacks), so a corpus read from
+    disk (a ``CorpusStore``) is never held whole.
+    """
+
+    count: int
+    stream: Callable[[], Iterator[tuple[str, str]]]
+
+    @classmethod
+    def of_corpus(cls, corpus: Corpus) -> "RowSource":
+        return cls(corpus.num_docs, lambda: ((d.id, d.full_text) for d in corpus.iter_documents()))
+
+    @classmethod
+    def of_pairs(cls, pairs: Sequence[tuple[str, str]]) -> "RowSource":
+        return cls(len(pairs), lambda: iter(pairs))
+
+
+def _embed_streamed(source: RowSource, encoder: Encoder, cache: EmbeddingCache, progress: ItemProgress | None,
+                    forget: bool = False) -> tuple[list[str], np.ndarray, int]:
+    """Ids and vectors of ``source`` in row order, and how many vectors came from the cache.
+
+    A first pass keeps each row's id and text key; the cache fills what it holds; a second pass encodes the texts
+    it lacks (each distinct text once) in chunks, every chunk written to the cache as it is done: an interrupted
+    build resumes from there, whatever chunk size the next run uses. ``forget`` (a rebuild) drops the texts'
+    cached vectors first.
+    """
+    ids: list[str] = []
+    keys: list[bytes] = []
+    for doc_id, text in source.stream():
+        ids.append(doc_id)
+        keys.append(text_key(text))
+    if len(ids) != source.count:
+        raise IndexCorruptError(f"The corpus streamed {len(ids):,} rows but says it holds {source.count:,}: reopen or rebuild it.")
+    if forget:
+        cache.forget_keys(set(keys))
+    vectors = np.empty((len(ids), encoder.dim), dtype=np.float32)
     found = cache.fill(keys, vectors)
     first_row: dict[bytes, int] = {}
     for row in np.flatnonzero(~found).tolist():
         first_row.setdefault(keys[row], row)
-    missing = list(first_row.values())
-    size = embed_chunk_size()
-    done = len(texts) - len(missing)
+    wanted = np.zeros(len(ids), dtype=bool)
+    wanted[list(first_row.values())] = True
+    total, done = len(ids), len(ids) - len(first_row)
     if progress:
-        progress("embed", done, len(texts))
-    for start in range(0, len(missing), size):
-        rows = missing[start:start + size]
-        chunk = encoder.encode([texts[row] for row in rows])
-        cache.add([keys[row] for row in rows], chunk)
-        vectors[rows] = chunk
-        done += len(rows)
+        progress("embed", done, total)
+    size = embed_chunk_size()
+    chunk_rows: list[int] = []
+    chunk_texts: list[str] = []
+
+    def encode_chunk() -> None:
+        nonlocal done
+        chunk = encoder.encode(chunk_texts)
+        check_finite_vectors(chunk, encoder.name)
+        cache.add([keys[row] for row in chunk_rows], chunk)
+        vectors[chunk_rows] = chunk
+        done += len(chunk_rows)
+        chunk_rows.clear()
+        chunk_texts.clear()
         if progress:
-            progress("embed", done, len(texts))
-    if missing:  # repeated texts take the vector of their first occurrence
-        duplicates = np.flatnonzero(~found)
-        source = np.array([first_row[keys[row]] for row in duplicates.tolist()], dtype=np.int64)
-        vectors[duplicates] = vectors[source]
-    return vectors, int(found.sum())
+            progress("embed", done, total)
+
+    if first_row:
+        for row, (_, text) in enumerate(source.stream()):
+            if row >= total or (wanted[row] and text_key(text) != keys[row]):
+                raise IndexCorruptError(f"The corpus changed while it was embedded (row {row}): build again.")
+            if wanted[row]:
+                chunk_rows.append(row)
+                chunk_texts.append(text)
+                if len(chunk_rows) == size or done + len(chunk_rows) == total:
+                    encode_chunk()
+                if done == total:  # the rest is in the cache: no need to read it
+                    break
+        if done != total:
+            raise IndexCorruptError("The corpus changed while it was embedded (rows went missing): build again.")
+        duplicates = np.flatnonzero(~found & ~wanted)  # repeated texts take the vector of their first occurrence
+        source_rows = np.array([first_row[keys[row]] for row in duplicates.tolist()], dtype=np.int64)
+        vectors[duplicates] = vectors[source_rows]
+    return ids, vectors, int(found.sum())
 
 
 def remember_vectors(workspace: Workspace, encoder: Encoder, texts: Sequence[str], vectors: np.ndarray,
@@ -490,6 +562,7 @@ def remember_vectors(workspace: Workspace, encoder: Encoder, texts: Sequence[str
     a later single-process build of any dataset sharing these texts encodes none of them. ``replace``
     (a rebuild) first drops the texts' cached vectors, as ``open_vector_index(..., rebuild=True)`` does.
     """
+    check_finite_vectors(vectors, encoder.name)
     cache = EmbeddingCache.for_encoder(workspace, encoder)
     if replace:
         cache.forget(texts)
@@ -518,61 +591,91 @@ def _drop_damaged(db, workspace: Workspace, name: str) -> None:
         shutil.rmtree(workspace.vectors_dir / f"{name}.lance", ignore_errors=True)
 
 
-def _open_or_build(workspace: Workspace, name: str, ids: Sequence[str], texts: Sequence[str], encoder: Encoder,
-                   what: str, rebuild: bool, progress: ItemProgress | None):
+def _verify_written(db, name: str, ids: Sequence[str], vectors: np.ndarray, expected: dict):
+    """The table just written, compared batch by batch with the matrix it was written from (no second matrix)."""
+    try:
+        table = db.open_table(name)
+        meta = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
+        if any(meta.get(key) != value for key, value in expected.items()) or table.count_rows() != len(ids):
+            raise IndexCorruptError(f"Vector table {name} was not written as asked.")
+        start = 0
+        for batch in table.to_lance().to_batches(columns=["row", "id", "vector"], batch_size=READ_BATCH_ROWS, scan_in_order=True):
+            stop = start + batch.num_rows
+            part = batch.column("vector").flatten().to_numpy(zero_copy_only=False).reshape(batch.num_rows, -1)
+            if (stop > len(ids) or not np.array_equal(batch.column("row").to_numpy(), np.arange(start, stop))
+                    or batch.column("id").to_pylist() != list(ids[start:stop]) or not np.array_equal(part, vectors[start:stop])):
+                raise IndexCorruptError(f"Vector table {name} does not read back as it was written.")
+            start = stop
+        if start != len(ids):
+            raise IndexCorruptError(f"Vector table {name} does not read back as it was written.")
+        return table
+    except IndexCorruptError:
+        raise
+    except Exception as exc:  # lance raises many kinds of errors on missing or truncated files
+        raise IndexCorruptError(f"Vector table {name} cannot be read back ({type(exc).__name__}: {exc}).") from exc
+
+
+def write_table(workspace: Workspace, name: str, ids: Sequence[str], vectors: np.ndarray, expected: dict):
+    """Write (row, id, vector) as table ``name`` with ``expected`` and the checksum in its metadata, check it, and drop
+    older versions of it; the caller holds the table's lock. Returns the table, which serves ``vectors`` itself."""
     db = _connect(workspace)
-    expected = {"fingerprint": encoder.fingerprint, "count": len(ids), "dim": encoder.dim}
+    db.create_table(name, record_batches(vectors_to_arrow(ids, vectors, expected)), mode="overwrite")  # Arrow views the matrix
+    table = _verify_written(db, name, ids, vectors, expected)
+    # checkpoints of the layout before the cache (.partial/<table>/) are never reused: they carried no checksum
+    shutil.rmtree(workspace.vectors_dir / ".partial" / name, ignore_errors=True)
+    for other in table_names(db):  # older versions of this (dataset, model, backend) are dropped once the new one serves
+        if is_stale_version(other, name):
+            db.drop_table(other)
+    return table
+
+
+def _open_or_build(workspace: Workspace, name: str, source: RowSource, encoder: Encoder, what: str, rebuild: bool,
+                   progress: ItemProgress | None) -> tuple[object, np.ndarray, str, BuildReport]:
+    """The table ``name`` (opened and checked, or built from ``source``), its vectors, its checksum and a report."""
+    db = _connect(workspace)
+    expected = {"fingerprint": encoder.fingerprint, "count": source.count, "dim": encoder.dim}
     started = time.perf_counter()
     if not rebuild and name in table_names(db):
         try:
-            table, vectors, _ = read_checked_table(db, name, expected)
-            return table, vectors, BuildReport(what, True, time.perf_counter() - started, len(ids))
+            table, vectors, ids = read_checked_table(db, name, expected)
+            return table, vectors, table_checksum(table, ids, vectors), BuildReport(what, True, time.perf_counter() - started, source.count)
         except IndexCorruptError:
             pass
     with workspace.lock(name):
         db = _connect(workspace)
         if not rebuild and name in table_names(db):
             try:
-                table, vectors, _ = read_checked_table(db, name, expected)
-                return table, vectors, BuildReport(what, True, time.perf_counter() - started, len(ids))
+                table, vectors, ids = read_checked_table(db, name, expected)
+                return table, vectors, table_checksum(table, ids, vectors), BuildReport(what, True, time.perf_counter() - started, source.count)
             except IndexCorruptError:
                 _drop_damaged(db, workspace, name)
         cache = EmbeddingCache.for_encoder(workspace, encoder)
-        if rebuild:  # a rebuild means "compute again": this table's texts leave the cache first
-            cache.forget(texts)
-        vectors, cached = _embed_resumable(texts, encoder, cache, progress)
+        # a rebuild means "compute again": this table's texts leave the cache first
+        ids, vectors, cached = _embed_streamed(source, encoder, cache, progress, forget=rebuild)
         if progress:
             progress("store", 0, len(ids))
-        table = db.create_table(name, record_batches(vectors_to_arrow(ids, vectors, expected)), mode="overwrite")
-        if len(ids) > ANN_THRESHOLD:
-            table.create_index(metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)
-        table, vectors, _ = read_checked_table(db, name, expected)
+        table = write_table(workspace, name, ids, vectors, expected)
         if progress:
             progress("store", len(ids), len(ids))
-        # checkpoints of the layout before the cache (.partial/<table>/) are never reused: they carried no checksum
-        shutil.rmtree(workspace.vectors_dir / ".partial" / name, ignore_errors=True)
-        for other in table_names(db):  # older versions of this (dataset, model, backend) are dropped once the new one serves
-            if is_stale_version(other, name):
-                db.drop_table(other)
-    return table, vectors, BuildReport(what, False, time.perf_counter() - started, len(ids), cached=cached)
+    return table, vectors, table_checksum(table, ids, vectors), BuildReport(what, False, time.perf_counter() - started, len(ids), cached=cached)
 
 
-def open_vector_index(workspace: Workspace, dataset: Dataset, encoder: Encoder, rebuild: bool = False,
+def open_vector_index(workspace: Workspace, dataset: Corpus, encoder: Encoder, rebuild: bool = False,
                       progress: ItemProgress | None = None) -> tuple[VectorIndex, BuildReport]:
-    """The corpus embeddings of ``dataset`` under ``encoder``, computed once and then reused."""
+    """The corpus embeddings of ``dataset`` (any ``Corpus``: a Dataset or a CorpusStore) under ``encoder``, computed
+    once and then reused; the corpus is streamed, never held."""
     name = corpus_table_name(dataset, encoder)
-    table, vectors, report = _open_or_build(workspace, name, [d.id for d in dataset.documents],
-                                            [d.full_text for d in dataset.documents], encoder,
-                                            f"embeddings ({encoder.name}) for {dataset.name}", rebuild, progress)
-    return VectorIndex(table, vectors), report
+    table, vectors, checksum, report = _open_or_build(workspace, name, RowSource.of_corpus(dataset), encoder,
+                                                      f"embeddings ({encoder.name}) for {dataset.name}", rebuild, progress)
+    return VectorIndex(table, vectors, checksum), report
 
 
 def benchmark_query_vectors(workspace: Workspace, dataset: Dataset, encoder: Encoder,
                             progress: ItemProgress | None = None) -> tuple[dict[str, int], np.ndarray, BuildReport]:
     """Embeddings of all benchmark queries (cached in LanceDB): query id -> row, and the matrix."""
     name = query_table_name(dataset, encoder)
-    _, vectors, report = _open_or_build(workspace, name, [q.id for q in dataset.queries], [q.text for q in dataset.queries],
-                                        encoder, f"query embeddings ({encoder.name}) for {dataset.name}", False, progress)
+    _, vectors, _, report = _open_or_build(workspace, name, RowSource.of_pairs([(q.id, q.text) for q in dataset.queries]),
+                                           encoder, f"query embeddings ({encoder.name}) for {dataset.name}", False, progress)
     return {q.id: row for row, q in enumerate(dataset.queries)}, vectors, report
 
 
@@ -590,11 +693,11 @@ def open_current_corpus_table(workspace: Workspace, dataset: Dataset, encoder: E
     if name not in table_names(db):
         return None
     try:
-        table, vectors, _ = read_checked_table(db, name, {"fingerprint": encoder.fingerprint, "count": len(dataset.documents),
-                                                          "dim": encoder.dim})
+        table, vectors, ids = read_checked_table(db, name, {"fingerprint": encoder.fingerprint, "count": len(dataset.documents),
+                                                            "dim": encoder.dim})
     except IndexCorruptError:
         return None
-    return VectorIndex(table, vectors)
+    return VectorIndex(table, vectors, table_checksum(table, ids, vectors))
 
 
 def adopt_corpus_table(workspace: Workspace, dataset: Dataset, encoder: Encoder, staged: Path,
@@ -602,38 +705,43 @@ def adopt_corpus_table(workspace: Workspace, dataset: Dataset, encoder: Encoder,
     """Make a Lance dataset of (row, id, vector) written elsewhere the corpus table of (dataset, encoder).
 
     The staged dataset must hold every row exactly once with the corpus ids; it is stamped with the
-    metadata and checksum the engine verifies, given the ANN index when the corpus is large, and moved
-    into place by a rename, so until then the previous table keeps serving.
+    metadata and checksum the engine verifies, and moved into place by a rename, so until then the previous
+    table keeps serving.
     """
     import lance
 
     started = time.perf_counter() if started is None else started
     name = corpus_table_name(dataset, encoder)
-    ids = [d.id for d in dataset.documents]
+    ids = list(getattr(dataset, "doc_ids", None) or [d.id for d in dataset.iter_documents()])
     expected = {"fingerprint": encoder.fingerprint, "count": len(ids), "dim": encoder.dim}
     staged_dataset = lance.dataset(str(staged))
-    data = staged_dataset.to_table(columns=["row", "id", "vector"]).sort_by("row")
-    if data.num_rows != len(ids) or not np.array_equal(data["row"].to_numpy(), np.arange(len(ids))):
-        raise IndexCorruptError(f"The staged table {staged} holds {data.num_rows} rows, not each of the corpus's "
-                                f"{len(ids)} rows once.")
-    if data["id"].to_pylist() != ids:
-        raise IndexCorruptError(f"The staged table {staged} has ids that do not match the corpus rows.")
-    if data.schema.field("vector").type.list_size != expected["dim"]:
+    if staged_dataset.schema.field("vector").type.list_size != expected["dim"]:
         raise IndexCorruptError(f"The staged table {staged} has vectors of the wrong dimension.")
-    vectors = np.concatenate([chunk.flatten().to_numpy(zero_copy_only=False) for chunk in data["vector"].chunks])
-    vectors = vectors.reshape(len(ids), expected["dim"]).astype(np.float32, copy=False)
-    del data
+    # read batch by batch into the one matrix, each row at its row number (Ray writes blocks in any order)
+    vectors = np.empty((len(ids), expected["dim"]), dtype=np.float32)
+    seen = np.zeros(len(ids), dtype=bool)
+    for batch in staged_dataset.to_batches(columns=["row", "id", "vector"], batch_size=READ_BATCH_ROWS):
+        rows = batch.column("row").to_numpy()
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(ids) or seen[rows].any() or len(np.unique(rows)) != len(rows)):
+            raise IndexCorruptError(f"The staged table {staged} holds rows outside the corpus's {len(ids)} or some twice, "
+                                    f"not each row once.")
+        if batch.column("id").to_pylist() != [ids[row] for row in rows.tolist()]:
+            raise IndexCorruptError(f"The staged table {staged} has ids that do not match the corpus rows.")
+        vectors[rows] = batch.column("vector").flatten().to_numpy(zero_copy_only=False).reshape(len(rows), expected["dim"])
+        seen[rows] = True
+    if not seen.all():
+        raise IndexCorruptError(f"The staged table {staged} holds {int(seen.sum())} of the corpus's {len(ids)} rows, "
+                                f"not each row once.")
+    check_finite_vectors(vectors, encoder.name)
     staged_dataset.update_schema_metadata({META_KEY.decode(): json.dumps({**expected, "checksum": _checksum(ids, vectors)})})
-    if len(ids) > ANN_THRESHOLD:
-        lancedb.connect(str(staged.parent)).open_table(staged.name.removesuffix(".lance")).create_index(
-            metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE)
+    del vectors  # read back below, checksum verified: one matrix at a time
     target = workspace.vectors_dir / f"{name}.lance"
     with workspace.lock(name):
         replace_folder(staged, target)  # a rebuild: the old table steps aside only once the new one is complete
         db = _connect(workspace)
-        table, vectors, _ = read_checked_table(db, name, expected)
+        table, vectors, ids = read_checked_table(db, name, expected)
         for other in table_names(db):  # as after a single-process build: older versions of this (dataset, model, backend) go
             if is_stale_version(other, name):
                 db.drop_table(other)
-    return VectorIndex(table, vectors), BuildReport(f"embeddings ({encoder.name}) for {dataset.name}", False,
-                                                    time.perf_counter() - started, len(ids))
+    report = BuildReport(f"embeddings ({encoder.name}) for {dataset.name}", False, time.perf_counter() - started, len(ids))
+    return VectorIndex(table, vectors, table_checksum(table, ids, vectors)), report

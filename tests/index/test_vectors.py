@@ -48,31 +48,48 @@ def test_dense_search_equals_a_flat_inner_product(session_workspace, csn_mini):
     assert rows[csn_mini.queries[0].id] == 0
 
 
-def test_ann_search_re_scores_its_candidates_exactly(tmp_path):
-    """The ANN path: a real lance index proposes candidates, exact cosines order them (as the flat search)."""
-    from core.index.vectors import ANN_INDEX_TYPE, VectorIndex
+class StreamedCorpus:
+    """A Corpus that only streams (as a CorpusStore does): no documents to index, and each stream counted."""
 
-    rng = np.random.default_rng(7)
-    centres = rng.normal(size=(20, 32))
-    vectors = centres[rng.integers(0, 20, 4000)] + 0.05 * rng.normal(size=(4000, 32))  # near neighbours, as in real corpora
-    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-    table = lancedb.connect(str(tmp_path)).create_table("v", [{"row": i, "vector": v.tolist()} for i, v in enumerate(vectors)])
-    table.create_index(metric="dot", vector_column_name="vector", index_type=ANN_INDEX_TYPE, num_partitions=4)
-    index = VectorIndex(table, vectors)
-    index.uses_ann = True  # the product switches at ANN_THRESHOLD documents; this corpus is small to keep the test fast
-    queries = vectors[:25] + 0.01
-    hits = index.search(queries, 10)
-    exact = top_k(queries @ vectors.T, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(hits.rows, exact.rows)])
-    assert recall >= 0.95
-    for rows, scores, query in zip(hits.rows, hits.scores, queries):
-        assert np.allclose(scores, vectors[rows] @ query, atol=1e-5)  # exact cosines, not quantised distances
-        assert np.all(np.diff(scores) <= 1e-7)  # best first
-    assert index.search(queries[:0], 10).rows.shape[0] == 0
-    whole = index.search(queries[:2], 10_000)  # more than the corpus: capped, every document ranked exactly
-    assert whole.rows.shape == (2, 4000)
-    assert all(sorted(row) == list(range(4000)) for row in whole.rows.tolist())
-    assert np.allclose(whole.scores, np.take_along_axis(queries[:2] @ vectors.T, whole.rows, axis=1), atol=1e-5)
+    def __init__(self, dataset: Dataset):
+        self._dataset = dataset
+        self.streams = 0
+
+    name = property(lambda self: self._dataset.name)
+    corpus_hash = property(lambda self: self._dataset.corpus_hash)
+    num_docs = property(lambda self: len(self._dataset.documents))
+
+    def iter_documents(self):
+        self.streams += 1
+        return iter(self._dataset.documents)
+
+
+def test_a_streamed_corpus_builds_the_table_a_loaded_dataset_opens_encoding_only_what_the_cache_lacks(workspace, csn_mini):
+    counting = CountingEncoder(load_encoder("minilm", workspace))
+    half = Dataset("stream-half", csn_mini.documents[:150], (), csn_mini.qrels)
+    open_vector_index(workspace, half, counting)  # the first 150 texts enter the embedding cache
+    streamed = StreamedCorpus(replace(csn_mini, name="stream-all"))
+    counting.encoded = 0
+    built, report = open_vector_index(workspace, streamed, counting)
+    assert not report.reused and report.cached == 150 and counting.encoded == len(csn_mini.documents) - 150
+    assert streamed.streams == 2  # ids and text keys first, then the texts the cache lacks
+    reference = load_encoder("minilm", workspace).encode([d.full_text for d in csn_mini.documents[150:]])
+    assert np.allclose(built.vectors[150:], reference, atol=1e-5)
+    opened, again = open_vector_index(workspace, replace(csn_mini, name="stream-all"), counting)  # the loaded dataset
+    assert again.reused and np.array_equal(opened.vectors, built.vectors) and opened.checksum == built.checksum
+
+
+def test_a_corpus_store_is_embedded_into_the_table_its_dataset_opens(workspace, csn_mini, session_workspace):
+    from core.data.corpus_store import open_corpus_store
+
+    store, _ = open_corpus_store(workspace, "csn-mini", session_workspace.data_dir / "csn-mini")
+    encoder = load_encoder("minilm", workspace)
+    from_store, report = open_vector_index(workspace, store, encoder)
+    assert not report.reused
+    from_dataset, reopened = open_vector_index(workspace, csn_mini, encoder)
+    assert reopened.reused and np.array_equal(from_dataset.vectors, from_store.vectors)
+    session, _ = open_vector_index(session_workspace, csn_mini, encoder)
+    assert np.array_equal(from_store.vectors, session.vectors)
 
 
 # ---- the embedding cache: any text a model embedded is never encoded again ------------------------
