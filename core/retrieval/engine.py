@@ -27,6 +27,7 @@ from core.retrieval.profiles import (Bm25Profile, DenseProfile, HybridProfile, P
 from core.retrieval.rerankers import CrossEncoderScorer, merge_reranked, rerank_fusion
 from core.retrieval.runs import Ranking, Run
 from core.retrieval.tuning import FoldTuning, tune_by_folds
+from core.index.ann import AnnRecall, ann_search, measure_ann
 from core.index.vectors import VectorIndex, benchmark_query_vectors, corpus_table_name, open_vector_index
 from core.progress import ItemProgress, Progress, StageCounter, staged
 from core.workspace import Workspace
@@ -71,6 +72,7 @@ class Engine:
     _results: dict = field(default_factory=dict, repr=False)
     _cross_encoders: dict = field(default_factory=dict, repr=False)
     _tunings: dict = field(default_factory=dict, repr=False)
+    _ann: dict = field(default_factory=dict, repr=False)
     index_files: dict = field(default_factory=dict, repr=False)  # ("lexical", analyzer) | ("vectors", model, backend) -> (BuildReport, path)
 
     def __post_init__(self) -> None:
@@ -133,6 +135,22 @@ class Engine:
             self.index_files[("vectors", model, backend)] = (report, self.workspace.vectors_dir / f"{table}.lance")
         return self._vectors[key]
 
+    def ann(self, name: str) -> AnnRecall:
+        """The ANN index dense profile ``name`` asks for (built on first use) and its recall@100 against exact search
+        over the judged queries (measured once per index and search settings, kept beside the table)."""
+        profile = self.profile(name)
+        settings = profile.ann_settings()
+        key = (profile.model, profile.backend, settings)
+        if key not in self._ann:
+            index = self.vectors(profile.model, profile.backend)
+            judged = list(self.dataset.judged_queries)
+            query_vectors = self.query_vectors(profile.model, profile.backend, judged)
+            counter = self._stage(f"ANN index ({settings.kind}, {profile.model}): building, measuring recall", 1, "indexes")
+            counter(0)
+            self._ann[key] = measure_ann(self.workspace, index, settings, query_vectors)
+            counter(1)
+        return self._ann[key]
+
     def query_vectors(self, model: str, backend: str, queries: Sequence[Query]) -> np.ndarray:
         """Query embeddings: benchmark queries from their LanceDB cache, others encoded (and kept in memory)."""
         key = (model, backend)
@@ -175,9 +193,12 @@ class Engine:
             hits = [Hits(f.rows, f.scores.astype(np.float64)) for f in found]  # already in trec order (self._tiebreak)
         elif isinstance(profile, DenseProfile):
             index = self.vectors(profile.model, profile.backend)
+            settings = profile.ann_settings()  # None: exact search, the default
+            if settings is not None:
+                self.ann(name)  # the index built and its recall measured before the clock starts
             started = time.perf_counter()
             vectors = self.query_vectors(profile.model, profile.backend, queries)
-            found = index.search(vectors, depth)
+            found = index.search(vectors, depth) if settings is None else ann_search(index, vectors, depth, settings)
             hits = [Hits(found.rows[i], found.scores[i].astype(np.float64)) for i in range(len(queries))]
         elif isinstance(profile, HybridProfile):
             members = [self._retrieve(member, queries, max(profile.candidate_depth, depth)) for member in profile.members]
@@ -291,6 +312,10 @@ class Engine:
         tuning = self.tuning_record(name, queries)
         if tuning:
             meta["tuning"] = tuning
+        ann = {dependency: self.ann(dependency).as_meta() for dependency in dependencies(self.profiles, name)
+               if isinstance(self.profiles[dependency], DenseProfile) and self.profiles[dependency].ann_settings() is not None}
+        if ann:  # every ANN profile the run went through, with its index and recall@100 against exact search
+            meta["ann"] = ann
         return Run(name, rankings, self.dataset.name, profile_to_dict(profile), meta)
 
     def search(self, name: str, text: str, depth: int = DEFAULT_DEPTH) -> SearchResult:
@@ -323,6 +348,8 @@ class Engine:
                 self.lexical(profile.analyzer)
             elif isinstance(profile, DenseProfile):
                 self._warm_model(profile.model, profile.backend)
+                if profile.ann_settings() is not None:
+                    self.ann(name)
             elif isinstance(profile, HybridProfile):
                 self.warm(profile.members)
             elif isinstance(profile, RerankProfile):

@@ -111,8 +111,6 @@ def test_a_dense_profile_searches_exactly_unless_it_asks_for_ann():
 
 
 def test_an_ann_run_records_its_index_and_recall_in_its_meta(tmp_path, session_workspace, csn_mini):
-    if not hasattr(Engine, "ann"):
-        pytest.skip("the engine does not run ANN profiles yet (core/retrieval/engine.py wiring)")
     workspace = Workspace.open(tmp_path / "ws", session_workspace.data_dir)
     profiles = {**default_profiles(), "dense-ann": replace(DenseProfile("dense-ann"), search="ann", ann_index="ivf_pq",
                                                            nprobes=1, refine=1)}
