@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import re
 import shutil
 import statistics
 import subprocess
@@ -25,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data.distractors import synthetic_texts  # the generator grow-corpus uses; re-exported for parts 13, 15
 from bench.common import Measure, Target, current_rss_bytes, fmt_bytes, peak_rss_bytes, percentile
 
 BASE_SET, QUERY_SET = "csn-python-code2doc", "cosqa"
@@ -32,8 +31,6 @@ NOISE = 0.03  # per-dimension sigma: a variant keeps cosine ~0.9 to the real emb
 CHUNK = 65_536
 DEPTH = 100
 NPROBES = (20, 64, 128)
-SUFFIXES = ("if needed", "for the given input", "in place", "(deprecated)", "with caching", "as a list", "or None",
-            "for each item", "and return it", "from the config", "without copying", "in the background")
 SYNTHETIC_NOTE = ("synthetic corpus: real csn-python-code2doc docstrings repeated with word swaps, suffixes and numbered "
                   "identifiers; vectors are real MiniLM embeddings + Gaussian noise (sigma 0.03/dim), renormalised, "
                   "not model embeddings of the synthetic text")
@@ -44,23 +41,6 @@ def part8_ann():
     from core.index.ann import AnnSettings
 
     return AnnSettings("ivf_flat", nprobes=20, refine=2)
-
-
-def synthetic_texts(base: Sequence[str], size: int, seed: int = 20261122) -> Iterator[str]:
-    """``size`` docstrings: the real ones first, then variants of them, each variant different."""
-    rng = random.Random(seed)
-    vocabulary = sorted({w.lower() for text in base for w in re.findall(r"[A-Za-z]{3,}", text)})
-    for row in range(size):
-        text, variant = base[row % len(base)], row // len(base)
-        if variant == 0:
-            yield text
-            continue
-        words = text.split()
-        if len(words) > 2:
-            at = rng.randrange(len(words) - 1)
-            words[at], words[at + 1] = words[at + 1], words[at]
-        identifier = f"{rng.choice(vocabulary)}_{rng.choice(vocabulary)}_{variant}"
-        yield " ".join(words + [rng.choice(SUFFIXES), "using", identifier])
 
 
 def synthetic_vectors(base: np.ndarray, size: int, seed: int = 20261122) -> np.ndarray:
