@@ -135,14 +135,16 @@ class Dataset:
         """Document id -> row number (the order indexes store documents in)."""
         return {doc_id: row for row, doc_id in enumerate(self.doc_ids)}
 
+    def documents_at(self, rows: Iterable[int]) -> list[Document]:
+        """The documents at these rows, in the order asked, read in one go from a stored corpus."""
+        take = getattr(self.documents, "take", None)
+        return take(rows) if callable(take) else [self.documents[row] for row in rows]
+
     def documents_for(self, doc_ids: Iterable[str]) -> dict[str, Document]:
         """The documents with these ids (unknown ids left out), read in one go: what a page showing many hits asks."""
         index = self.doc_index
         wanted = list(dict.fromkeys(d for d in doc_ids if d in index))
-        take = getattr(self.documents, "take", None)
-        rows = [index[d] for d in wanted]
-        found = take(rows) if callable(take) else [self.documents[row] for row in rows]
-        return dict(zip(wanted, found))
+        return dict(zip(wanted, self.documents_at([index[d] for d in wanted])))
 
     @cached_property
     def query_index(self) -> dict[str, int]:

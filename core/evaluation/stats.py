@@ -72,7 +72,7 @@ def shown_documents(dataset: Dataset, limit: int = MAX_SHOWN_DOCUMENTS, spread: 
     if not spread:
         return list(dataset.documents[:limit])
     rows = np.unique(np.linspace(0, len(dataset.documents) - 1, limit).round().astype(np.int64))
-    return list(dataset.documents_for(dataset.doc_ids[row] for row in rows.tolist()).values())
+    return dataset.documents_at(rows.tolist())
 
 
 def is_sampled(dataset: Dataset, limit: int = MAX_SHOWN_DOCUMENTS) -> bool:

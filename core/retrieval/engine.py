@@ -85,9 +85,7 @@ class Engine:
 
     def _texts(self, rows: Sequence[int]) -> list[str]:
         """The indexed text (title and text) of these rows: read by row from a stored corpus, never all at once."""
-        take = getattr(self.dataset.documents, "take", None)
-        documents = take(rows) if callable(take) else [self.dataset.documents[row] for row in rows]
-        return [document.full_text for document in documents]
+        return [document.full_text for document in self.dataset.documents_at(rows)]
 
     # ---- resources ---------------------------------------------------------------------------
     def _report(self, stage_names: dict[str, str], unit: str = "documents") -> ItemProgress | None:
