@@ -103,12 +103,13 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def high_water_rss_bytes() -> int:
-    """Peak RSS of this process image (VmHWM): unlike ru_maxrss, it does not carry over the parent's size from fork."""
-    for line in Path("/proc/self/status").read_text().splitlines():
+def high_water_rss_bytes(pid: int | str = "self") -> int:
+    """Peak RSS of a process image (VmHWM; this one by default): unlike ru_maxrss, it does not carry over the parent's
+    size from fork."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
-    raise OSError("no VmHWM in /proc/self/status (Linux only)")
+    raise OSError(f"no VmHWM in /proc/{pid}/status (Linux only)")
 
 
 def current_rss_bytes() -> int:

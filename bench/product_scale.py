@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import Measure, Target, fmt_bytes, percentile
+from bench.common import Measure, Target, fmt_bytes, high_water_rss_bytes, percentile
 from core.workspace import Workspace
 
 BASE_SET = "csn-python-code2doc"
@@ -108,13 +108,6 @@ def _click_to_render(page, title: str) -> float:
     return time.perf_counter() - started
 
 
-def _peak_rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 def measure_pages(workspace: Workspace, name: str, log: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
@@ -133,7 +126,7 @@ def measure_pages(workspace: Workspace, name: str, log: Path) -> dict:
             rounds = [{title: _click_to_render(page, title) for title in PAGES} for _ in range(2)]
             errors = page.locator('[data-testid="stException"], [data-testid="stAlertContentError"]').count()
             browser.close()
-        return {"first_load_s": first_load, "rounds": rounds, "errors": errors, "server_peak_rss": _peak_rss(process.pid)}
+        return {"first_load_s": first_load, "rounds": rounds, "errors": errors, "server_peak_rss": high_water_rss_bytes(process.pid)}
     finally:
         server.stop_server(process)
 
