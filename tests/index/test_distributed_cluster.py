@@ -22,7 +22,7 @@ import pytest
 
 from core.data.corpus_store import open_corpus_store
 from core.index.distributed import RayOptions, embed_corpus
-from core.index.encoders import load_encoder, resolve_model
+from core.index.encoders import load_encoder
 from core.index.vectors import open_vector_index
 from core.workspace import PROJECT_ROOT, Workspace
 
@@ -33,20 +33,10 @@ ACTOR_TITLE = b"MapBatches(Embedder)"  # Ray names an actor's process after the 
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory):
     """A sentence-transformers model of one 32-wide BERT layer (random weights, MiniLM's tokenizer), saved to a folder."""
-    import torch
-    from sentence_transformers import SentenceTransformer, models
-    from transformers import BertConfig, BertModel
+    from bench.ray_driver import build_stand_in_model  # the stand-in the driver-memory benchmark measures with
 
-    folder = tmp_path_factory.mktemp("tiny-encoder")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64)).save_pretrained(folder / "bert")
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        if (resolve_model("minilm") / name).is_file():
-            shutil.copy(resolve_model("minilm") / name, folder / "bert" / name)
-    SentenceTransformer(modules=[models.Transformer(str(folder / "bert"), max_seq_length=64), models.Pooling(32)]).save(
-        str(folder / "model"))
-    return load_encoder(str(folder / "model"))  # a folder path is a model name every node can load
+    folder = build_stand_in_model(tmp_path_factory.mktemp("tiny-encoder"))
+    return load_encoder(str(folder))  # a folder path is a model name every node can load
 
 
 @pytest.fixture(scope="module")
